@@ -1,0 +1,264 @@
+"""Datasets: one in-memory shape for every source, the folder format, and the leave-one-out split.
+
+Every source (the embedded MovieLens-100K, the official Amazon 2014 files, a "sequences + items"
+folder) becomes a :class:`Dataset`: an item table with one text per item and, per user, the items
+in time order. Everything downstream (tokenizer, training, evaluation) reads only this shape.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from diffgrm.errors import DiffGRMError
+from diffgrm.text import item_text
+
+MIN_SEQUENCE = 3
+"""Shortest usable user sequence: one training item, a validation target and a test target."""
+
+MAX_HISTORY = 50
+"""Histories are truncated to their last 50 items (method.md section 5)."""
+
+NAMED_DATASETS = ("movielens-100k", "amazon-beauty", "amazon-sports", "amazon-toys")
+
+
+@dataclass
+class Dataset:
+    """Items (``item_id``, ``title``, ``text``; row i is item index i) and per-user sequences.
+
+    ``sequences[u]`` holds item indices in time order, oldest first. Users whose sequence was
+    shorter than :data:`MIN_SEQUENCE` are not in ``users``; ``skipped_users`` counts them.
+    """
+
+    name: str
+    items: pd.DataFrame
+    users: list[str]
+    sequences: list[np.ndarray]
+    skipped_users: int = 0
+    source: str = ""
+
+    @property
+    def n_items(self) -> int:
+        return len(self.items)
+
+    @property
+    def n_users(self) -> int:
+        return len(self.users)
+
+    @property
+    def n_interactions(self) -> int:
+        return int(sum(len(s) for s in self.sequences))
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "source": self.source,
+            "n_users": self.n_users,
+            "n_items": self.n_items,
+            "n_interactions": self.n_interactions,
+            "skipped_users": self.skipped_users,
+        }
+
+
+def build_dataset(
+    name: str,
+    items: Iterable[dict],
+    sequences: Iterable[tuple[str, Sequence[str]]],
+    *,
+    source: str = "",
+) -> Dataset:
+    """Validate raw records and index them.
+
+    ``items`` are dicts with ``item_id`` and any of the text fields of :func:`diffgrm.text.item_text`
+    (or a ready ``text``); ``sequences`` are ``(user_id, [item_id, ...])`` in time order.
+    Raises :class:`DiffGRMError` for duplicate ids, unknown items and items without any text;
+    users with fewer than :data:`MIN_SEQUENCE` items are skipped and counted.
+    """
+    ids: list[str] = []
+    titles: list[str] = []
+    texts: list[str] = []
+    index: dict[str, int] = {}
+    no_text: list[str] = []
+    for rec in items:
+        iid = str(rec["item_id"])
+        if iid in index:
+            raise DiffGRMError(f"item {iid!r} appears twice in the item table")
+        text = rec.get("text") or item_text(rec)
+        if not text:
+            no_text.append(iid)
+        index[iid] = len(ids)
+        ids.append(iid)
+        titles.append(str(rec.get("title") or "").strip() or iid)
+        texts.append(text)
+    if not ids:
+        raise DiffGRMError(f"dataset {name!r} has no items")
+    if no_text:
+        raise DiffGRMError(
+            f"{len(no_text)} item(s) have no text at all (no title, category or other field), "
+            f"e.g. {no_text[0]!r}; give every item at least one text field"
+        )
+
+    users: list[str] = []
+    seqs: list[np.ndarray] = []
+    seen: set[str] = set()
+    skipped = 0
+    for user, seq in sequences:
+        user = str(user)
+        if user in seen:
+            raise DiffGRMError(f"user {user!r} has more than one sequence")
+        seen.add(user)
+        try:
+            idx = np.fromiter((index[str(i)] for i in seq), dtype=np.int64)
+        except KeyError as exc:
+            raise DiffGRMError(f"user {user!r}: item {exc.args[0]!r} is not in the item table") from None
+        if len(idx) < MIN_SEQUENCE:
+            skipped += 1
+            continue
+        users.append(user)
+        seqs.append(idx)
+    if not users:
+        raise DiffGRMError(
+            f"dataset {name!r} has no user with at least {MIN_SEQUENCE} items ({skipped} skipped)"
+        )
+    table = pd.DataFrame({"item_id": ids, "title": titles, "text": texts})
+    return Dataset(name=name, items=table, users=users, sequences=seqs, skipped_users=skipped, source=source)
+
+
+# --------------------------------------------------------------------------- folder format
+
+
+def read_folder(path: str | Path, name: str | None = None) -> Dataset:
+    """Read a "sequences + items" folder (the bring-your-own-data format).
+
+    ``user_sequence.txt``: one line per user, ``user_id item_id item_id ...`` (whitespace
+    separated, oldest first). ``items.jsonl``: one JSON object per item with an ``item_id`` (or
+    ``asin``) and text fields among ``title``, ``year``, ``price``, ``brand``, ``categories``,
+    ``genres``, ``description`` (or a ready ``text``).
+    """
+    folder = Path(path)
+    if not folder.is_dir():
+        raise DiffGRMError(f"{folder} is not a folder (expected user_sequence.txt and items.jsonl)")
+    seq_file, item_file = folder / "user_sequence.txt", folder / "items.jsonl"
+    for f in (seq_file, item_file):
+        if not f.is_file():
+            raise DiffGRMError(f"missing file {f}")
+    items = list(_read_items_jsonl(item_file))
+    known = {rec["item_id"] for rec in items}
+    sequences = []
+    with open(seq_file, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            parts = line.split()
+            if not parts:
+                continue
+            for iid in parts[1:]:
+                if iid not in known:
+                    raise DiffGRMError(f"{seq_file}:{lineno}: item {iid!r} is not in {item_file.name}")
+            sequences.append((parts[0], parts[1:]))
+    return build_dataset(name or folder.name, items, sequences, source=str(folder))
+
+
+def _read_items_jsonl(path: Path) -> Iterable[dict]:
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DiffGRMError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
+            if not isinstance(rec, dict):
+                raise DiffGRMError(f"{path}:{lineno}: expected a JSON object")
+            iid = rec.get("item_id", rec.get("asin"))
+            if iid is None:
+                raise DiffGRMError(f"{path}:{lineno}: the item has no 'item_id' (or 'asin') field")
+            yield {**rec, "item_id": str(iid)}
+
+
+def write_folder(dataset: Dataset, path: str | Path) -> Path:
+    """Write a dataset in the folder format (item text goes in ``text``)."""
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    ids = dataset.items["item_id"].tolist()
+    with open(folder / "user_sequence.txt", "w", encoding="utf-8") as fh:
+        for user, seq in zip(dataset.users, dataset.sequences):
+            fh.write(" ".join([user, *(ids[i] for i in seq)]) + "\n")
+    with open(folder / "items.jsonl", "w", encoding="utf-8") as fh:
+        for row in dataset.items.itertuples(index=False):
+            fh.write(json.dumps({"item_id": row.item_id, "title": row.title, "text": row.text}) + "\n")
+    return folder
+
+
+def load_dataset(name_or_folder: str | Path, *, raw_dir: str | Path | None = None, download: bool = True) -> Dataset:
+    """A named dataset (see :data:`NAMED_DATASETS`) or a "sequences + items" folder."""
+    from diffgrm import sources
+
+    key = str(name_or_folder)
+    if key == "movielens-100k":
+        return sources.load_movielens_100k()
+    if key in sources.AMAZON_CATEGORIES:
+        return sources.load_amazon(key, raw_dir=raw_dir, download=download)
+    if Path(key).is_dir():
+        return read_folder(key)
+    raise DiffGRMError(
+        f"unknown dataset {key!r}: not a folder, and not one of {', '.join(NAMED_DATASETS)}"
+    )
+
+
+# --------------------------------------------------------------------------- split
+
+
+@dataclass
+class Samples:
+    """(history, target) pairs of one split; ``users[i]`` is the user row the pair came from."""
+
+    histories: list[np.ndarray]
+    targets: np.ndarray
+    users: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+
+def leave_one_out(
+    sequences: Sequence[np.ndarray], *, max_history: int = MAX_HISTORY, min_history: int = 2
+) -> dict[str, Samples]:
+    """The protocol of method.md section 5.
+
+    For a sequence ``s`` of length L: test = (``s[:L-1]``, ``s[L-1]``), valid = (``s[:L-2]``,
+    ``s[L-2]``); training samples are every prefix of the training part ``s[:L-2]`` with at least
+    ``min_history`` history items, predicting the next training item. Histories keep their last
+    ``max_history`` items.
+    """
+    out: dict[str, tuple[list, list, list]] = {k: ([], [], []) for k in ("train", "valid", "test")}
+
+    def add(split: str, u: int, hist: np.ndarray, target: int) -> None:
+        h, t, us = out[split]
+        h.append(hist[-max_history:])
+        t.append(int(target))
+        us.append(u)
+
+    for u, seq in enumerate(sequences):
+        n = len(seq)
+        if n < MIN_SEQUENCE:
+            raise DiffGRMError(f"sequence {u} has {n} items; leave-one-out needs at least {MIN_SEQUENCE}")
+        add("test", u, seq[: n - 1], seq[n - 1])
+        add("valid", u, seq[: n - 2], seq[n - 2])
+        for j in range(min_history, n - 2):
+            add("train", u, seq[:j], seq[j])
+    return {
+        k: Samples(histories=h, targets=np.asarray(t, dtype=np.int64), users=np.asarray(us, dtype=np.int64))
+        for k, (h, t, us) in out.items()
+    }
+
+
+def train_items(sequences: Sequence[np.ndarray]) -> np.ndarray:
+    """Indices of the items that occur in some training part (all but the last two items)."""
+    parts = [s[:-2] for s in sequences if len(s) > 2]
+    if not parts:
+        return np.zeros(0, dtype=np.int64)
+    return np.unique(np.concatenate(parts))

@@ -1,0 +1,192 @@
+"""``diffgrm prepare``: dataset -> item text -> embeddings -> PSE catalogue -> a folder on disk.
+
+A prepared folder is everything training, evaluation and the app need, readable by people:
+
+=========================  ==========================================================
+``dataset.json``           name, source, counts, skipped users, encoder
+``items.jsonl``            one item per line in index order: item_id, title, text
+``splits/{train,valid,test}.tsv``  user, history (item indices, oldest first), target
+``sids.tsv``               each item's SID after repair and before (``raw``)
+``catalogue.safetensors``  the same codes plus the item embeddings, as arrays
+``tokenizer.*``            the fitted tokenizer (safetensors + JSON config)
+``collisions.json``        items that shared a SID before repair, and where they moved
+``tokenizer_report.json``  counts, collision rates, per-digit usage / dead codes / entropy
+=========================  ==========================================================
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from safetensors.numpy import load_file, save_file
+
+from diffgrm import __version__
+from diffgrm.config import DEFAULT_ENCODER, TokenizerConfig
+from diffgrm.data import Dataset, Samples, leave_one_out, train_items
+from diffgrm.errors import DiffGRMError
+from diffgrm.pse import Catalogue, PSETokenizer, build_catalogue, collision_groups
+from diffgrm.text import embed_texts
+
+SPLITS = ("train", "valid", "test")
+
+
+def prepare(
+    dataset: Dataset,
+    out: str | Path,
+    config: TokenizerConfig,
+    *,
+    encoder: str | None = None,
+    progress: bool = True,
+) -> dict[str, object]:
+    """Tokenize ``dataset`` and write the prepared folder; returns the tokenizer report."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    texts = dataset.items["text"].tolist()
+    embeddings = embed_texts(texts, encoder, progress=progress)
+    t_embed = time.perf_counter() - t0
+
+    train_idx = train_items(dataset.sequences)
+    t1 = time.perf_counter()
+    tokenizer = PSETokenizer(config)
+    catalogue = build_catalogue(tokenizer, embeddings, train_idx)
+    t_tok = time.perf_counter() - t1
+
+    report = {
+        "dataset": dataset.name,
+        "n_items": dataset.n_items,
+        "n_users": dataset.n_users,
+        "n_interactions": dataset.n_interactions,
+        "skipped_users": dataset.skipped_users,
+        "n_train_items": int(len(train_idx)),
+        "encoder": encoder or DEFAULT_ENCODER,
+        "embedding_dim": int(embeddings.shape[1]),
+        "tokenizer": config.method,
+        "seed": config.seed,
+        **catalogue.report(),
+        "seconds": {"embedding": round(t_embed, 2), "tokenizer": round(t_tok, 2)},
+    }
+    _write(out, dataset, embeddings, tokenizer, catalogue, report)
+    return report
+
+
+def _write(out: Path, ds: Dataset, emb: np.ndarray, tok: PSETokenizer, cat: Catalogue, report: dict) -> None:
+    summary = {**ds.summary(), "encoder": report["encoder"], "diffgrm_version": __version__}
+    (out / "dataset.json").write_text(json.dumps(summary, indent=2))
+    with open(out / "items.jsonl", "w", encoding="utf-8") as fh:
+        for i, row in enumerate(ds.items.itertuples(index=False)):
+            fh.write(json.dumps({"index": i, "item_id": row.item_id, "title": row.title, "text": row.text}) + "\n")
+    (out / "splits").mkdir(exist_ok=True)
+    for name, samples in leave_one_out(ds.sequences).items():
+        with open(out / "splits" / f"{name}.tsv", "w", encoding="utf-8") as fh:
+            fh.write("user\thistory\ttarget\n")
+            for u, h, t in zip(samples.users, samples.histories, samples.targets):
+                fh.write(f"{ds.users[u]}\t{' '.join(map(str, h))}\t{t}\n")
+    n = cat.n_digits
+    sids = pd.DataFrame({"index": np.arange(ds.n_items), "item_id": ds.items["item_id"]})
+    for d in range(n):
+        sids[f"d{d}"] = cat.codes[:, d]
+    for d in range(n):
+        sids[f"raw_d{d}"] = cat.codes_raw[:, d]
+    sids.to_csv(out / "sids.tsv", sep="\t", index=False)
+    save_file(
+        {"codes": cat.codes, "codes_raw": cat.codes_raw, "embeddings": np.ascontiguousarray(emb)},
+        str(out / "catalogue.safetensors"),
+        metadata={"codebook_size": str(cat.codebook_size), "fingerprint": cat.fingerprint},
+    )
+    tok.save(out)
+    titles = ds.items["title"].tolist()
+    ids = ds.items["item_id"].tolist()
+    groups = [
+        {
+            "sid": cat.codes_raw[g[0]].tolist(),
+            "items": [{"index": int(i), "item_id": ids[i], "title": titles[i], "new_sid": cat.codes[i].tolist()} for i in g],
+        }
+        for g in collision_groups(cat.codes_raw)
+    ]
+    (out / "collisions.json").write_text(json.dumps(groups, indent=1))
+    (out / "tokenizer_report.json").write_text(json.dumps(report, indent=2))
+
+
+# --------------------------------------------------------------------------- reading back
+
+
+@dataclass
+class Prepared:
+    """A prepared folder loaded back: items, users, splits, catalogue, tokenizer and report."""
+
+    path: Path
+    items: pd.DataFrame
+    splits: dict[str, Samples]
+    users: list[str]
+    catalogue: Catalogue
+    embeddings: np.ndarray
+    report: dict
+
+    @property
+    def n_items(self) -> int:
+        return len(self.items)
+
+    def tokenizer(self) -> PSETokenizer:
+        return PSETokenizer.load(self.path)
+
+
+def load_prepared(folder: str | Path) -> Prepared:
+    """Read a folder written by :func:`prepare` (clear errors for missing or damaged files)."""
+    folder = Path(folder)
+    need = ["items.jsonl", "catalogue.safetensors", "tokenizer_report.json"] + [f"splits/{s}.tsv" for s in SPLITS]
+    missing = [f for f in need if not (folder / f).is_file()]
+    if missing:
+        raise DiffGRMError(f"{folder} is not a prepared dataset (missing {missing[0]}); run `diffgrm prepare` first")
+    items = pd.read_json(folder / "items.jsonl", lines=True, dtype={"item_id": str, "title": str, "text": str})
+    arrays = load_file(str(folder / "catalogue.safetensors"))
+    report = json.loads((folder / "tokenizer_report.json").read_text())
+    cat = Catalogue(codes=arrays["codes"], codes_raw=arrays["codes_raw"], codebook_size=int(report["codebook_size"]))
+    users: list[str] = []
+    user_index: dict[str, int] = {}
+    splits = {}
+    for name in SPLITS:
+        hist, targets, us = [], [], []
+        path = folder / "splits" / f"{name}.tsv"
+        with open(path, encoding="utf-8") as fh:
+            next(fh, None)
+            for lineno, line in enumerate(fh, 2):
+                try:
+                    user, h, t = line.rstrip("\n").split("\t")
+                    hist.append(np.array(h.split(), dtype=np.int64))
+                    targets.append(int(t))
+                except ValueError:
+                    raise DiffGRMError(f"{path}:{lineno}: expected 'user<TAB>history<TAB>target'") from None
+                if user not in user_index:
+                    user_index[user] = len(users)
+                    users.append(user)
+                us.append(user_index[user])
+        splits[name] = Samples(histories=hist, targets=np.array(targets, dtype=np.int64), users=np.array(us, dtype=np.int64))
+    return Prepared(
+        path=folder, items=items, splits=splits, users=users, catalogue=cat, embeddings=arrays["embeddings"], report=report
+    )
+
+
+def format_report(report: dict) -> str:
+    """The tokenizer report as a short text table for the terminal."""
+    lines = [
+        f"dataset     {report['dataset']}: {report['n_users']:,} users, {report['n_items']:,} items, "
+        f"{report['n_interactions']:,} interactions ({report['skipped_users']} users skipped: fewer than 3 items)",
+        f"tokenizer   {report['tokenizer']}, {report['n_digits']} digits x {report['codebook_size']} codes, "
+        f"encoder {report['encoder']} ({report['embedding_dim']}-d), fit on {report['n_train_items']:,} training items",
+        f"collisions  {report['collision_rate_before']:.2%} of items shared a SID "
+        f"({report['collision_groups_before']} groups, largest {report['largest_collision_group']}) "
+        f"-> {report['collision_rate_after']:.2%} after repair ({report['moved_items']} items moved)",
+        "",
+        "digit  usage   dead  entropy (bits, max %.1f)" % np.log2(report["codebook_size"]),
+    ]
+    for row in report["per_digit"]:
+        lines.append(f"{row['digit']:>5}  {row['usage']:6.1%}  {row['dead_codes']:>4}  {row['entropy_bits']:.2f}")
+    secs = report["seconds"]
+    lines.append(f"\ntime        embedding {secs['embedding']:.1f} s, tokenizer {secs['tokenizer']:.1f} s")
+    return "\n".join(lines)

@@ -1,0 +1,337 @@
+"""PSE, Parallel Semantic Encoding: item embeddings -> n-digit semantic IDs (method.md section 1).
+
+Pipeline (``method="opq"``): whitened PCA fit on training items -> L2 normalise -> OPQ rotation
+-> split into n equal-width subspaces -> k-means with K centroids in each. Digit d of an item is
+its nearest centroid in subspace d, so the digits are symmetric: none is "coarse".
+
+The tokenizer follows scikit-learn: :meth:`PSETokenizer.fit` learns the transform,
+:meth:`PSETokenizer.transform` maps any embeddings to codes. Making a *catalogue* one-to-one is a
+property of a whole item set, not of one item, so it lives beside: :func:`repair_collisions`
+moves colliding items to their nearest free SID, and :func:`build_catalogue` runs everything.
+
+Baselines for the ablations: ``pq`` (no rotation), ``rq`` (residual k-means on the raw
+embedding, the "semantic hourglass"), ``random``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+from safetensors.numpy import load_file, save_file
+
+from diffgrm.config import TokenizerConfig
+from diffgrm.errors import DiffGRMError
+
+
+def _l2n(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+class PSETokenizer:
+    """Embeddings ``[N, dim]`` -> codes ``[N, n_digits]`` in ``0..K-1``; seedable, deterministic."""
+
+    def __init__(self, config: TokenizerConfig | None = None) -> None:
+        self.config = config or TokenizerConfig()
+        self.state: dict[str, np.ndarray] = {}
+
+    # ---------------------------------------------------------------- fit
+    def fit(self, embeddings: np.ndarray, train_idx: np.ndarray | None = None) -> "PSETokenizer":
+        """Learn PCA/rotation/codebooks from ``embeddings[train_idx]`` (all rows if None)."""
+        cfg = self.config
+        x = self._check(embeddings)
+        xt = x if train_idx is None else x[np.asarray(train_idx)]
+        k = cfg.codebook_size
+        if len(xt) < k:
+            raise DiffGRMError(
+                f"a codebook of {k} codes needs at least {k} training items, but there are {len(xt)}; "
+                f"use a smaller --codebook (e.g. {1 << max(1, int(np.log2(max(len(xt), 2))) - 2)})"
+            )
+        self.state = {"dim": np.array(x.shape[1])}
+        if cfg.method == "random":
+            return self
+        if cfg.method == "rq":
+            self._fit_rq(xt)
+            return self
+        self._fit_pca(xt)
+        y = self._project(xt)
+        if cfg.method == "opq":
+            self.state["rotation"] = self._fit_opq(y)
+            y = y @ self.state["rotation"].T
+        self.state["centroids"] = self._fit_pq(y)
+        return self
+
+    def _fit_pca(self, x: np.ndarray) -> None:
+        cfg = self.config
+        dim = min(cfg.pca_dim, x.shape[1], len(x) - 1)
+        dim -= dim % cfg.n_digits
+        if dim < cfg.n_digits:
+            raise DiffGRMError(f"too few training items ({len(x)}) for {cfg.n_digits} digits")
+        mean = x.mean(axis=0)
+        # SVD of the centred data: rows of vt are the principal directions
+        _, s, vt = np.linalg.svd((x - mean).astype(np.float64), full_matrices=False)
+        var = (s[:dim] ** 2) / max(len(x) - 1, 1)
+        scale = 1.0 / np.sqrt(var + 1e-8) if cfg.whiten else np.ones(dim)
+        self.state["pca_mean"] = mean.astype(np.float32)
+        self.state["pca_components"] = (vt[:dim] * scale[:, None]).astype(np.float32)
+
+    def _project(self, x: np.ndarray) -> np.ndarray:
+        return _l2n((x - self.state["pca_mean"]) @ self.state["pca_components"].T).astype(np.float32)
+
+    def _pq(self, d: int) -> faiss.ProductQuantizer:
+        cfg = self.config
+        pq = faiss.ProductQuantizer(d, cfg.n_digits, int(np.log2(cfg.codebook_size)))
+        pq.cp.seed = cfg.seed
+        pq.cp.niter = cfg.kmeans_iters
+        # small catalogues (MovieLens) have < 39 points per centroid; faiss would warn on every pass
+        pq.cp.min_points_per_centroid = 1
+        pq.verbose = False
+        return pq
+
+    def _fit_opq(self, y: np.ndarray) -> np.ndarray:
+        d = y.shape[1]
+        opq = faiss.OPQMatrix(d, self.config.n_digits)
+        opq.niter = self.config.opq_iters
+        pq = self._pq(d)
+        opq.pq = pq  # faiss keeps a raw pointer: `pq` must stay alive until train() returns
+        opq.verbose = False
+        opq.train(np.ascontiguousarray(y))
+        return faiss.vector_to_array(opq.A).reshape(d, d).astype(np.float32)
+
+    def _fit_pq(self, y: np.ndarray) -> np.ndarray:
+        cfg = self.config
+        pq = self._pq(y.shape[1])
+        pq.train(np.ascontiguousarray(y))
+        dsub = y.shape[1] // cfg.n_digits
+        return faiss.vector_to_array(pq.centroids).reshape(cfg.n_digits, cfg.codebook_size, dsub)
+
+    def _fit_rq(self, x: np.ndarray) -> None:
+        cfg = self.config
+        residual = x.astype(np.float32).copy()
+        levels = []
+        for level in range(cfg.n_digits):
+            km = faiss.Kmeans(
+                x.shape[1], cfg.codebook_size, niter=cfg.kmeans_iters, seed=cfg.seed + level, min_points_per_centroid=1
+            )
+            km.train(residual)
+            _, assign = km.index.search(residual, 1)
+            residual -= km.centroids[assign[:, 0]]
+            levels.append(km.centroids)
+        self.state["centroids"] = np.stack(levels)
+
+    # ---------------------------------------------------------------- transform
+    def _check(self, embeddings: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(embeddings, dtype=np.float32)
+        if x.ndim != 2 or len(x) == 0:
+            raise DiffGRMError(f"embeddings must be a non-empty [items, dim] array, got shape {x.shape}")
+        if not np.isfinite(x).all():
+            raise DiffGRMError("embeddings contain NaN or infinite values")
+        if "dim" in self.state and x.shape[1] != int(self.state["dim"]):
+            raise DiffGRMError(f"embeddings have {x.shape[1]} dims, the tokenizer was fit on {int(self.state['dim'])}")
+        return x
+
+    def distances(self, embeddings: np.ndarray) -> np.ndarray:
+        """Squared distance of every item's sub-vector to every code: ``[N, n_digits, K]``.
+
+        For ``rq`` level d is measured on the residual left by the nearest codes of levels < d;
+        for ``random`` the "distances" are random with the assigned code at 0, so collision repair
+        moves items to random free SIDs.
+        """
+        if not self.state:
+            raise DiffGRMError("the tokenizer is not fitted: call fit() first")
+        cfg = self.config
+        x = self._check(embeddings)
+        n, k = cfg.n_digits, cfg.codebook_size
+        if cfg.method == "random":
+            rng = np.random.default_rng(cfg.seed)
+            dist = rng.random((len(x), n, k), dtype=np.float32)
+            codes = rng.integers(0, k, size=(len(x), n))
+            np.put_along_axis(dist, codes[:, :, None], 0.0, axis=2)
+            return dist
+        cents = self.state["centroids"]
+        if cfg.method == "rq":
+            out = np.empty((len(x), n, k), dtype=np.float32)
+            residual = x.copy()
+            for level in range(n):
+                out[:, level] = _sqdist(residual, cents[level])
+                residual -= cents[level][out[:, level].argmin(axis=1)]
+            return out
+        y = self._project(x)
+        if "rotation" in self.state:
+            y = y @ self.state["rotation"].T
+        sub = y.reshape(len(y), n, -1)
+        return np.stack([_sqdist(sub[:, d], cents[d]) for d in range(n)], axis=1)
+
+    def transform(self, embeddings: np.ndarray) -> np.ndarray:
+        """Nearest code per digit, ``[N, n_digits]`` int64 (before any collision repair)."""
+        return self.distances(embeddings).argmin(axis=2).astype(np.int64)
+
+    def fit_transform(self, embeddings: np.ndarray, train_idx: np.ndarray | None = None) -> np.ndarray:
+        return self.fit(embeddings, train_idx).transform(embeddings)
+
+    def subvectors(self, embeddings: np.ndarray) -> np.ndarray:
+        """The vectors that digit d quantizes: ``[N, n_digits, dsub]`` (opq/pq only; for plots)."""
+        if self.config.method not in ("opq", "pq"):
+            raise DiffGRMError(f"the {self.config.method} tokenizer has no per-digit subspaces")
+        y = self._project(self._check(embeddings))
+        if "rotation" in self.state:
+            y = y @ self.state["rotation"].T
+        return y.reshape(len(y), self.config.n_digits, -1)
+
+    # ---------------------------------------------------------------- persistence
+    def save(self, folder: str | Path) -> None:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        save_file({k: np.ascontiguousarray(v) for k, v in self.state.items()}, str(folder / "tokenizer.safetensors"))
+        (folder / "tokenizer.json").write_text(json.dumps(self.config.to_dict(), indent=2))
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "PSETokenizer":
+        folder = Path(folder)
+        try:
+            cfg = TokenizerConfig.from_dict(json.loads((folder / "tokenizer.json").read_text()))
+            state = load_file(str(folder / "tokenizer.safetensors"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise DiffGRMError(f"cannot load the tokenizer from {folder}: {exc}") from None
+        tok = cls(cfg)
+        tok.state = state
+        return tok
+
+
+def _sqdist(x: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Squared Euclidean distances ``[len(x), len(c)]``."""
+    d = (x * x).sum(1)[:, None] - 2.0 * (x @ c.T) + (c * c).sum(1)[None, :]
+    return np.maximum(d, 0.0).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- catalogue
+
+
+def collision_groups(codes: np.ndarray) -> list[np.ndarray]:
+    """Groups (of two or more item indices) that share one SID, largest group first."""
+    _, inverse, counts = np.unique(codes, axis=0, return_inverse=True, return_counts=True)
+    inverse = inverse.reshape(-1)
+    groups = [np.flatnonzero(inverse == g) for g in np.flatnonzero(counts > 1)]
+    return sorted(groups, key=lambda g: (-len(g), int(g[0])))
+
+
+def collision_rate(codes: np.ndarray) -> float:
+    """Fraction of items whose SID is shared with at least one other item."""
+    _, inverse, counts = np.unique(codes, axis=0, return_inverse=True, return_counts=True)
+    return float((counts[inverse.reshape(-1)] > 1).mean())
+
+
+def repair_collisions(codes: np.ndarray, distances: np.ndarray) -> np.ndarray:
+    """Make the SIDs unique by moving colliding items to their cheapest free SID.
+
+    In each group of items sharing a SID, the item closest to that SID keeps it; every other
+    item takes the free SID with the least extra distortion, found by a best-first walk over
+    per-digit rank tuples (0 = its nearest code in that digit). Deterministic.
+    """
+    n_items, n = codes.shape
+    k = distances.shape[2]
+    if k**n < n_items:
+        raise DiffGRMError(f"{k}^{n} = {k**n} SIDs cannot hold {n_items} distinct items; raise --codebook or --digits")
+    out = codes.copy()
+    taken = {row.tobytes() for row in out}
+    own = np.take_along_axis(distances, codes[:, :, None], axis=2)[:, :, 0].sum(1)
+    for group in collision_groups(codes):
+        for item in group[np.argsort(own[group], kind="stable")][1:]:
+            out[item] = _nearest_free(distances[item], taken, out.dtype)
+            taken.add(out[item].tobytes())
+    return out
+
+
+def _nearest_free(dist: np.ndarray, taken: set[bytes], dtype: np.dtype) -> np.ndarray:
+    n, _ = dist.shape
+    order = np.argsort(dist, axis=1, kind="stable")
+    delta = np.take_along_axis(dist, order, axis=1)
+    delta = delta - delta[:, :1]
+    start = (0,) * n
+    heap: list[tuple[float, tuple[int, ...]]] = [(0.0, start)]
+    seen = {start}
+    while heap:
+        cost, ranks = heapq.heappop(heap)
+        sid = order[np.arange(n), ranks].astype(dtype)
+        if sid.tobytes() not in taken:
+            return sid
+        for d in range(n):
+            if ranks[d] + 1 < order.shape[1]:
+                nxt = ranks[:d] + (ranks[d] + 1,) + ranks[d + 1 :]
+                if nxt not in seen:
+                    seen.add(nxt)
+                    heapq.heappush(heap, (cost + float(delta[d, nxt[d]] - delta[d, ranks[d]]), nxt))
+    raise DiffGRMError("no free SID left")  # unreachable: k**n >= n_items is checked first
+
+
+def digit_stats(codes: np.ndarray, codebook_size: int) -> list[dict[str, float]]:
+    """Per digit: ``usage`` (fraction of codes used), ``dead_codes``, ``entropy_bits`` (max log2 K)."""
+    out = []
+    for d in range(codes.shape[1]):
+        counts = np.bincount(codes[:, d], minlength=codebook_size)
+        p = counts[counts > 0] / counts.sum()
+        used = int((counts > 0).sum())
+        out.append(
+            {
+                "digit": d,
+                "usage": used / codebook_size,
+                "dead_codes": codebook_size - used,
+                "entropy_bits": float(-(p * np.log2(p)).sum()),
+                "max_code_items": int(counts.max()),
+            }
+        )
+    return out
+
+
+def fingerprint(codes: np.ndarray, codebook_size: int) -> str:
+    """A short hash of the catalogue: checkpoints refuse SIDs with another fingerprint."""
+    h = hashlib.sha256(f"{codes.shape}:{codebook_size}".encode())
+    h.update(np.ascontiguousarray(codes, dtype=np.int64).tobytes())
+    return h.hexdigest()[:16]
+
+
+@dataclass
+class Catalogue:
+    """The SID of every item (``codes``, one-to-one when repaired) and the raw nearest codes."""
+
+    codes: np.ndarray
+    codes_raw: np.ndarray
+    codebook_size: int
+
+    @property
+    def n_digits(self) -> int:
+        return self.codes.shape[1]
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.codes, self.codebook_size)
+
+    def report(self) -> dict[str, object]:
+        groups = collision_groups(self.codes_raw)
+        return {
+            "n_digits": self.n_digits,
+            "codebook_size": self.codebook_size,
+            "collision_rate_before": collision_rate(self.codes_raw),
+            "collision_rate_after": collision_rate(self.codes),
+            "collision_groups_before": len(groups),
+            "largest_collision_group": int(max((len(g) for g in groups), default=1)),
+            "moved_items": int((self.codes != self.codes_raw).any(axis=1).sum()),
+            "per_digit": digit_stats(self.codes, self.codebook_size),
+            "per_digit_before": digit_stats(self.codes_raw, self.codebook_size),
+            "fingerprint": self.fingerprint,
+        }
+
+
+def build_catalogue(tokenizer: PSETokenizer, embeddings: np.ndarray, train_idx: np.ndarray | None = None) -> Catalogue:
+    """Fit the tokenizer (if not fitted) and assign every item a SID, repaired if configured."""
+    if not tokenizer.state:
+        tokenizer.fit(embeddings, train_idx)
+    dist = tokenizer.distances(embeddings)
+    raw = dist.argmin(axis=2).astype(np.int64)
+    codes = repair_collisions(raw, dist) if tokenizer.config.repair else raw
+    return Catalogue(codes=codes, codes_raw=raw, codebook_size=tokenizer.config.codebook_size)
