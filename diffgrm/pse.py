@@ -52,7 +52,7 @@ class PSETokenizer:
                 f"a codebook of {k} codes needs at least {k} training items, but there are {len(xt)}; "
                 f"use a smaller --codebook (e.g. {1 << max(1, int(np.log2(max(len(xt), 2))) - 2)})"
             )
-        self.state = {"dim": np.array(x.shape[1])}
+        self.state = {"dim": np.array([x.shape[1]], dtype=np.int64)}
         if cfg.method == "random":
             return self
         if cfg.method == "rq":
@@ -131,8 +131,8 @@ class PSETokenizer:
             raise DiffGRMError(f"embeddings must be a non-empty [items, dim] array, got shape {x.shape}")
         if not np.isfinite(x).all():
             raise DiffGRMError("embeddings contain NaN or infinite values")
-        if "dim" in self.state and x.shape[1] != int(self.state["dim"]):
-            raise DiffGRMError(f"embeddings have {x.shape[1]} dims, the tokenizer was fit on {int(self.state['dim'])}")
+        if "dim" in self.state and x.shape[1] != int(self.state["dim"][0]):
+            raise DiffGRMError(f"embeddings have {x.shape[1]} dims, the tokenizer was fit on {int(self.state['dim'][0])}")
         return x
 
     def distances(self, embeddings: np.ndarray) -> np.ndarray:

@@ -1,0 +1,52 @@
+"""Shared fixtures: small synthetic datasets built in code, and the location of ../shared."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("DIFFGRM_SHARED", ROOT.parent / "shared"))
+BEAUTY = SHARED / "data" / "amazon-beauty"
+
+
+def write_folder_dataset(path: Path, n_items: int = 120, n_users: int = 60, seed: int = 0, length: tuple[int, int] = (4, 9)) -> Path:
+    """A "sequences + items" folder with titled items in a few themed groups."""
+    rng = np.random.default_rng(seed)
+    themes = ["lipstick", "shampoo", "perfume", "nail polish", "sunscreen", "eyeliner"]
+    path.mkdir(parents=True, exist_ok=True)
+    with open(path / "items.jsonl", "w") as fh:
+        for i in range(n_items):
+            theme = themes[i % len(themes)]
+            fh.write(json.dumps({"item_id": f"I{i}", "title": f"{theme.title()} number {i} &amp; more", "categories": [["Beauty", theme]]}) + "\n")
+    with open(path / "user_sequence.txt", "w") as fh:
+        for u in range(n_users):
+            n = int(rng.integers(length[0], length[1] + 1))
+            items = rng.choice(n_items, size=n, replace=False)
+            fh.write(" ".join([f"U{u}", *(f"I{i}" for i in items)]) + "\n")
+    return path
+
+
+@pytest.fixture
+def folder_dataset(tmp_path: Path) -> Path:
+    return write_folder_dataset(tmp_path / "toy")
+
+
+@pytest.fixture
+def clustered_embeddings() -> np.ndarray:
+    """600 unit vectors in 32-d around 12 centres: enough structure for k-means to find."""
+    rng = np.random.default_rng(1)
+    centres = rng.normal(size=(12, 32))
+    x = centres[rng.integers(0, 12, size=600)] + 0.3 * rng.normal(size=(600, 32))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+@pytest.fixture
+def tmp_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("DIFFGRM_CACHE", str(cache))
+    return cache

@@ -1,0 +1,124 @@
+"""``diffgrm prepare`` end to end on small folders, and its error contract."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from diffgrm.cli import main
+from diffgrm.prepare import load_prepared
+from tests.conftest import write_folder_dataset
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_prepare_writes_the_folder_and_report(folder_dataset, tmp_path, capsys):
+    out = tmp_path / "prepared"
+    code, stdout, _ = run(capsys, "prepare", "--dataset", str(folder_dataset), "--out", str(out),
+                          "--codebook", "16", "--quiet", "--json")
+    assert code == 0
+    report = json.loads(stdout)
+    assert (report["n_items"], report["n_users"], report["n_digits"], report["codebook_size"]) == (120, 60, 4, 16)
+    assert report["collision_rate_after"] == 0.0
+    assert len(report["per_digit"]) == 4
+    for f in ["dataset.json", "items.jsonl", "sids.tsv", "collisions.json", "tokenizer.json",
+              "tokenizer.safetensors", "catalogue.safetensors", "splits/train.tsv"]:
+        assert (out / f).is_file(), f
+    assert json.loads((out / "tokenizer_report.json").read_text()) == report
+    prepared = load_prepared(out)
+    assert prepared.n_items == 120 and len(prepared.users) == 60
+    assert len(prepared.splits["test"]) == 60 and len(prepared.splits["valid"]) == 60
+    assert prepared.catalogue.codes.shape == (120, 4)
+    assert prepared.catalogue.fingerprint == report["fingerprint"]
+    # the stored tokenizer reproduces the raw codes from the stored embeddings
+    np.testing.assert_array_equal(prepared.tokenizer().transform(prepared.embeddings), prepared.catalogue.codes_raw)
+    # splits agree with the source sequences: every test target is the user's last item
+    lines = (folder_dataset / "user_sequence.txt").read_text().split("\n")
+    last = {ln.split()[0]: ln.split()[-1] for ln in lines if ln}
+    ids = prepared.items["item_id"].tolist()
+    assert all(ids[t] == last[prepared.users[u]] for u, t in zip(prepared.splits["test"].users, prepared.splits["test"].targets))
+
+
+def test_prepare_is_deterministic_under_a_seed(folder_dataset, tmp_path, capsys):
+    args = ["prepare", "--dataset", str(folder_dataset), "--codebook", "16", "--quiet", "--seed", "7"]
+    assert run(capsys, *args, "--out", str(tmp_path / "a"))[0] == 0
+    assert run(capsys, *args, "--out", str(tmp_path / "b"))[0] == 0
+    assert (tmp_path / "a" / "sids.tsv").read_text() == (tmp_path / "b" / "sids.tsv").read_text()
+
+
+def test_text_report_mentions_the_numbers(folder_dataset, tmp_path, capsys):
+    code, stdout, _ = run(capsys, "prepare", "--dataset", str(folder_dataset), "--out", str(tmp_path / "o"),
+                          "--codebook", "16", "--tokenizer", "rq", "--quiet")
+    assert code == 0
+    assert "60 users, 120 items" in stdout and "rq, 4 digits x 16 codes" in stdout and "-> 0.00% after repair" in stdout
+
+
+def test_short_sequences_are_skipped_and_counted(folder_dataset, tmp_path, capsys):
+    with open(folder_dataset / "user_sequence.txt", "a") as fh:
+        fh.write("short1 I1 I2\nshort2 I3\n")
+    code, stdout, _ = run(capsys, "prepare", "--dataset", str(folder_dataset), "--out", str(tmp_path / "o"),
+                          "--codebook", "16", "--quiet", "--json")
+    assert code == 0
+    report = json.loads(stdout)
+    assert report["skipped_users"] == 2 and report["n_users"] == 60
+
+
+def bad_items(folder):
+    (folder / "items.jsonl").write_text('{"item_id": "I0", "title": "ok"}\n{broken\n')
+
+
+def no_text(folder):
+    lines = (folder / "items.jsonl").read_text().splitlines()
+    lines[5] = json.dumps({"item_id": "I5", "title": "", "categories": []})
+    (folder / "items.jsonl").write_text("\n".join(lines) + "\n")
+
+
+def no_sequences(folder):
+    (folder / "user_sequence.txt").unlink()
+
+
+@pytest.mark.parametrize(
+    "breaker, extra, expect",
+    [
+        (bad_items, [], "items.jsonl:2: not valid JSON"),
+        (no_text, [], "1 item(s) have no text"),
+        (no_sequences, [], "missing file"),
+        (None, ["--codebook", "256"], "a codebook of 256 codes needs at least 256 training items"),
+        (None, ["--codebook", "100"], "power of two"),
+        (None, ["--digits", "1", "--codebook", "64"], "cannot hold 120 distinct items"),
+    ],
+)
+def test_bad_input_gives_one_error_line(folder_dataset, tmp_path, capsys, breaker, extra, expect):
+    if breaker:
+        breaker(folder_dataset)
+    code, _, err = run(capsys, "prepare", "--dataset", str(folder_dataset), "--out", str(tmp_path / "o"), "--quiet", *extra)
+    assert code == 2
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expect in lines[0], err
+
+
+def test_unknown_dataset_from_the_real_console_script(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "diffgrm", "prepare", "--dataset", "netflix-prize", "--out", str(tmp_path / "o")],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        "error: unknown dataset 'netflix-prize': not a folder, and not one of "
+        "movielens-100k, amazon-beauty, amazon-sports, amazon-toys"
+    )
+    assert "Traceback" not in proc.stderr
+
+
+def test_many_items_few_users_still_prepares(tmp_path, capsys):
+    folder = write_folder_dataset(tmp_path / "wide", n_items=300, n_users=20, seed=2)
+    code, stdout, _ = run(capsys, "prepare", "--dataset", str(folder), "--out", str(tmp_path / "o"),
+                          "--codebook", "8", "--quiet", "--json")
+    report = json.loads(stdout)
+    assert code == 0 and report["n_items"] == 300 and report["collision_rate_after"] == 0.0

@@ -1,0 +1,61 @@
+import numpy as np
+import pytest
+
+from diffgrm import text
+from diffgrm.errors import DiffGRMError
+from diffgrm.text import clean, embed_texts, item_text
+
+
+def test_clean_unescapes_strips_tags_and_collapses_space():
+    assert clean("Tom &amp; Jerry&#39;s <b>best</b>\n\tof") == "Tom & Jerry's best of"
+    assert clean("a&amp;amp;b") == "a&b"  # double-escaped, as in Amazon metadata
+    assert clean(None) == ""
+    assert clean("   ") == ""
+
+
+def test_template_order_labels_and_skips_empty_fields():
+    rec = {
+        "description": "Smells <i>nice</i>.",
+        "title": "Rose Water",
+        "brand": "",
+        "price": "4.50",
+        "categories": [["Beauty", "Skin Care"], ["Beauty", "Fragrance"]],
+    }
+    assert item_text(rec) == (
+        "Title: Rose Water. Price: 4.50. Category: Beauty, Skin Care, Fragrance. Description: Smells nice."
+    )
+
+
+def test_template_movielens_fields_and_empty_item():
+    assert item_text({"title": "Toy Story", "year": "1995", "genres": ["Animation", "Comedy"]}) == (
+        "Title: Toy Story. Year: 1995. Genres: Animation, Comedy."
+    )
+    assert item_text({"title": None, "categories": [], "brand": " "}) == ""
+
+
+def test_embeddings_are_normalised_and_cached(tmp_cache, monkeypatch):
+    texts = ["Title: Rose water toner.", "Title: Matte red lipstick.", "Title: Rose water toner."]
+    first = embed_texts(texts, progress=False)
+    assert first.shape == (3, 384) and first.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(first, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(first[0], first[2], atol=1e-6)
+    assert float(first[0] @ first[1]) < 0.99
+    assert len(list((tmp_cache / "embeddings").rglob("*.npy"))) == 1
+
+    def boom(*a, **k):
+        raise AssertionError("the cache was not used")
+
+    monkeypatch.setattr(text, "_encode", boom)
+    np.testing.assert_array_equal(embed_texts(texts, progress=False), first)
+    with pytest.raises(AssertionError):  # another text is a cache miss
+        embed_texts(texts + ["Title: Something else."], progress=False)
+
+
+def test_embedding_refuses_empty_text(tmp_cache):
+    with pytest.raises(DiffGRMError, match="empty"):
+        embed_texts(["ok", "  "], progress=False)
+
+
+def test_unknown_encoder_is_a_clear_error(tmp_cache, tmp_path):
+    with pytest.raises(DiffGRMError, match="cannot load sentence encoder"):
+        embed_texts(["hello"], str(tmp_path / "no-such-model"), progress=False)
