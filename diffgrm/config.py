@@ -80,3 +80,94 @@ def tokenizer_preset(name: str, **overrides: Any) -> TokenizerConfig:
         )
     changes = {k: v for k, v in overrides.items() if v is not None}
     return replace(TOKENIZER_PRESETS[name], **changes)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Sizes of the network. ``kind`` is ``"diffgrm"`` (denoising) or ``"ar"`` (autoregressive)."""
+
+    kind: str = "diffgrm"
+    n_digits: int = 4
+    codebook_size: int = 256
+    d_model: int = 128
+    n_heads: int = 4
+    d_ff: int = 512
+    enc_layers: int = 1
+    dec_layers: int = 2
+    dropout: float = 0.1
+    max_history: int = 50
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("diffgrm", "ar"):
+            raise DiffGRMError(f"unknown model kind {self.kind!r}; choose diffgrm or ar")
+        if self.d_model % self.n_heads:
+            raise DiffGRMError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation and validation settings (method.md section 3, "Optimiser")."""
+
+    epochs: int = 30
+    batch_size: int = 256
+    lr: float = 3e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 500
+    grad_clip: float = 1.0
+    label_smoothing: float = 0.1
+    noising: str = "ocn"  # see diffgrm.ocn.STRATEGIES (ignored by the AR model)
+    patience: int = 5  # validations without gain before stopping
+    eval_start: int = 1  # first epoch that validates
+    eval_beam: int = 32
+    eval_users: int = 0  # validate on this many users (seeded sample); 0 = all
+    max_minutes: float = 0.0  # wall-clock budget; 0 = none
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+PRESETS: dict[str, tuple[ModelConfig, TrainConfig]] = {
+    # The authors' Beauty setting: ~6M parameters, batch 1024, lr 0.01, label smoothing 0.2,
+    # 10k warm-up steps, up to 200 epochs, early stop after 15 validations. Hours on a CPU.
+    "paper": (
+        ModelConfig(d_model=256, n_heads=4, d_ff=1024, enc_layers=1, dec_layers=4, dropout=0.1),
+        TrainConfig(epochs=200, batch_size=1024, lr=0.01, warmup_steps=10_000, label_smoothing=0.2,
+                    patience=15, eval_start=5, eval_beam=32),
+    ),
+    # Trains on the Beauty benchmark in under 30 minutes on a 2-core CPU.
+    "cpu": (
+        ModelConfig(d_model=128, n_heads=4, d_ff=512, enc_layers=1, dec_layers=2, dropout=0.1),
+        TrainConfig(epochs=12, batch_size=256, lr=3e-3, warmup_steps=400, label_smoothing=0.2,
+                    patience=3, eval_start=4, eval_beam=32, eval_users=3000, max_minutes=26),
+    ),
+    # MovieLens-100K in a few minutes: demos, notebooks and tests.
+    "tiny": (
+        ModelConfig(d_model=64, n_heads=4, d_ff=256, enc_layers=1, dec_layers=2, dropout=0.1, max_history=20),
+        TrainConfig(epochs=3, batch_size=256, lr=5e-3, warmup_steps=100, label_smoothing=0.1,
+                    patience=2, eval_start=1, eval_beam=16, eval_users=300, max_minutes=5),
+    ),
+}
+
+
+def preset(name: str, kind: str = "diffgrm", n_digits: int = 4, codebook_size: int = 256,
+           **train_overrides: Any) -> tuple[ModelConfig, TrainConfig]:
+    """A named (model, training) preset fitted to a catalogue's shape; ``None`` overrides ignored."""
+    if name not in PRESETS:
+        raise DiffGRMError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    model, train = PRESETS[name]
+    model = replace(model, kind=kind, n_digits=n_digits, codebook_size=codebook_size)
+    return model, replace(train, **{k: v for k, v in train_overrides.items() if v is not None})

@@ -1,0 +1,221 @@
+"""The network: a history encoder and a decoder over the n SID digit slots (method.md section 2).
+
+``DiffGRM``: a bidirectional *denoising* decoder. Slot d holds either the embedding of its known
+code or a per-digit [MASK] embedding; every slot attends to every other slot and to the history,
+and predicts its digit with a head tied to that digit's slice of the code embedding table.
+
+``ARGenerator``: the autoregressive baseline on the very same SIDs, encoder and sizes: a causal
+decoder that reads ``[BOS, c0, ..., c_{n-2}]`` and predicts ``c0 ... c_{n-1}``.
+
+Both decoders take inputs shaped ``[B, R, ...]``: R rows per user (OCN's views in training, the
+beams in decoding) that share one encoded history. Cross-attention folds the R rows into the
+query length, so the history's keys and values are projected once per user (:meth:`cross_kv`)
+and never copied per row.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from diffgrm.config import ModelConfig
+from diffgrm.errors import DiffGRMError
+
+MASK = -1  # a masked / padding position, everywhere in the package
+
+
+class Attention(nn.Module):
+    """Multi-head attention on ``[B, T, d]`` with precomputable keys/values."""
+
+    def __init__(self, d: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.h, self.dropout = heads, dropout
+        self.q = nn.Linear(d, d)
+        self.kv = nn.Linear(d, 2 * d)
+        self.o = nn.Linear(d, d)
+
+    def project_kv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        b, t, d = x.shape
+        k, v = self.kv(x).view(b, t, 2, self.h, d // self.h).permute(2, 0, 3, 1, 4)
+        return k, v
+
+    def forward(self, x: torch.Tensor, kv: tuple[torch.Tensor, torch.Tensor], mask: torch.Tensor | None = None,
+                causal: bool = False) -> torch.Tensor:
+        b, t, d = x.shape
+        q = self.q(x).view(b, t, self.h, d // self.h).transpose(1, 2)
+        p = self.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, kv[0], kv[1], attn_mask=mask, dropout_p=p, is_causal=causal)
+        return self.o(y.transpose(1, 2).reshape(b, t, d))
+
+
+class FeedForward(nn.Sequential):
+    def __init__(self, d: int, d_ff: int, dropout: float) -> None:
+        super().__init__(nn.Linear(d, d_ff), nn.GELU(), nn.Dropout(dropout), nn.Linear(d_ff, d))
+
+
+class EncoderBlock(nn.Module):
+    """Pre-LN self-attention block over the history, padding masked."""
+
+    def __init__(self, c: ModelConfig) -> None:
+        super().__init__()
+        self.ln1, self.ln2 = nn.LayerNorm(c.d_model), nn.LayerNorm(c.d_model)
+        self.attn = Attention(c.d_model, c.n_heads, c.dropout)
+        self.ff = FeedForward(c.d_model, c.d_ff, c.dropout)
+        self.drop = nn.Dropout(c.dropout)
+
+    def forward(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        h = self.ln1(x)
+        x = x + self.drop(self.attn(h, self.attn.project_kv(h), mask=keep))
+        return x + self.drop(self.ff(self.ln2(x)))
+
+
+class DecoderBlock(nn.Module):
+    """Pre-LN: self-attention over the n slots, cross-attention to the history, feed-forward."""
+
+    def __init__(self, c: ModelConfig, causal: bool) -> None:
+        super().__init__()
+        self.causal = causal
+        self.ln1, self.ln2, self.ln3 = (nn.LayerNorm(c.d_model) for _ in range(3))
+        self.self_attn = Attention(c.d_model, c.n_heads, c.dropout)
+        self.cross_attn = Attention(c.d_model, c.n_heads, c.dropout)
+        self.ff = FeedForward(c.d_model, c.d_ff, c.dropout)
+        self.drop = nn.Dropout(c.dropout)
+
+    def forward(self, x: torch.Tensor, kv: tuple[torch.Tensor, torch.Tensor], keep: torch.Tensor) -> torch.Tensor:
+        b, r, n, d = x.shape
+        h = self.ln1(x).reshape(b * r, n, d)
+        x = x + self.drop(self.self_attn(h, self.self_attn.project_kv(h), causal=self.causal)).view(b, r, n, d)
+        # all R rows of a user query that user's history: fold rows into the query length
+        h = self.ln2(x).reshape(b, r * n, d)
+        x = x + self.drop(self.cross_attn(h, kv, mask=keep)).view(b, r, n, d)
+        return x + self.drop(self.ff(self.ln3(x)))
+
+
+class GenerativeRecommender(nn.Module):
+    """Shared parts: the catalogue's codes, the code embedding table, the history encoder."""
+
+    def __init__(self, config: ModelConfig, item_codes: torch.Tensor) -> None:
+        super().__init__()
+        c = self.config = config
+        n, k, d = c.n_digits, c.codebook_size, c.d_model
+        item_codes = torch.as_tensor(item_codes, dtype=torch.long)
+        if item_codes.ndim != 2 or item_codes.shape[1] != n or item_codes.min() < 0 or item_codes.max() >= k:
+            raise DiffGRMError(f"item codes must be [items, {n}] in 0..{k - 1}, got {tuple(item_codes.shape)}")
+        self.register_buffer("item_codes", item_codes, persistent=True)
+        self.register_buffer("digit_offset", torch.arange(n) * k, persistent=False)
+        self.code_emb = nn.Embedding(n * k, d)
+        self.item_mlp = nn.Sequential(nn.Linear(n * d, d), nn.ReLU(), nn.Linear(d, d))
+        self.pos_emb = nn.Embedding(c.max_history, d)
+        self.enc_drop = nn.Dropout(c.dropout)
+        self.encoder = nn.ModuleList(EncoderBlock(c) for _ in range(c.enc_layers))
+        self.enc_ln = nn.LayerNorm(d)
+        self.decoder = nn.ModuleList(DecoderBlock(c, causal=c.kind == "ar") for _ in range(c.dec_layers))
+        self.dec_ln = nn.LayerNorm(d)
+
+    def _init(self) -> None:
+        for m in self.modules():
+            if isinstance(m, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(m.weight, 0.0, 0.02)
+            if isinstance(m, nn.Linear) and m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+    @property
+    def device(self) -> torch.device:
+        return self.code_emb.weight.device
+
+    def embed_codes(self, codes: torch.Tensor) -> torch.Tensor:
+        """Codes ``[..., n]`` -> per-digit embeddings ``[..., n, d]`` (digit d uses rows d*K..)."""
+        return self.code_emb(codes + self.digit_offset)
+
+    def encode(self, history: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Item indices ``[B, L]`` (left-aligned, ``MASK`` = padding) -> (memory ``[B, L, d]``,
+        attention mask ``[B, 1, 1, L]``, True where there is an item).
+
+        Positions count back from the most recent item, so "the last item" always has position 0
+        whatever the history length.
+        """
+        keep = history != MASK
+        lengths = keep.sum(1)
+        if (lengths == 0).any():
+            raise DiffGRMError("a history is empty: a user needs at least one past item")
+        history = history[:, -self.config.max_history :] if history.shape[1] > self.config.max_history else history
+        keep = history != MASK
+        lengths = keep.sum(1, keepdim=True)
+        codes = self.item_codes[history.clamp(min=0)]  # [B, L, n]
+        x = self.item_mlp(self.embed_codes(codes).flatten(2))
+        pos = (lengths - 1 - torch.arange(history.shape[1], device=history.device)).clamp(min=0)
+        x = self.enc_drop(x + self.pos_emb(pos))
+        mask = keep[:, None, None, :]
+        for block in self.encoder:
+            x = block(x, mask)
+        return self.enc_ln(x), mask
+
+    def cross_kv(self, memory: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Each decoder layer's keys/values of the history, computed once per user."""
+        return [block.cross_attn.project_kv(memory) for block in self.decoder]
+
+    def _decode(self, x: torch.Tensor, kv: list, keep: torch.Tensor) -> torch.Tensor:
+        for block, layer_kv in zip(self.decoder, kv):
+            x = block(x, layer_kv, keep)
+        h = self.dec_ln(x)  # [B, R, n, d]
+        # tied heads: slot s is scored against digit s's rows of the code embedding table
+        table = self.code_emb.weight.view(self.config.n_digits, self.config.codebook_size, -1)
+        return torch.einsum("brsd,skd->brsk", h, table[: h.shape[2]])
+
+
+class DiffGRM(GenerativeRecommender):
+    """Masked discrete diffusion over the n digits: one bidirectional pass predicts every slot."""
+
+    def __init__(self, config: ModelConfig, item_codes: torch.Tensor) -> None:
+        super().__init__(config, item_codes)
+        self.mask_emb = nn.Embedding(config.n_digits, config.d_model)
+        self._init()
+
+    def denoise(self, tokens: torch.Tensor, kv: list, keep: torch.Tensor) -> torch.Tensor:
+        """Partial SIDs ``[B, R, n]`` (``MASK`` where unknown) -> logits ``[B, R, n, K]``."""
+        masked = tokens == MASK
+        x = self.embed_codes(tokens.clamp(min=0))
+        x = torch.where(masked[..., None], self.mask_emb.weight.expand_as(x), x)
+        return self._decode(x, kv, keep)
+
+
+class ARGenerator(GenerativeRecommender):
+    """The autoregressive baseline: slot t reads digit t-1 (BOS for t = 0) and predicts digit t."""
+
+    def __init__(self, config: ModelConfig, item_codes: torch.Tensor) -> None:
+        super().__init__(config, item_codes)
+        self.bos = nn.Parameter(torch.zeros(config.d_model))
+        self.slot_pos = nn.Embedding(config.n_digits, config.d_model)
+        self._init()
+
+    def teacher_logits(self, sids: torch.Tensor, kv: list, keep: torch.Tensor) -> torch.Tensor:
+        """Teacher forcing on complete SIDs ``[B, R, n]`` -> logits for every digit ``[B, R, n, K]``."""
+        return self._prefix_logits(sids[..., :-1], kv, keep)
+
+    def next_logits(self, prefix: torch.Tensor, kv: list, keep: torch.Tensor) -> torch.Tensor:
+        """Logits of digit t given the first t digits ``[B, R, t]`` -> ``[B, R, K]``."""
+        return self._prefix_logits(prefix, kv, keep)[..., prefix.shape[-1], :]
+
+    def _prefix_logits(self, prefix: torch.Tensor, kv: list, keep: torch.Tensor) -> torch.Tensor:
+        b, r, t = prefix.shape
+        d = self.config.d_model
+        x = self.bos.expand(b, r, 1, d)
+        if t:
+            x = torch.cat([x, self.code_emb(prefix + self.digit_offset[:t])], dim=2)
+        x = x + self.slot_pos.weight[: t + 1]
+        return self._decode(x, kv, keep)  # [B, R, t+1, K]
+
+
+def build_model(config: ModelConfig, item_codes: torch.Tensor) -> GenerativeRecommender:
+    return (DiffGRM if config.kind == "diffgrm" else ARGenerator)(config, item_codes)
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def count_params(model: nn.Module) -> str:
+    n = sum(p.numel() for p in model.parameters())
+    return f"{n / 1e6:.2f}M" if n >= 1e5 else f"{n / 1e3:.1f}k"
+

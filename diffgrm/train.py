@@ -1,0 +1,203 @@
+"""Training: AdamW, warm-up + cosine, gradient clipping, early stopping, checkpoints.
+
+A run folder holds ``model.safetensors`` (weights, no pickled code), ``config.json`` (model and
+training configs, the catalogue's fingerprint, the prepared data folder, the package version)
+and ``history.jsonl`` (one line per epoch: loss, validation metrics, time).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_model, save_model
+from tqdm.auto import tqdm
+
+from diffgrm import __version__
+from diffgrm.config import ModelConfig, TrainConfig
+from diffgrm.data import Samples
+from diffgrm.decode import Recommender, pad_histories
+from diffgrm.errors import DiffGRMError
+from diffgrm.metrics import combined_score
+from diffgrm.model import ARGenerator, DiffGRM, GenerativeRecommender, build_model, default_device
+from diffgrm.ocn import ocn_loss
+from diffgrm.prepare import Prepared, load_prepared
+
+
+def ar_loss(model: ARGenerator, history: torch.Tensor, targets: torch.Tensor, label_smoothing: float) -> torch.Tensor:
+    """Teacher-forced, label-smoothed cross-entropy over all n digits."""
+    memory, keep = model.encode(history)
+    logits = model.teacher_logits(targets[:, None, :], model.cross_kv(memory), keep)
+    k = logits.shape[-1]
+    return F.cross_entropy(logits.reshape(-1, k), targets.reshape(-1), label_smoothing=label_smoothing)
+
+
+def lr_lambda(warmup: int, total: int):
+    """Linear warm-up to the peak rate, then cosine decay to zero at the last step."""
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    return f
+
+
+def length_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator, pool: int = 50) -> list[np.ndarray]:
+    """Shuffled batches of similar history length, so that padding to the longest costs little.
+
+    Samples are shuffled, cut into pools of ``pool`` batches, sorted by length inside each pool,
+    batched, and the batch order shuffled again: random, but a batch of 6-item histories is not
+    padded to 50 because one long history fell into it.
+    """
+    perm = rng.permutation(len(lengths))
+    batches = []
+    span = batch_size * pool
+    for start in range(0, len(perm), span):
+        chunk = perm[start : start + span]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def subsample(samples: Samples, n: int, seed: int) -> Samples:
+    if n <= 0 or n >= len(samples):
+        return samples
+    idx = np.sort(np.random.default_rng(seed).choice(len(samples), n, replace=False))
+    return Samples([samples.histories[i] for i in idx], samples.targets[idx], samples.users[idx])
+
+
+@dataclass
+class TrainResult:
+    model: GenerativeRecommender
+    best_epoch: int
+    best_valid: dict | None
+    history: list[dict]
+
+
+def train(prepared: Prepared, model_cfg: ModelConfig, cfg: TrainConfig, out: str | Path | None = None, *,
+          device: str | torch.device | None = None, progress: bool = True) -> TrainResult:
+    """Train on ``prepared``'s training split, validate with the model's own decoder, keep the best."""
+    device = torch.device(device) if device else default_device()
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator(device=device).manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    cat = prepared.catalogue
+    if (model_cfg.n_digits, model_cfg.codebook_size) != (cat.n_digits, cat.codebook_size):
+        raise DiffGRMError("the model config does not match the catalogue's digits / codebook size")
+    model = build_model(model_cfg, torch.from_numpy(cat.codes)).to(device)
+    data = prepared.splits["train"]
+    if len(data) == 0:
+        raise DiffGRMError("the training split is empty")
+    valid = subsample(prepared.splits["valid"], cfg.eval_users, cfg.seed)
+    steps_per_epoch = math.ceil(len(data) / cfg.batch_size)
+    total = steps_per_epoch * cfg.epochs
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(min(cfg.warmup_steps, total // 2), total))
+    lengths = np.minimum([len(h) for h in data.histories], model_cfg.max_history)
+    targets_all = torch.from_numpy(cat.codes[data.targets]).to(device)
+
+    history: list[dict] = []
+    best, best_epoch, best_state, stale = -1.0, 0, None, 0
+    t_start = time.perf_counter()
+    if out is not None:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        (Path(out) / "history.jsonl").write_text("")
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        batches = length_batches(lengths, cfg.batch_size, rng)
+        losses = []
+        bar = tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", disable=not progress, leave=False)
+        t_epoch = time.perf_counter()
+        for step, idx in enumerate(bar):
+            hist = pad_histories([data.histories[i] for i in idx], model_cfg.max_history, device)
+            targets = targets_all[torch.from_numpy(idx).to(device)]
+            if isinstance(model, DiffGRM):
+                loss = ocn_loss(model, hist, targets, strategy=cfg.noising, label_smoothing=cfg.label_smoothing, generator=gen)
+            else:
+                loss = ar_loss(model, hist, targets, cfg.label_smoothing)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            sched.step()
+            losses.append(loss.item())
+            if step % 20 == 0:
+                bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
+        row = {"epoch": epoch, "loss": float(np.mean(losses)), "train_seconds": round(time.perf_counter() - t_epoch, 1),
+               "samples_per_second": round(len(data) / (time.perf_counter() - t_epoch), 1)}
+        out_of_time = cfg.max_minutes > 0 and (time.perf_counter() - t_start) / 60 > cfg.max_minutes
+        if epoch >= cfg.eval_start or epoch == cfg.epochs or out_of_time:
+            metrics = Recommender(model).evaluate(valid, beam=cfg.eval_beam, progress=progress, desc="validate")
+            score = combined_score(metrics["item"])
+            row.update(valid=metrics["item"], valid_score=score, valid_seconds=metrics["seconds"])
+            if score > best:
+                best, best_epoch, stale = score, epoch, 0
+                best_state = copy.deepcopy(model.state_dict())
+            else:
+                stale += 1
+        history.append(row)
+        if out is not None:
+            with open(Path(out) / "history.jsonl", "a") as fh:
+                fh.write(json.dumps(row) + "\n")
+        if progress:
+            msg = f"epoch {epoch}: loss {row['loss']:.4f}, {row['samples_per_second']:.0f} samples/s"
+            if "valid" in row:
+                v = row["valid"]
+                msg += f", valid ndcg@10 {v['ndcg@10']:.4f} recall@10 {v['recall@10']:.4f}"
+            tqdm.write(msg)
+        if stale >= cfg.patience or out_of_time:
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    best_valid = next((r["valid"] for r in history if r["epoch"] == best_epoch), None)
+    result = TrainResult(model=model, best_epoch=best_epoch, best_valid=best_valid, history=history)
+    if out is not None:
+        save_checkpoint(out, model, cfg, prepared, extra={"best_epoch": best_epoch, "best_valid": best_valid})
+    return result
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def save_checkpoint(run: str | Path, model: GenerativeRecommender, cfg: TrainConfig, prepared: Prepared,
+                    extra: dict | None = None) -> Path:
+    run = Path(run)
+    run.mkdir(parents=True, exist_ok=True)
+    save_model(model, str(run / "model.safetensors"))
+    meta = {
+        "model": model.config.to_dict(),
+        "train": cfg.to_dict(),
+        "fingerprint": prepared.catalogue.fingerprint,
+        "data": str(Path(prepared.path).resolve()),
+        "diffgrm_version": __version__,
+        **(extra or {}),
+    }
+    (run / "config.json").write_text(json.dumps(meta, indent=2))
+    return run
+
+
+def load_run(run: str | Path, data: str | Path | None = None,
+             device: str | torch.device | None = None) -> tuple[GenerativeRecommender, Prepared, dict]:
+    """Model, prepared data and metadata of a run; refuses a catalogue with another fingerprint."""
+    run = Path(run)
+    if not (run / "model.safetensors").is_file() or not (run / "config.json").is_file():
+        raise DiffGRMError(f"{run} holds no checkpoint (model.safetensors + config.json); train one with `diffgrm train`")
+    meta = json.loads((run / "config.json").read_text())
+    prepared = load_prepared(data or meta["data"])
+    if prepared.catalogue.fingerprint != meta["fingerprint"]:
+        raise DiffGRMError(
+            f"the checkpoint in {run} was trained on another catalogue (fingerprint {meta['fingerprint']}, "
+            f"data has {prepared.catalogue.fingerprint}); prepare the same data or retrain"
+        )
+    device = torch.device(device) if device else default_device()
+    model = build_model(ModelConfig.from_dict(meta["model"]), torch.from_numpy(prepared.catalogue.codes))
+    load_model(model, str(run / "model.safetensors"), device=str(device))
+    return model.to(device).eval(), prepared, meta
