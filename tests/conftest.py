@@ -50,3 +50,29 @@ def tmp_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     cache = tmp_path / "cache"
     monkeypatch.setenv("DIFFGRM_CACHE", str(cache))
     return cache
+
+
+def write_chain_dataset(path: Path, n_items: int = 60, n_users: int = 150, seed: int = 0) -> Path:
+    """Users walk item chains (i, i+1, i+2, ... mod n_items): the next item is learnable from the
+    last one, while popularity is flat."""
+    rng = np.random.default_rng(seed)
+    path.mkdir(parents=True, exist_ok=True)
+    with open(path / "items.jsonl", "w") as fh:
+        for i in range(n_items):
+            fh.write(json.dumps({"item_id": f"I{i}", "title": f"Chain item {i}", "categories": [f"group {i % 5}"]}) + "\n")
+    with open(path / "user_sequence.txt", "w") as fh:
+        for u in range(n_users):
+            start, n = int(rng.integers(n_items)), int(rng.integers(5, 9))
+            fh.write(" ".join([f"U{u}", *(f"I{(start + j) % n_items}" for j in range(n))]) + "\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def chain_prepared(tmp_path_factory) -> Path:
+    """The chain dataset prepared with a small codebook (8 codes x 4 digits)."""
+    from diffgrm.cli import main
+
+    root = tmp_path_factory.mktemp("chain")
+    folder = write_chain_dataset(root / "raw")
+    assert main(["prepare", "--dataset", str(folder), "--out", str(root / "prepared"), "--codebook", "8", "--quiet"]) == 0
+    return root / "prepared"

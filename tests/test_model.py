@@ -1,0 +1,132 @@
+"""The network and OCN's views on hand-made cases."""
+
+import pytest
+import torch
+
+from diffgrm.config import ModelConfig
+from diffgrm.errors import DiffGRMError
+from diffgrm.model import MASK, build_model
+from diffgrm.ocn import make_views, masked_loss, nested_views
+
+CFG = dict(n_digits=4, codebook_size=16, d_model=32, n_heads=4, d_ff=64, enc_layers=1, dec_layers=2)
+
+
+@pytest.fixture
+def codes():
+    return torch.randint(0, 16, (50, 4), generator=torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("kind", ["diffgrm", "ar"])
+def test_shapes_and_padding_invariance(kind, codes):
+    model = build_model(ModelConfig(kind=kind, **CFG), codes).eval()
+    hist = torch.tensor([[3, 4, 5, MASK, MASK], [7, 8, 9, 10, 11]])
+    memory, keep = model.encode(hist)
+    kv = model.cross_kv(memory)
+    if kind == "diffgrm":
+        tokens = torch.full((2, 3, 4), MASK)
+        tokens[:, 1, 2] = 5
+        logits = model.denoise(tokens, kv, keep)
+        assert logits.shape == (2, 3, 4, 16)
+        short_mem, short_keep = model.encode(hist[:1, :3])
+        alone = model.denoise(tokens[:1], model.cross_kv(short_mem), short_keep)
+    else:
+        logits = model.next_logits(torch.zeros(2, 3, 2, dtype=torch.long), kv, keep)
+        assert logits.shape == (2, 3, 16)
+        assert model.teacher_logits(codes[:2, None], kv, keep).shape == (2, 1, 4, 16)
+        short_mem, short_keep = model.encode(hist[:1, :3])
+        alone = model.next_logits(torch.zeros(1, 3, 2, dtype=torch.long), model.cross_kv(short_mem), short_keep)
+    # padding the history changes nothing
+    torch.testing.assert_close(logits[:1], alone, atol=1e-5, rtol=1e-5)
+
+
+def test_rows_of_a_user_are_independent(codes):
+    """Beams/views share the history but not each other: row 0's output ignores row 1's tokens."""
+    model = build_model(ModelConfig(**CFG), codes).eval()
+    memory, keep = model.encode(torch.tensor([[1, 2, 3]]))
+    kv = model.cross_kv(memory)
+    a = torch.full((1, 2, 4), MASK)
+    b = a.clone()
+    b[0, 1] = torch.tensor([1, 2, 3, 4])
+    torch.testing.assert_close(model.denoise(a, kv, keep)[:, 0], model.denoise(b, kv, keep)[:, 0])
+
+
+def test_ar_is_causal(codes):
+    model = build_model(ModelConfig(kind="ar", **CFG), codes).eval()
+    memory, keep = model.encode(torch.tensor([[1, 2, 3]]))
+    kv = model.cross_kv(memory)
+    x = model.teacher_logits(torch.tensor([[[1, 2, 3, 4]]]), kv, keep)
+    y = model.teacher_logits(torch.tensor([[[1, 2, 9, 9]]]), kv, keep)
+    torch.testing.assert_close(x[..., :3, :], y[..., :3, :])  # digit t sees only digits < t
+    assert not torch.allclose(x[..., 3, :], y[..., 3, :])
+
+
+def test_heads_are_tied_to_the_code_embeddings(codes):
+    model = build_model(ModelConfig(**CFG), codes)
+    assert not any("head" in name for name, _ in model.named_parameters())
+    with torch.no_grad():
+        model.code_emb.weight[2 * 16 + 5] += 10.0  # digit 2, code 5
+    memory, keep = model.encode(torch.tensor([[1, 2]]))
+    logits = model.denoise(torch.full((1, 1, 4), MASK), model.cross_kv(memory), keep)
+    assert logits[0, 0, 2].argmax() == 5
+
+
+def test_empty_history_and_bad_codes_are_clear(codes):
+    model = build_model(ModelConfig(**CFG), codes)
+    with pytest.raises(DiffGRMError, match="history is empty"):
+        model.encode(torch.tensor([[MASK, MASK]]))
+    with pytest.raises(DiffGRMError, match="item codes must be"):
+        build_model(ModelConfig(**CFG), torch.full((5, 4), 16))
+    with pytest.raises(DiffGRMError, match="unknown model kind"):
+        ModelConfig(kind="gpt")
+
+
+def test_ocn_views_follow_the_confidence_order():
+    targets = torch.tensor([[10, 11, 12, 13]])
+    conf = torch.tensor([[0.9, 0.1, 0.5, 0.3]])  # least confident first: 1, 3, 2, 0
+    tokens, masked, weights = make_views("ocn", targets, conf)
+    assert masked[0].int().tolist() == [[0, 1, 0, 0], [0, 1, 0, 1], [0, 1, 1, 1], [1, 1, 1, 1]]
+    assert tokens[0, 1].tolist() == [10, MASK, 12, MASK]
+    assert masked[0].sum(0).tolist() == [1, 4, 2, 3]  # the hardest digit is supervised n times
+    assert weights.tolist() == [[1.0] * 4]
+    _, most, _ = make_views("most", targets, conf)
+    assert most[0, 0].int().tolist() == [1, 0, 0, 0]
+
+
+def test_nested_views_for_any_n():
+    targets = torch.arange(6)[None]
+    order = torch.tensor([[5, 0, 4, 1, 3, 2]])
+    tokens, masked = nested_views(targets, order)
+    assert masked.shape == (1, 6, 6) and masked[0].sum(1).tolist() == [1, 2, 3, 4, 5, 6]
+    assert masked[0, -1].all()  # the all-masked state is trained (the reference misses it for n > 4)
+    assert masked[0, 2].nonzero().flatten().tolist() == [0, 4, 5]
+    assert (tokens[~masked.expand_as(tokens)] == targets.expand(6, 6)[~masked[0]]).all()
+
+
+@pytest.mark.parametrize("strategy", ["random", "random_t", "sequential"])
+def test_other_strategies_mask_at_least_one_digit(strategy):
+    g = torch.Generator().manual_seed(0)
+    targets = torch.randint(0, 16, (64, 4), generator=g)
+    tokens, masked, weights = make_views(strategy, targets, generator=g)
+    assert tokens.shape == (64, 4, 4) and masked.any(-1).all()
+    assert ((tokens == MASK) == masked).all()
+    if strategy == "random_t":
+        assert (weights >= 1).all() and (weights > 1).any()
+    if strategy == "sequential":
+        assert (masked.sum(-1) == torch.arange(1, 5)).all()
+    with pytest.raises(DiffGRMError, match="needs the model's confidence"):
+        make_views("ocn", targets)
+
+
+def test_loss_counts_only_masked_positions():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 3, 4, 8, generator=g)
+    targets = torch.randint(0, 8, (2, 4), generator=g)
+    masked = torch.zeros(2, 3, 4, dtype=torch.bool)
+    masked[:, :, 1] = True
+    w = torch.ones(2, 3)
+    base = masked_loss(logits, targets, masked, w, 0.1)
+    changed = logits.clone()
+    changed[:, :, 0] += 5.0  # an unmasked digit
+    assert masked_loss(changed, targets, masked, w, 0.1) == base
+    changed[:, :, 1] += torch.randn(8, generator=g)
+    assert masked_loss(changed, targets, masked, w, 0.1) != base

@@ -1,0 +1,112 @@
+"""Training, checkpoints, and the train / evaluate / recommend commands on a synthetic dataset."""
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from diffgrm.cli import main
+from diffgrm.config import preset
+from diffgrm.decode import Recommender
+from diffgrm.errors import DiffGRMError
+from diffgrm.metrics import popularity_ranking, ranking_metrics
+from diffgrm.prepare import load_prepared
+from diffgrm.train import load_run, lr_lambda, train
+
+FAST = dict(epochs=40, batch_size=32, lr=5e-3, warmup_steps=20, eval_start=40, patience=5, eval_users=0, max_minutes=0)
+
+
+def configs(kind, prepared, **over):
+    model_cfg, cfg = preset("tiny", kind=kind, n_digits=4, codebook_size=8)
+    return model_cfg, replace(cfg, **{**FAST, **over})
+
+
+@pytest.mark.parametrize("kind", ["diffgrm", "ar"])
+def test_loss_falls_and_recall_beats_popularity(kind, chain_prepared, tmp_path):
+    prepared = load_prepared(chain_prepared)
+    model_cfg, cfg = configs(kind, prepared)
+    result = train(prepared, model_cfg, cfg, tmp_path / "run", device="cpu", progress=False)
+    losses = [r["loss"] for r in result.history]
+    assert losses[-1] < 0.7 * losses[0]
+    test = prepared.splits["test"]
+    model_metrics = Recommender(result.model).evaluate(test, beam=16, progress=False)["item"]
+    pop = popularity_ranking(prepared.splits["train"].targets, prepared.n_items, 10)
+    pop_metrics = ranking_metrics(np.tile(pop, (len(test), 1)), test.targets)
+    assert model_metrics["recall@10"] > pop_metrics["recall@10"] + 0.2
+    assert model_metrics["ndcg@10"] > pop_metrics["ndcg@10"]
+
+
+def test_checkpoint_round_trip_and_refusals(chain_prepared, tmp_path):
+    prepared = load_prepared(chain_prepared)
+    model_cfg, cfg = configs("diffgrm", prepared, epochs=1, eval_start=1)
+    result = train(prepared, model_cfg, cfg, tmp_path / "run", device="cpu", progress=False)
+    model, again, meta = load_run(tmp_path / "run", device="cpu")
+    assert meta["fingerprint"] == prepared.catalogue.fingerprint and meta["model"]["kind"] == "diffgrm"
+    assert len((tmp_path / "run" / "history.jsonl").read_text().splitlines()) == 1
+    for a, b in zip(result.model.state_dict().values(), model.state_dict().values()):
+        torch.testing.assert_close(a, b)
+    hist = [prepared.splits["test"].histories[0]]
+    np.testing.assert_array_equal(Recommender(result.model).search(hist).items, Recommender(model).search(hist).items)
+    # another catalogue: same items, codes changed
+    from safetensors.numpy import load_file, save_file
+    import shutil
+
+    other = tmp_path / "other"
+    shutil.copytree(chain_prepared, other)
+    arrays = load_file(str(other / "catalogue.safetensors"))
+    arrays["codes"] = arrays["codes"][::-1].copy()
+    save_file(arrays, str(other / "catalogue.safetensors"))
+    with pytest.raises(DiffGRMError, match="trained on another catalogue"):
+        load_run(tmp_path / "run", data=other)
+    with pytest.raises(DiffGRMError, match="holds no checkpoint"):
+        load_run(tmp_path)
+
+
+def test_learning_rate_schedule():
+    f = lr_lambda(10, 110)
+    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
+    assert f(60) == pytest.approx(0.5) and f(110) == pytest.approx(0.0, abs=1e-9)
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_train_evaluate_recommend(chain_prepared, tmp_path, capsys):
+    runp = tmp_path / "run"
+    code, out, _ = run(capsys, "train", chain_prepared, "--preset", "tiny", "--out", runp, "--epochs", "2", "--quiet", "--device", "cpu")
+    assert code == 0 and "best epoch" in out
+    code, out, _ = run(capsys, "evaluate", runp, "--beam", "16", "--quiet")
+    assert code == 0
+    metrics = json.loads((runp / "metrics.json").read_text())
+    assert set(metrics["item"]) == {"recall@5", "recall@10", "ndcg@5", "ndcg@10"} and set(metrics["sid"]) == set(metrics["item"])
+    assert metrics["beam"] == 16 and metrics["users"] == 150 and metrics["model"] == "diffgrm" and metrics["seconds"] >= 0
+    assert "item" in out and "sid" in out and "ndcg@10" in out
+    trace = tmp_path / "trace.csv"
+    code, out, _ = run(capsys, "recommend", runp, "--user", "U3", "--k", "5", "--trace", trace)
+    assert code == 0 and "Top-5" in out and "Chain item" in out and "held-out next item" in out
+    import pandas as pd
+
+    frame = pd.read_csv(trace)
+    assert {"step", "beam", "digit", "code", "prob", "score"} <= set(frame.columns) and frame["step"].max() == 3
+
+
+@pytest.mark.parametrize(
+    "argv, expect",
+    [
+        (["recommend", "{run}", "--user", "nobody"], "user 'nobody' is not in"),
+        (["recommend", "{run}", "--user", "U1", "--beam", "4", "--k", "10"], "the beam (4) must be at least K (10)"),
+        (["evaluate", "{tmp}"], "holds no checkpoint"),
+        (["evaluate", "{run}", "--beam", "5"], "the beam (5) must be at least K (10)"),
+    ],
+)
+def test_cli_errors(chain_prepared, tmp_path, capsys, argv, expect):
+    runp = tmp_path / "run"
+    assert run(capsys, "train", chain_prepared, "--preset", "tiny", "--out", runp, "--epochs", "1", "--quiet")[0] == 0
+    code, _, err = run(capsys, *[a.format(run=runp, tmp=tmp_path) for a in argv])
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert code == 2 and len(lines) == 1 and expect in lines[0], err
