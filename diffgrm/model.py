@@ -211,8 +211,17 @@ def build_model(config: ModelConfig, item_codes: torch.Tensor) -> GenerativeReco
     return (DiffGRM if config.kind == "diffgrm" else ARGenerator)(config, item_codes)
 
 
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+def default_device(name: str | torch.device | None = None) -> torch.device:
+    """The device to use: ``name`` if given (checked), else ``cuda`` when available, else CPU."""
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise DiffGRMError(f"unknown device {name!r}; use cpu or cuda") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise DiffGRMError("--device cuda was asked for, but torch sees no CUDA GPU here")
+    return device
 
 
 def count_params(model: nn.Module) -> str:

@@ -84,7 +84,7 @@ class TrainResult:
 def train(prepared: Prepared, model_cfg: ModelConfig, cfg: TrainConfig, out: str | Path | None = None, *,
           device: str | torch.device | None = None, progress: bool = True) -> TrainResult:
     """Train on ``prepared``'s training split, validate with the model's own decoder, keep the best."""
-    device = torch.device(device) if device else default_device()
+    device = default_device(device)
     torch.manual_seed(cfg.seed)
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
@@ -197,7 +197,7 @@ def load_run(run: str | Path, data: str | Path | None = None,
             f"the checkpoint in {run} was trained on another catalogue (fingerprint {meta['fingerprint']}, "
             f"data has {prepared.catalogue.fingerprint}); prepare the same data or retrain"
         )
-    device = torch.device(device) if device else default_device()
+    device = default_device(device)
     model = build_model(ModelConfig.from_dict(meta["model"]), torch.from_numpy(prepared.catalogue.codes))
     load_model(model, str(run / "model.safetensors"), device=str(device))
     return model.to(device).eval(), prepared, meta

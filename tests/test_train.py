@@ -110,3 +110,20 @@ def test_cli_errors(chain_prepared, tmp_path, capsys, argv, expect):
     code, _, err = run(capsys, *[a.format(run=runp, tmp=tmp_path) for a in argv])
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert code == 2 and len(lines) == 1 and expect in lines[0], err
+
+
+def test_empty_history_and_unknown_device(chain_prepared, tmp_path):
+    prepared = load_prepared(chain_prepared)
+    model_cfg, cfg = configs("diffgrm", prepared, epochs=1, eval_start=1)
+    model = train(prepared, model_cfg, cfg, None, device="cpu", progress=False).model
+    with pytest.raises(DiffGRMError, match="history is empty"):
+        Recommender(model).search([np.array([1, 2]), np.array([], dtype=np.int64)])
+    with pytest.raises(DiffGRMError, match="outside 0..59"):
+        Recommender(model).search([np.array([1, 600])])
+    from diffgrm.model import default_device
+
+    with pytest.raises(DiffGRMError, match="unknown device"):
+        default_device("tpu9")
+    if not torch.cuda.is_available():
+        with pytest.raises(DiffGRMError, match="no CUDA GPU"):
+            default_device("cuda")
