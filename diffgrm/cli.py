@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -78,8 +79,6 @@ def _check_beam(beam: int, k: int) -> None:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from diffgrm.decode import Recommender
     from diffgrm.train import load_run, subsample
 
@@ -104,8 +103,6 @@ def format_metrics(m: dict) -> str:
 
 
 def _cmd_recommend(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from diffgrm.decode import Recommender
     from diffgrm.train import load_run
 
@@ -137,6 +134,60 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
         frame.to_csv(path, index=False) if path.suffix == ".csv" else frame.to_json(path, orient="records", lines=True)
         print(f"wrote the denoising trace to {path}", file=sys.stderr)
     return 0
+
+
+DEMO_DATA = "runs/movielens-100k"
+DEMO_RUN = "runs/ml-tiny"
+
+
+def ensure_demo_run(run: str | Path = DEMO_RUN, data: str | Path = DEMO_DATA, progress: bool = True) -> Path:
+    """The demo run: MovieLens-100K prepared and the tiny preset trained, each only if missing."""
+    from diffgrm.config import DATASET_TOKENIZER_PRESET, preset, tokenizer_preset
+    from diffgrm.data import load_dataset
+    from diffgrm.prepare import load_prepared, prepare
+    from diffgrm.train import train
+
+    run, data = Path(run), Path(data)
+    if (run / "model.safetensors").is_file():
+        return run
+    if not (data / "tokenizer_report.json").is_file():
+        print(f"preparing movielens-100k into {data} ...", file=sys.stderr)
+        prepare(load_dataset("movielens-100k"), data, tokenizer_preset(DATASET_TOKENIZER_PRESET["movielens-100k"]),
+                progress=progress)
+    prepared = load_prepared(data)
+    cat = prepared.catalogue
+    model_cfg, cfg = preset("tiny", n_digits=cat.n_digits, codebook_size=cat.codebook_size)
+    print(f"training the tiny preset into {run} (a few minutes on a CPU) ...", file=sys.stderr)
+    train(prepared, model_cfg, cfg, run, progress=progress)
+    return run
+
+
+def _cmd_app(args: argparse.Namespace) -> int:
+    import os
+
+    app = Path(__file__).resolve().parents[1] / "app" / "streamlit_app.py"
+    if not app.is_file():
+        raise DiffGRMError(f"the app is not next to the package ({app}); run from a clone of the diffgrm repository")
+    run = Path(args.run)
+    if not (run / "model.safetensors").is_file():
+        if args.run != DEMO_RUN:
+            raise DiffGRMError(f"{run} holds no checkpoint; train one with `diffgrm train` or omit RUN for the demo")
+        ensure_demo_run(run)
+    from diffgrm.explorer import Explorer
+
+    method = os.environ.get("DIFFGRM_PROJECTION", "umap")
+    if not (run / f"codebook_{method}.csv").is_file():
+        print(f"projecting the codebooks with {method} (once per run) ...", file=sys.stderr)
+        Explorer(run).codebook_coords(method)
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.address", args.address,
+           "--server.port", str(args.port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
+           "--", "--run", str(run)]
+    print(f"diffgrm explorer on http://{args.address}:{args.port} (Ctrl+C to stop)", file=sys.stderr)
+    if args.dry_run:
+        print(" ".join(cmd))
+        return 0
+    os.execv(sys.executable, cmd)
+    return 0  # pragma: no cover
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -202,6 +253,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default=None)
     p.add_argument("--device", default=None)
     p.set_defaults(func=_cmd_recommend)
+
+    p = sub.add_parser("app", help="open the Streamlit explorer (prepares and trains the MovieLens demo run if missing)")
+    p.add_argument("run", metavar="RUN", nargs="?", default=DEMO_RUN, help=f"run folder (default {DEMO_RUN})")
+    p.add_argument("--address", default="127.0.0.1", help="address to serve on (default: this machine only)")
+    p.add_argument("--port", type=int, default=8501)
+    p.add_argument("--dry-run", action="store_true", help="prepare everything, print the streamlit command, exit")
+    p.set_defaults(func=_cmd_app)
     return parser
 
 

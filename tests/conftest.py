@@ -76,3 +76,23 @@ def chain_prepared(tmp_path_factory) -> Path:
     folder = write_chain_dataset(root / "raw")
     assert main(["prepare", "--dataset", str(folder), "--out", str(root / "prepared"), "--codebook", "8", "--quiet"]) == 0
     return root / "prepared"
+
+
+@pytest.fixture(scope="session")
+def chain_run(chain_prepared, tmp_path_factory) -> Path:
+    """A DiffGRM run trained on the chain dataset until it follows the chains (about 10 s)."""
+    from dataclasses import replace
+
+    from diffgrm.config import preset
+    from diffgrm.prepare import load_prepared
+    from diffgrm.train import train
+
+    run = tmp_path_factory.mktemp("chain_run") / "run"
+    model_cfg, cfg = preset("tiny", n_digits=4, codebook_size=8)
+    cfg = replace(cfg, **FAST_TRAIN)
+    train(load_prepared(chain_prepared), model_cfg, cfg, run, device="cpu", progress=False)
+    return run
+
+
+FAST_TRAIN = dict(epochs=40, batch_size=32, lr=5e-3, warmup_steps=20, eval_start=40, patience=5, eval_users=0, max_minutes=0)
+"""Training settings that learn the chain dataset in seconds."""

@@ -14,8 +14,9 @@ from diffgrm.errors import DiffGRMError
 from diffgrm.metrics import popularity_ranking, ranking_metrics
 from diffgrm.prepare import load_prepared
 from diffgrm.train import load_run, lr_lambda, train
+from tests.conftest import FAST_TRAIN
 
-FAST = dict(epochs=40, batch_size=32, lr=5e-3, warmup_steps=20, eval_start=40, patience=5, eval_users=0, max_minutes=0)
+FAST = FAST_TRAIN
 
 
 def configs(kind, prepared, **over):

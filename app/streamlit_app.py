@@ -1,0 +1,242 @@
+"""diffgrm explorer: watch DiffGRM denoise a user's next item, digit by digit.
+
+Wiring only: the model work happens in ``diffgrm.explorer`` and every figure comes from
+``diffgrm.viz``. Start it with ``diffgrm app [RUN]`` (or ``make app``); the run folder comes from
+``--run`` after ``--`` on the streamlit command line or from ``$DIFFGRM_RUN``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from diffgrm import viz
+from diffgrm.errors import DiffGRMError
+from diffgrm.explorer import Explorer
+
+DEFAULT_RUN = "runs/ml-tiny"
+PROJECTION = os.environ.get("DIFFGRM_PROJECTION", "umap")
+
+
+def run_folder() -> Path:
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--run", default=None)
+    args, _ = parser.parse_known_args(sys.argv[1:])
+    return Path(args.run or os.environ.get("DIFFGRM_RUN") or DEFAULT_RUN)
+
+
+@st.cache_resource(show_spinner="Loading the model and catalogue...")
+def load_explorer(run: str) -> Explorer:
+    return Explorer(run)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def recommend(run: str, history: tuple[int, ...], beam: int, k: int, order: str, target: int):
+    return load_explorer(run).recommend(np.array(history, dtype=np.int64), beam=beam, k=k, order=order, target=target)
+
+
+@st.cache_data(show_spinner="Projecting the codebooks (once per run)...")
+def codebook_coords(run: str, method: str):
+    return load_explorer(run).codebook_coords(method)
+
+
+def no_run_page(run: Path) -> None:
+    st.title("diffgrm explorer")
+    st.error(f"No trained run in `{run}` (no model.safetensors + config.json).")
+    st.markdown(
+        "Train the small MovieLens-100K demo run (a few minutes on a laptop CPU), or start the app "
+        "with an existing run: `diffgrm app RUN`."
+    )
+    if st.button("Train the tiny MovieLens-100K run", key="train_tiny"):
+        from diffgrm.cli import ensure_demo_run
+
+        with st.spinner("Preparing MovieLens-100K and training the tiny preset..."):
+            try:
+                ensure_demo_run(run)
+            except DiffGRMError as exc:
+                st.error(str(exc))
+                return
+        st.success("Trained. Loading it...")
+        st.rerun()
+
+
+def pick_user(ex: Explorer) -> str:
+    users = ex.users()
+    side = st.sidebar
+    side.subheader("User")
+    if "user_id" not in st.session_state:
+        st.session_state["user_id"] = str(users["user"].iloc[0])
+    mode = side.radio("Pick by", ["id", "history length"], horizontal=True, key="pick_mode")
+    if mode == "history length":
+        lo, hi = int(users["history_length"].min()), int(users["history_length"].max())
+        rng = side.slider("History length", lo, hi, (lo, min(hi, lo + 10)), key="length_range")
+        pool = users[users["history_length"].between(*rng)]["user"].astype(str).tolist()
+        if pool:
+            st.session_state["user_id"] = side.selectbox("Users with that history length", pool, key="length_user")
+        else:
+            side.warning("No user has a history length in that range.")
+    else:
+        side.text_input("User id", key="user_id")
+    side.button("Random user", key="random_user", on_click=random_user, args=(users["user"].astype(str).tolist(),))
+    return st.session_state["user_id"]
+
+
+def random_user(pool: list[str]) -> None:
+    """Button callback: runs before the widgets, so it may set the id text box's value."""
+    seed = st.session_state.get("random_clicks", 0) + 1
+    st.session_state["random_clicks"] = seed
+    st.session_state["user_id"] = pool[int(np.random.default_rng(seed).integers(len(pool)))]
+
+
+def main() -> None:
+    st.set_page_config(page_title="diffgrm explorer", layout="wide")
+    run = run_folder()
+    if not (run / "model.safetensors").is_file():
+        no_run_page(run)
+        return
+    ex = load_explorer(str(run))
+    side = st.sidebar
+    side.title("diffgrm explorer")
+    side.caption(f"run `{run}` · {ex.kind} · {ex.prepared.report['dataset']} · "
+                 f"{ex.prepared.n_items:,} items · SIDs of {ex.n_digits} digits x {ex.prepared.catalogue.codebook_size} codes")
+    user_id = pick_user(ex)
+    side.subheader("Decoding")
+    beam = side.slider("Beam size", 10, 128, 32, step=2, key="beam")
+    k = side.slider("K (Top-K)", 1, 20, 10, key="k")
+    orders = ["confidence", "fixed", "random"] if ex.kind == "diffgrm" else ["left-to-right"]
+    order = side.selectbox("Decoding order", orders, key="order",
+                           help="confidence = CPD: fill the digit the model is surest of first")
+    if beam < k:
+        st.error(f"The beam ({beam}) must be at least K ({k}).")
+        return
+
+    try:
+        case = ex.user(user_id)
+    except DiffGRMError as exc:
+        st.error(str(exc))
+        return
+    if len(case.history) < 2:
+        st.warning(f"User {user_id} has only {len(case.history)} past item(s): recommendations rest on very little.")
+
+    st.title(f"User {case.user}: what comes next?")
+    rec = recommend(str(run), tuple(int(i) for i in case.history), beam, k, order if ex.kind == "diffgrm" else "confidence",
+                    case.target)
+    hit = bool(rec.table["hit"].any()) if len(rec.table) else False
+    left, right = st.columns([2, 3])
+    with left:
+        st.subheader(f"History ({len(case.history)} items, most recent first)")
+        st.dataframe(ex.history_table(case.history).head(15), hide_index=True, width="stretch")
+        st.markdown(f"**Held-out next item:** {ex.titles[case.target]} "
+                    f"({'hit: it is in the Top-' + str(k) if hit else 'not in the Top-' + str(k)})")
+    with right:
+        st.subheader(f"Top-{k}")
+        st.dataframe(rec.table[["rank", "title", "sid", "probability", "hit"]], hide_index=True, width="stretch")
+
+    tabs = st.tabs(["Denoising", "Compare orders", "Codebook spaces", "Codebook health", "What if"])
+    with tabs[0]:
+        denoising_tab(ex, rec)
+    with tabs[1]:
+        compare_tab(ex, run, case, beam, k)
+    with tabs[2]:
+        codebook_tab(ex, run, case, rec)
+    with tabs[3]:
+        health_tab(ex)
+    with tabs[4]:
+        whatif_tab(ex, run, case, beam, k, order, rec)
+
+
+def denoising_tab(ex: Explorer, rec) -> None:
+    trace = rec.trace
+    n = trace.n_steps
+    step = st.slider("Step", 1, n, n, key="step", help="scrub through the denoising steps")
+    s = step - 1
+    r = trace.lineage(0)[s]
+    d, c, p = int(trace.digit[s, r]), int(trace.code[s, r]), float(trace.prob[s, r])
+    st.markdown(f"**Step {step} of {n}:** the best beam fills digit {d} with code {c} "
+                f"(probability {p:.2f}); {n - step} digit(s) still masked.")
+    st.plotly_chart(viz.denoising_strip(trace, beams=min(8, len(rec.table)), titles=ex.titles, initial_step=s),
+                    width="stretch", key="strip")
+    a, b = st.columns(2)
+    with a:
+        st.plotly_chart(viz.alternatives_figure(trace, beam=0, step=s), width="stretch", key="alternatives")
+    with b:
+        metric = st.radio("Confidence as", ["max_prob", "entropy_bits"], horizontal=True, key="conf_metric")
+        st.plotly_chart(viz.confidence_heatmap(trace, beam=0, metric=metric), width="stretch", key="confidence")
+
+
+def compare_tab(ex: Explorer, run: Path, case, beam: int, k: int) -> None:
+    if ex.kind != "diffgrm":
+        st.info("This run is autoregressive: it has one, left-to-right, order.")
+        return
+    st.caption("The same user decoded in three orders; x is the step, y the probability of the digit committed then.")
+    traces = {name: recommend(str(run), tuple(int(i) for i in case.history), beam, k, name, case.target).trace
+              for name in ("confidence", "fixed", "random")}
+    st.plotly_chart(viz.compare_orders({f"{n} order": t for n, t in traces.items()}), width="stretch", key="orders")
+
+
+def codebook_tab(ex: Explorer, run: Path, case, rec) -> None:
+    try:
+        coords = codebook_coords(str(run), PROJECTION)
+    except DiffGRMError as exc:
+        st.info(str(exc))
+        return
+    digit = st.selectbox("Digit", list(range(ex.n_digits)), key="digit")
+    st.caption("Each point is an item's sub-vector for this digit; diamonds are the codebook's centroids. "
+               "Distances between clusters in a UMAP mean little: read neighbourhoods, not gaps.")
+    st.plotly_chart(viz.codebook_figure(coords[digit], digit=digit, titles=ex.titles, sids=ex.codes,
+                                        history=case.history.tolist(), recommended=rec.table["item"].tolist()),
+                    width="stretch", key="codebook")
+
+
+def health_tab(ex: Explorer) -> None:
+    report = ex.prepared.report
+    st.plotly_chart(viz.codebook_health(report, ex.codes, ex.prepared.catalogue.codebook_size),
+                    width="stretch", key="health")
+    path = ex.prepared.path / "collisions.json"
+    groups = json.loads(path.read_text()) if path.is_file() else []
+    st.markdown(f"**{len(groups)} SIDs were shared before repair**; the largest groups, with where their items moved:")
+    for g in groups[:5]:
+        items = "; ".join(f"{i['title']} -> {viz.sid_text(i['new_sid'])}" for i in g["items"][:6])
+        st.markdown(f"- `{viz.sid_text(g['sid'])}` ({len(g['items'])} items): {items}")
+
+
+def whatif_tab(ex: Explorer, run: Path, case, beam: int, k: int, order: str, rec) -> None:
+    st.caption("Edit the history and decode again: which recommendations move?")
+    key = f"edit_{case.user}"
+    if key not in st.session_state:
+        st.session_state[key] = [int(i) for i in case.history]
+    edited: list[int] = st.session_state[key]
+    labels = {i: f"{ex.titles[i]} (#{i})" for i in set(edited) | set(case.history.tolist())}
+    remove = st.multiselect("Remove from the history", edited, format_func=lambda i: labels.get(i, str(i)), key="whatif_remove")
+    query = st.text_input("Find an item to add (title contains)", key="whatif_query")
+    matches = ex.search_titles(query)
+    add = None
+    if len(matches):
+        add = st.selectbox("Add", matches["item"].tolist(), format_func=lambda i: ex.titles[i], key="whatif_add")
+    if st.button("Apply", key="whatif_apply"):
+        new = [i for i in edited if i not in set(remove)] + ([int(add)] if add is not None else [])
+        if not new:
+            st.error("Keep at least one item in the history.")
+        else:
+            st.session_state[key] = new
+            st.rerun()
+    if st.button("Reset", key="whatif_reset"):
+        st.session_state[key] = [int(i) for i in case.history]
+        st.rerun()
+    edited = st.session_state[key]
+    changed = edited != [int(i) for i in case.history]
+    st.markdown(f"Edited history: {len(edited)} items" + (" (changed)" if changed else " (as recorded)"))
+    new_rec = recommend(str(run), tuple(edited), beam, k, order if ex.kind == "diffgrm" else "confidence", case.target)
+    before = set(rec.table["item"])
+    table = new_rec.table.assign(new=[i not in before for i in new_rec.table["item"]])
+    st.dataframe(table[["rank", "title", "sid", "probability", "new"]], hide_index=True, width="stretch",
+                 key="whatif_table")
+
+
+main()

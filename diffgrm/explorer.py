@@ -1,0 +1,129 @@
+"""What the app and the notebooks ask of a trained run, in one place and without any UI.
+
+An :class:`Explorer` loads a run once, then answers: which users are there, what is a user's
+history and held-out next item, what does the decoder recommend for a (possibly edited)
+history, with its step-by-step trace, and where do items sit in each digit's codebook space.
+The Streamlit app is wiring around this class; nothing here imports Streamlit.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from diffgrm.decode import Recommender
+from diffgrm.errors import DiffGRMError
+from diffgrm.trace import DenoisingTrace, SearchResult
+from diffgrm.train import load_run
+
+MIN_HISTORY = 1
+
+
+@dataclass
+class UserCase:
+    """A user's test-time history (item indices, oldest first) and the held-out next item."""
+
+    user: str
+    history: np.ndarray
+    target: int
+
+
+@dataclass
+class Recommendation:
+    result: SearchResult
+    trace: DenoisingTrace
+    table: pd.DataFrame  # rank, item, title, sid, score, hit
+
+
+class Explorer:
+    """A run's model, catalogue and users, ready to answer the app's questions."""
+
+    def __init__(self, run: str | Path, device: str | None = "cpu") -> None:
+        self.run = Path(run)
+        self.model, self.prepared, self.meta = load_run(self.run, device=device)
+        self.recommender = Recommender(self.model)
+        self.titles: list[str] = self.prepared.items["title"].tolist()
+        self.codes: np.ndarray = self.prepared.catalogue.codes
+        test = self.prepared.splits["test"]
+        self._rows = {self.prepared.users[u]: i for i, u in enumerate(test.users)}
+
+    @property
+    def kind(self) -> str:
+        return self.model.config.kind
+
+    @property
+    def n_digits(self) -> int:
+        return self.model.config.n_digits
+
+    def users(self) -> pd.DataFrame:
+        """Every user with the length of their test-time history, in file order."""
+        test = self.prepared.splits["test"]
+        return pd.DataFrame(
+            {"user": [self.prepared.users[u] for u in test.users], "history_length": [len(h) for h in test.histories]}
+        )
+
+    def user(self, user_id: str) -> UserCase:
+        user_id = str(user_id).strip()
+        if user_id not in self._rows:
+            raise DiffGRMError(f"unknown user id {user_id!r} (try e.g. {self.prepared.users[0]!r})")
+        test = self.prepared.splits["test"]
+        row = self._rows[user_id]
+        return UserCase(user=user_id, history=np.asarray(test.histories[row]), target=int(test.targets[row]))
+
+    def recommend(self, history: np.ndarray, *, beam: int = 32, k: int = 10, order: str = "confidence",
+                  target: int | None = None, seed: int = 0) -> Recommendation:
+        """Top-``k`` items and the trace for one history (which may have been edited)."""
+        if len(history) < MIN_HISTORY:
+            raise DiffGRMError("the history is empty: keep at least one item")
+        if beam < k:
+            raise DiffGRMError(f"the beam ({beam}) must be at least K ({k})")
+        result = self.recommender.search([np.asarray(history, dtype=np.int64)], beam=beam, topk=k, order=order,
+                                         trace=True, seed=seed)
+        items = result.items[0].tolist()
+        scores = result.scores[0].tolist()
+        rows = [
+            {"rank": r, "item": i, "title": self.titles[i], "sid": "-".join(map(str, self.codes[i])),
+             "score": s, "probability": float(np.exp(s)), "hit": i == target}
+            for r, (i, s) in enumerate(zip(items, scores), 1) if i >= 0
+        ]
+        return Recommendation(result=result, trace=result.traces[0], table=pd.DataFrame(rows))
+
+    def history_table(self, history: np.ndarray) -> pd.DataFrame:
+        """The history as titles and SIDs, most recent first."""
+        rows = [{"position": len(history) - j, "item": int(i), "title": self.titles[i],
+                 "sid": "-".join(map(str, self.codes[i]))} for j, i in enumerate(history)]
+        return pd.DataFrame(rows[::-1])
+
+    def search_titles(self, query: str, limit: int = 20) -> pd.DataFrame:
+        """Items whose title contains ``query`` (case-insensitive), for the what-if editor."""
+        items = self.prepared.items
+        hits = items[items["title"].str.contains(query, case=False, regex=False)] if query else items.iloc[:0]
+        return pd.DataFrame({"item": hits.index[:limit], "title": hits["title"].iloc[:limit]})
+
+    # ----------------------------------------------------------------- codebook spaces
+    def codebook_coords(self, method: str = "umap", max_items: int = 5000) -> dict[int, pd.DataFrame]:
+        """Per-digit 2-D coordinates of centroids and items, computed once and kept in the run folder."""
+        path = self.run / f"codebook_{method}.csv"
+        if path.is_file():
+            frame = pd.read_csv(path)
+            meta = json.loads((self.run / f"codebook_{method}.json").read_text())
+            out = {int(d): g.drop(columns="digit").reset_index(drop=True) for d, g in frame.groupby("digit")}
+            for g in out.values():
+                g.attrs["method"] = meta["method"]
+            return out
+        from diffgrm.viz import project_codebook
+
+        tok = self.prepared.tokenizer()
+        if tok.config.method not in ("opq", "pq"):
+            raise DiffGRMError(f"the {tok.config.method} tokenizer has no per-digit codebook spaces to draw")
+        coords = project_codebook(tok.subvectors(self.prepared.embeddings), tok.state["centroids"], codes=self.codes,
+                                  method=method, max_items=max_items)
+        frame = pd.concat([g.assign(digit=d) for d, g in coords.items()], ignore_index=True)
+        frame.to_csv(path, index=False)
+        used = next(iter(coords.values())).attrs.get("method", method)
+        (self.run / f"codebook_{method}.json").write_text(json.dumps({"method": used}))
+        return coords

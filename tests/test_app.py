@@ -1,0 +1,83 @@
+"""The Streamlit app with streamlit.testing's AppTest: renders, reacts to widgets, handles bad states."""
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+APP = str(Path(__file__).resolve().parents[1] / "app" / "streamlit_app.py")
+
+
+@pytest.fixture
+def app(chain_run, monkeypatch):
+    monkeypatch.setenv("DIFFGRM_RUN", str(chain_run))
+    monkeypatch.setenv("DIFFGRM_PROJECTION", "pca")
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def markdown(at) -> str:
+    return "\n".join(m.value for m in at.markdown)
+
+
+def table(at, i):
+    return at.dataframe[i].value
+
+
+def test_page_renders_a_user(app):
+    assert app.title[0].value == "User U0: what comes next?"
+    assert "Held-out next item:" in markdown(app)
+    topk = table(app, 1)
+    assert list(topk.columns[:3]) == ["rank", "title", "sid"] and len(topk) == 10
+    assert topk["title"].str.startswith("Chain item").all()
+    assert len(app.tabs) == 5
+
+
+def test_picking_another_user_changes_the_page(app):
+    before = table(app, 0)["title"].tolist()
+    app.text_input(key="user_id").set_value("U5").run()
+    assert not app.exception
+    assert app.title[0].value == "User U5: what comes next?"
+    assert table(app, 0)["title"].tolist() != before
+    app.button(key="random_user").click().run()
+    assert not app.exception and app.title[0].value.startswith("User U")
+
+
+def test_step_scrubber_changes_what_is_shown(app):
+    last = [m.value for m in app.markdown if m.value.startswith("**Step")]
+    assert last and "Step 4 of 4" in last[0]
+    app.slider(key="step").set_value(1).run()
+    first = [m.value for m in app.markdown if m.value.startswith("**Step")]
+    assert "Step 1 of 4" in first[0] and "3 digit(s) still masked" in first[0]
+    assert first != last
+
+
+def test_what_if_editor_changes_the_top_k(app):
+    topk_before = table(app, 1)["title"].tolist()
+    remove = app.multiselect(key="whatif_remove")
+    remove.set_value(list(app.session_state["edit_U0"]))  # drop the whole recorded history ...
+    app.text_input(key="whatif_query").set_value("Chain item 3").run()
+    assert app.selectbox(key="whatif_add").value == 3  # ... and start from item 3 instead
+    app.button(key="whatif_apply").click().run()
+    assert not app.exception
+    assert app.session_state["edit_U0"] == [3]
+    assert any("(changed)" in m.value for m in app.markdown)
+    after = app.dataframe[-1].value
+    assert after["title"].tolist() != topk_before
+    assert after["new"].any()
+    app.button(key="whatif_reset").click().run()
+    assert any("(as recorded)" in m.value for m in app.markdown)
+
+
+def test_bad_states_are_shown_in_the_page(app, tmp_path, monkeypatch):
+    app.text_input(key="user_id").set_value("nobody").run()
+    assert not app.exception
+    assert "unknown user id 'nobody'" in app.error[0].value
+    monkeypatch.setenv("DIFFGRM_RUN", str(tmp_path / "empty"))
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    assert not at.exception
+    assert "No trained run" in at.error[0].value
+    assert at.button(key="train_tiny").label.startswith("Train the tiny")
