@@ -1,6 +1,6 @@
 # diffgrm: two commands on a fresh clone (see README.md)
-#   make app    set up, prepare the embedded MovieLens-100K and print its tokenizer report
-#   make test   set up and run the whole test suite
+#   make app    set up, prepare MovieLens-100K, train the tiny demo run if missing, open the app
+#   make test   set up and run the whole test suite (installs Debian's chromium for the browser test)
 #
 # TORCH is what pip installs before everything else. The default pins the CPU wheel that this
 # project's machines keep on disk; elsewhere `make app TORCH=torch` lets pip pick your platform's
@@ -13,7 +13,7 @@ BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.diffgrm-installed
 RUNS   ?= runs
 
-.PHONY: setup data app test clean
+.PHONY: setup data chromium app test clean
 
 setup: $(STAMP)
 
@@ -28,10 +28,17 @@ $(STAMP): pyproject.toml
 data: setup
 	$(BIN)/diffgrm fetch movielens-100k --quiet
 
-app: data
-	$(BIN)/diffgrm prepare --dataset movielens-100k --out $(RUNS)/movielens-100k
+# The browser test drives Debian's chromium (never a downloaded browser); installed where we can.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "note: the browser test needs chromium (sudo apt-get install chromium)" >&2; fi; }
 
-test: data
+app: data
+	$(BIN)/diffgrm app
+
+test: data chromium
 	$(BIN)/python -m pytest
 
 clean:

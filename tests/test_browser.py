@@ -1,0 +1,87 @@
+"""The app in a real browser: Debian's chromium driven by Playwright, with screenshots.
+
+Screenshots go to ``test-artifacts/browser/`` (or ``$DIFFGRM_SCREENSHOTS``). The set-up installs
+chromium (``make test`` runs ``apt-get install chromium`` where it can); the test skips, saying
+so, only where no chromium exists.
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = os.environ.get("DIFFGRM_CHROMIUM", "/usr/bin/chromium")
+SHOTS = Path(os.environ.get("DIFFGRM_SCREENSHOTS", ROOT / "test-artifacts" / "browser"))
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"]
+
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no chromium at {CHROMIUM}")]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(chain_run):
+    port = free_port()
+    env = {**os.environ, "DIFFGRM_PROJECTION": "pca"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "streamlit_app.py"), "--server.address", "127.0.0.1",
+         "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
+         "--", "--run", str(chain_run)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("streamlit did not start: " + proc.stdout.read().decode()[-2000:])
+    yield url
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+def test_pick_a_user_and_step_through_the_denoising(server):
+    from playwright.sync_api import expect, sync_playwright
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(server)
+        expect(page.get_by_text("User U0: what comes next?")).to_be_visible(timeout=90_000)
+        expect(page.get_by_text("Held-out next item:")).to_be_visible()
+        page.screenshot(path=str(SHOTS / "01-first-user.png"), full_page=True)
+
+        box = page.get_by_label("User id")
+        box.fill("U7")
+        box.press("Enter")
+        expect(page.get_by_text("User U7: what comes next?")).to_be_visible(timeout=60_000)
+        page.screenshot(path=str(SHOTS / "02-user-U7.png"), full_page=True)
+
+        expect(page.locator("strong", has_text="Step 4 of 4")).to_be_visible()
+        thumb = page.get_by_role("slider", name="Step")
+        for step in (3, 2, 1):
+            thumb.focus()
+            thumb.press("ArrowLeft")
+            expect(page.locator("strong", has_text=f"Step {step} of 4")).to_be_visible(timeout=60_000)
+            page.screenshot(path=str(SHOTS / f"03-step-{step}.png"), full_page=True)
+        expect(page.get_by_text("3 digit(s) still masked")).to_be_visible()
+        assert page.locator(".js-plotly-plot").count() >= 3  # strip, alternatives, confidence heatmap
+        browser.close()
+    assert len(list(SHOTS.glob("*.png"))) >= 5
