@@ -21,7 +21,7 @@ import torch
 
 from diffgrm.errors import DiffGRMError
 from diffgrm.sid_index import MASK, SIDIndex
-from diffgrm.trace import DenoisingTrace, SearchResult
+from diffgrm.trace import DenoisingTrace, SearchResult, check_search_sizes
 
 NextLogProbFn = Callable[[torch.Tensor], torch.Tensor]
 """``prefix [B, R, t]`` long (the t digits chosen so far) -> log-probabilities ``[B, R, K]`` of digit t."""
@@ -64,14 +64,7 @@ def ar_search(
     ``parent = code = -1``, ``score = -inf`` and tokens all ``-1``.
     """
     n, k = index.n_digits, index.codebook_size
-    if topk < 1:
-        raise DiffGRMError(f"topk must be at least 1, got {topk}")
-    if beam < topk:
-        raise DiffGRMError(f"beam ({beam}) must be at least topk ({topk})")
-    if batch_size < 1:
-        raise DiffGRMError(f"batch_size must be at least 1, got {batch_size}")
-    if runners_up < 0:
-        raise DiffGRMError(f"runners_up must be >= 0, got {runners_up}")
+    check_search_sizes(batch_size, beam, topk, runners_up)
     dev = torch.device(device) if device is not None else index.codes.device
     b = batch_size
     n_ru = min(runners_up, k - 1)

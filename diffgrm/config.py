@@ -17,8 +17,20 @@ DEFAULT_ENCODER = "all-MiniLM-L6-v2"
 TOKENIZER_METHODS = ("opq", "pq", "rq", "random")
 
 
+class _Serialisable:
+    """JSON round trip for the config dataclasses; unknown keys (from newer versions) are ignored."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]):
+        known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
 @dataclass(frozen=True)
-class TokenizerConfig:
+class TokenizerConfig(_Serialisable):
     """Settings of the PSE tokenizer (method.md section 1).
 
     ``codebook_size`` (K) must be a power of two: faiss' product quantizer stores codes in
@@ -51,14 +63,6 @@ class TokenizerConfig:
         if self.pca_dim < self.n_digits:
             raise DiffGRMError(f"pca_dim ({self.pca_dim}) must be at least n_digits ({self.n_digits})")
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TokenizerConfig":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
-
 
 TOKENIZER_PRESETS: dict[str, TokenizerConfig] = {
     # The paper's setting: 4 digits x 256 codes, for catalogues of ~10k+ items (Amazon).
@@ -83,7 +87,7 @@ def tokenizer_preset(name: str, **overrides: Any) -> TokenizerConfig:
 
 
 @dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(_Serialisable):
     """Sizes of the network. ``kind`` is ``"diffgrm"`` (denoising) or ``"ar"`` (autoregressive)."""
 
     kind: str = "diffgrm"
@@ -103,17 +107,9 @@ class ModelConfig:
         if self.d_model % self.n_heads:
             raise DiffGRMError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
-
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(_Serialisable):
     """Optimisation and validation settings (method.md section 3, "Optimiser")."""
 
     epochs: int = 30
@@ -130,14 +126,6 @@ class TrainConfig:
     eval_users: int = 0  # validate on this many users (seeded sample); 0 = all
     max_minutes: float = 0.0  # wall-clock budget; 0 = none
     seed: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
 
 
 PRESETS: dict[str, tuple[ModelConfig, TrainConfig]] = {

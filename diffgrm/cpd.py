@@ -26,7 +26,7 @@ import torch
 
 from diffgrm.errors import DiffGRMError
 from diffgrm.sid_index import MASK, SIDIndex
-from diffgrm.trace import DenoisingTrace, SearchResult
+from diffgrm.trace import DenoisingTrace, SearchResult, check_search_sizes
 
 LogProbFn = Callable[[torch.Tensor], torch.Tensor]
 """``tokens [B, R, n]`` long (``MASK`` where masked) -> log-probs ``[B, R, n, K]`` for every digit."""
@@ -65,7 +65,7 @@ def cpd_search(
     """
     n, k = index.n_digits, index.codebook_size
     schedule = _schedule(order, fixed_order, seed, batch_size, n)
-    _check_sizes(batch_size, beam, topk, runners_up)
+    check_search_sizes(batch_size, beam, topk, runners_up)
     device = index.codes.device
     schedule = schedule.to(device) if schedule is not None else None
 
@@ -88,17 +88,6 @@ def cpd_search(
 
 
 # --- checks -------------------------------------------------------------------------------------
-
-
-def _check_sizes(batch_size: int, beam: int, topk: int, runners_up: int) -> None:
-    if batch_size < 1:
-        raise DiffGRMError(f"batch_size must be at least 1, got {batch_size}")
-    if topk < 1:
-        raise DiffGRMError(f"topk must be at least 1, got {topk}")
-    if beam < topk:
-        raise DiffGRMError(f"beam ({beam}) must be at least topk ({topk}): the search returns only what its beams hold")
-    if runners_up < 0:
-        raise DiffGRMError(f"runners_up must be 0 or more, got {runners_up}")
 
 
 def _schedule(order: str, fixed_order: Sequence[int] | None, seed: int, batch: int, n: int) -> torch.Tensor | None:

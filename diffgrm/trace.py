@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from diffgrm.errors import DiffGRMError
+
 
 @dataclass
 class DenoisingTrace:
@@ -101,3 +103,15 @@ class SearchResult:
     scores: torch.Tensor
     sids: torch.Tensor
     traces: list[DenoisingTrace] | None = None
+
+
+def check_search_sizes(batch_size: int, beam: int, topk: int, runners_up: int) -> None:
+    """The argument checks both decoders share: one clear error instead of an empty result."""
+    if batch_size < 1:
+        raise DiffGRMError(f"batch_size must be at least 1, got {batch_size}")
+    if topk < 1:
+        raise DiffGRMError(f"topk must be at least 1, got {topk}")
+    if beam < topk:
+        raise DiffGRMError(f"beam ({beam}) must be at least topk ({topk}): the search returns only what its beams hold")
+    if runners_up < 0:
+        raise DiffGRMError(f"runners_up must be 0 or more, got {runners_up}")
