@@ -60,7 +60,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     prepared = load_prepared(args.data)
     cat = prepared.catalogue
     model_cfg, cfg = preset(args.preset, kind=args.model, n_digits=cat.n_digits, codebook_size=cat.codebook_size,
-                            epochs=args.epochs, seed=args.seed, noising=args.noising, max_minutes=args.max_minutes)
+                            epochs=args.epochs, seed=args.seed, noising=args.noising, max_minutes=args.max_minutes,
+                            max_steps=args.max_steps)
     print(f"training {args.model} ({args.preset} preset) on {prepared.path}: {len(prepared.splits['train']):,} samples",
           file=sys.stderr)
     result = train(prepared, model_cfg, cfg, args.out, device=args.device, progress=not args.quiet)
@@ -226,6 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--noising", choices=["ocn", "most", "sequential", "random", "random_t"], default=None,
                    help="masking strategy (DiffGRM only; default ocn)")
     p.add_argument("--max-minutes", type=float, default=None, help="stop training after this wall time")
+    p.add_argument("--max-steps", type=int, default=None, help="optimiser steps per epoch (default: the whole split)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--quiet", action="store_true")

@@ -125,6 +125,7 @@ class TrainConfig(_Serialisable):
     eval_beam: int = 32
     eval_users: int = 0  # validate on this many users (seeded sample); 0 = all
     max_minutes: float = 0.0  # wall-clock budget; 0 = none
+    max_steps: int = 0  # optimiser steps per epoch; 0 = the whole training split (quick demos use less)
     seed: int = 0
 
 

@@ -97,6 +97,8 @@ def train(prepared: Prepared, model_cfg: ModelConfig, cfg: TrainConfig, out: str
         raise DiffGRMError("the training split is empty")
     valid = subsample(prepared.splits["valid"], cfg.eval_users, cfg.seed)
     steps_per_epoch = math.ceil(len(data) / cfg.batch_size)
+    if cfg.max_steps:
+        steps_per_epoch = min(steps_per_epoch, cfg.max_steps)
     total = steps_per_epoch * cfg.epochs
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(min(cfg.warmup_steps, total // 2), total))
@@ -111,7 +113,7 @@ def train(prepared: Prepared, model_cfg: ModelConfig, cfg: TrainConfig, out: str
         (Path(out) / "history.jsonl").write_text("")
     for epoch in range(1, cfg.epochs + 1):
         model.train()
-        batches = length_batches(lengths, cfg.batch_size, rng)
+        batches = length_batches(lengths, cfg.batch_size, rng)[:steps_per_epoch]
         losses = []
         bar = tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", disable=not progress, leave=False)
         t_epoch = time.perf_counter()
@@ -130,8 +132,9 @@ def train(prepared: Prepared, model_cfg: ModelConfig, cfg: TrainConfig, out: str
             losses.append(loss.item())
             if step % 20 == 0:
                 bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
-        row = {"epoch": epoch, "loss": float(np.mean(losses)), "train_seconds": round(time.perf_counter() - t_epoch, 1),
-               "samples_per_second": round(len(data) / (time.perf_counter() - t_epoch), 1)}
+        seen = sum(len(b) for b in batches)
+        row = {"epoch": epoch, "loss": float(np.mean(losses)), "samples": seen, "train_seconds": round(time.perf_counter() - t_epoch, 1),
+               "samples_per_second": round(seen / (time.perf_counter() - t_epoch), 1)}
         out_of_time = cfg.max_minutes > 0 and (time.perf_counter() - t_start) / 60 > cfg.max_minutes
         if epoch >= cfg.eval_start or epoch == cfg.epochs or out_of_time:
             metrics = Recommender(model).evaluate(valid, beam=cfg.eval_beam, progress=progress, desc="validate")

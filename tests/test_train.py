@@ -128,3 +128,10 @@ def test_empty_history_and_unknown_device(chain_prepared, tmp_path):
     if not torch.cuda.is_available():
         with pytest.raises(DiffGRMError, match="no CUDA GPU"):
             default_device("cuda")
+
+
+def test_max_steps_limits_an_epoch(chain_prepared):
+    prepared = load_prepared(chain_prepared)
+    model_cfg, cfg = configs("diffgrm", prepared, epochs=1, eval_start=1, max_steps=3, batch_size=8)
+    result = train(prepared, model_cfg, cfg, None, device="cpu", progress=False)
+    assert result.history[0]["samples"] == 3 * 8 and result.history[0]["samples_per_second"] > 0
