@@ -49,8 +49,12 @@ class Recommender:
 
     @torch.no_grad()
     def search(self, histories: Sequence[np.ndarray], *, beam: int = 32, topk: int = 10, order: str = "confidence",
-               trace: bool = False, seed: int = 0) -> SearchResult:
-        """Top-K for each history. ``order`` (CPD only): confidence, fixed or random."""
+               trace: bool = False, seed: int = 0, constrain: bool = True) -> SearchResult:
+        """Top-K for each history. ``order`` (CPD only): confidence, fixed or random.
+
+        ``constrain=False`` lets beams leave the catalogue (SIDs naming no item are dropped at the
+        end, so fewer than K items may come back): the ablation that shows why the mask matters.
+        """
         n_items = self.model.item_codes.shape[0]
         for h in histories:
             if len(h) and (np.min(h) < 0 or np.max(h) >= n_items):
@@ -63,13 +67,13 @@ class Recommender:
                 return self.model.denoise(tokens, kv, keep).log_softmax(-1)
 
             return cpd_search(logprob_fn, self.index, len(histories), beam=beam, topk=topk, order=order,
-                              seed=seed, trace=trace)
+                              seed=seed, trace=trace, constrain=constrain)
         assert isinstance(self.model, ARGenerator)
 
         def next_fn(prefix: torch.Tensor) -> torch.Tensor:
             return self.model.next_logits(prefix, kv, keep).log_softmax(-1)
 
-        return ar_search(next_fn, self.index, len(histories), beam=beam, topk=topk, trace=trace)
+        return ar_search(next_fn, self.index, len(histories), beam=beam, topk=topk, trace=trace, constrain=constrain)
 
     def evaluate(self, samples: Samples, *, beam: int = 32, topk: int = 10, batch_users: int = 32,
                  order: str = "confidence", progress: bool = True, desc: str = "evaluate") -> dict:

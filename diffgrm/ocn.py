@@ -107,3 +107,18 @@ def ocn_loss(model: DiffGRM, history: torch.Tensor, targets: torch.Tensor, *, st
     tokens, masked, weights = make_views(strategy, targets, conf, generator)
     logits = model.denoise(tokens, kv, keep)
     return masked_loss(logits, targets, masked, weights, label_smoothing)
+
+
+@torch.no_grad()
+def digit_report(model: DiffGRM, history: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per digit, from the all-masked state: accuracy of the top code and mean confidence ``[n]``.
+
+    A training diagnostic: OCN should lift the hard digits, whose confidence starts lowest.
+    """
+    was_training = model.training
+    model.eval()
+    memory, keep = model.encode(history)
+    tokens = torch.full((len(targets), 1, model.config.n_digits), MASK, dtype=torch.long, device=targets.device)
+    probs = model.denoise(tokens, model.cross_kv(memory), keep).softmax(-1)[:, 0]  # [B, n, K]
+    model.train(was_training)
+    return {"accuracy": (probs.argmax(-1) == targets).float().mean(0), "confidence": probs.amax(-1).mean(0)}

@@ -13,6 +13,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -82,8 +83,13 @@ class TrainResult:
 
 
 def train(prepared: Prepared, model_cfg: ModelConfig, cfg: TrainConfig, out: str | Path | None = None, *,
-          device: str | torch.device | None = None, progress: bool = True) -> TrainResult:
-    """Train on ``prepared``'s training split, validate with the model's own decoder, keep the best."""
+          device: str | torch.device | None = None, progress: bool = True,
+          on_epoch: Callable[[int, GenerativeRecommender, dict], None] | None = None) -> TrainResult:
+    """Train on ``prepared``'s training split, validate with the model's own decoder, keep the best.
+
+    ``on_epoch(epoch, model, row)`` is called after every epoch (row = that epoch's history line),
+    for notebooks that watch the model learn; the model is in eval mode during the call.
+    """
     device = default_device(device)
     torch.manual_seed(cfg.seed)
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
@@ -146,6 +152,9 @@ def train(prepared: Prepared, model_cfg: ModelConfig, cfg: TrainConfig, out: str
             else:
                 stale += 1
         history.append(row)
+        if on_epoch is not None:
+            model.eval()
+            on_epoch(epoch, model, row)
         if out is not None:
             with open(Path(out) / "history.jsonl", "a") as fh:
                 fh.write(json.dumps(row) + "\n")

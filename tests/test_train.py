@@ -135,3 +135,25 @@ def test_max_steps_limits_an_epoch(chain_prepared):
     model_cfg, cfg = configs("diffgrm", prepared, epochs=1, eval_start=1, max_steps=3, batch_size=8)
     result = train(prepared, model_cfg, cfg, None, device="cpu", progress=False)
     assert result.history[0]["samples"] == 3 * 8 and result.history[0]["samples_per_second"] > 0
+
+
+def test_on_epoch_callback_and_digit_report(chain_prepared):
+    from diffgrm.decode import pad_histories
+    from diffgrm.ocn import digit_report
+
+    prepared = load_prepared(chain_prepared)
+    model_cfg, cfg = configs("diffgrm", prepared, epochs=15, eval_start=15)
+    test = prepared.splits["test"]
+    hist = pad_histories(test.histories, 20)
+    targets = torch.from_numpy(prepared.catalogue.codes[test.targets])
+    seen = []
+
+    def watch(epoch, model, row):
+        assert not model.training and row["epoch"] == epoch
+        seen.append(digit_report(model, hist, targets))
+
+    train(prepared, model_cfg, cfg, None, device="cpu", progress=False, on_epoch=watch)
+    assert len(seen) == 15
+    for rep in seen:
+        assert rep["accuracy"].shape == (4,) and ((rep["confidence"] > 0) & (rep["confidence"] <= 1)).all()
+    assert seen[-1]["accuracy"].mean() > seen[0]["accuracy"].mean()
