@@ -140,8 +140,8 @@ PRESETS: dict[str, tuple[ModelConfig, TrainConfig]] = {
     # Trains on the Beauty benchmark in under 30 minutes on a 2-core CPU.
     "cpu": (
         ModelConfig(d_model=128, n_heads=4, d_ff=512, enc_layers=1, dec_layers=2, dropout=0.1),
-        TrainConfig(epochs=12, batch_size=256, lr=3e-3, warmup_steps=400, label_smoothing=0.2,
-                    patience=3, eval_start=4, eval_beam=32, eval_users=3000, max_minutes=26),
+        TrainConfig(epochs=14, batch_size=256, lr=3e-3, warmup_steps=400, label_smoothing=0.2,
+                    patience=3, eval_start=6, eval_beam=32, eval_users=2000, max_minutes=28),
     ),
     # MovieLens-100K in a few minutes: demos, notebooks and tests.
     "tiny": (

@@ -1,0 +1,76 @@
+"""The tutorial notebooks: stored without outputs, in sync with their builder, and runnable top to bottom.
+
+Each notebook runs in a fresh kernel with ``DIFFGRM_QUICK=1`` (small sizes, about two minutes
+each on a 2-core CPU), from the ``notebooks/`` folder as the notebooks expect. The wall time of
+every run is written to ``test-artifacts/notebooks/times.json``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+NAMES = ["00_quickstart.ipynb", "01_pse.ipynb", "02_ocn.ipynb", "03_cpd.ipynb", "04_evaluate.ipynb"]
+TIMES = Path(os.environ.get("DIFFGRM_ARTIFACTS", ROOT / "test-artifacts")) / "notebooks" / "times.json"
+
+
+def _read(name: str) -> nbformat.NotebookNode:
+    return nbformat.read(NOTEBOOKS / name, as_version=4)
+
+
+def _builder():
+    spec = importlib.util.spec_from_file_location("build_notebooks", NOTEBOOKS / "build_notebooks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_notebook_is_stored_clean_and_framed(name):
+    nb = _read(name)
+    nbformat.validate(nb)
+    first = nb.cells[0]
+    assert first.cell_type == "markdown" and "**Goal:**" in first.source, "the first cell must state the goal"
+    last_md = [c for c in nb.cells if c.cell_type == "markdown"][-1]
+    assert "What to try next" in last_md.source
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert "QUICK = os.environ.get(\"DIFFGRM_QUICK\") == \"1\"" in code[0].source
+    for cell in code:
+        assert cell.outputs == [] and cell.execution_count is None, "commit notebooks with outputs stripped"
+
+
+def test_notebooks_match_their_builder():
+    built = _builder().build()
+    assert sorted(built) == sorted(NAMES)
+    for name, nb in built.items():
+        assert nbformat.writes(nb).rstrip("\n") == (NOTEBOOKS / name).read_text().rstrip("\n"), (
+            f"{name} differs from notebooks/build_notebooks.py: run `.venv/bin/python notebooks/build_notebooks.py`"
+        )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES)
+def test_notebook_runs_in_quick_mode(name):
+    from nbclient import NotebookClient
+
+    nb = _read(name)
+    client = NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}})
+    env = {**os.environ, "DIFFGRM_QUICK": "1"}
+    t0 = time.perf_counter()
+    client.execute(env=env)  # raises CellExecutionError, naming the cell, if any cell fails
+    seconds = time.perf_counter() - t0
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert not errors, errors[0]
+    TIMES.parent.mkdir(parents=True, exist_ok=True)
+    times = json.loads(TIMES.read_text()) if TIMES.is_file() else {}
+    times[name] = round(seconds, 1)
+    TIMES.write_text(json.dumps(times, indent=2, sort_keys=True))
+    print(f"{name}: {seconds:.0f} s")
