@@ -143,10 +143,10 @@ PRESETS: dict[str, tuple[ModelConfig, TrainConfig]] = {
         TrainConfig(epochs=14, batch_size=256, lr=3e-3, warmup_steps=400, label_smoothing=0.2,
                     patience=3, eval_start=6, eval_beam=32, eval_users=2000, max_minutes=28),
     ),
-    # MovieLens-100K in a few minutes: demos, notebooks and tests.
+    # MovieLens-100K in a few minutes: demos, notebooks and tests (3 x 120 batches of 256 samples).
     "tiny": (
         ModelConfig(d_model=64, n_heads=4, d_ff=256, enc_layers=1, dec_layers=2, dropout=0.1, max_history=20),
-        TrainConfig(epochs=3, batch_size=256, lr=5e-3, warmup_steps=100, label_smoothing=0.1,
+        TrainConfig(epochs=3, batch_size=256, lr=5e-3, warmup_steps=50, label_smoothing=0.1, max_steps=120,
                     patience=2, eval_start=1, eval_beam=16, eval_users=300, max_minutes=5),
     ),
 }
