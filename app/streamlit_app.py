@@ -24,11 +24,21 @@ DEFAULT_RUN = "runs/ml-tiny"
 PROJECTION = os.environ.get("DIFFGRM_PROJECTION", "umap")
 
 
-def run_folder() -> Path:
+def _args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--run", default=None)
+    parser.add_argument("--ar", default=None)
     args, _ = parser.parse_known_args(sys.argv[1:])
-    return Path(args.run or os.environ.get("DIFFGRM_RUN") or DEFAULT_RUN)
+    return args
+
+
+def run_folder() -> Path:
+    return Path(_args().run or os.environ.get("DIFFGRM_RUN") or DEFAULT_RUN)
+
+
+def ar_folder(run: Path) -> str:
+    """The AR run to compare with: ``--ar``, ``$DIFFGRM_AR_RUN``, or ``RUN-ar`` next to the run."""
+    return _args().ar or os.environ.get("DIFFGRM_AR_RUN") or f"{run}-ar"
 
 
 @st.cache_resource(show_spinner="Loading the model and catalogue...")
@@ -138,17 +148,18 @@ def main() -> None:
         st.subheader(f"Top-{k}")
         st.dataframe(rec.table[["rank", "title", "sid", "probability", "hit"]], hide_index=True, width="stretch")
 
-    tabs = st.tabs(["Denoising", "Compare orders", "Codebook spaces", "Codebook health", "What if"])
-    with tabs[0]:
-        denoising_tab(ex, rec)
-    with tabs[1]:
-        compare_tab(ex, run, case, beam, k)
-    with tabs[2]:
-        codebook_tab(ex, run, case, rec)
-    with tabs[3]:
-        health_tab(ex)
-    with tabs[4]:
-        whatif_tab(ex, run, case, beam, k, order, rec)
+    # Tabs that track state run only the open tab's code: a user switch then redraws one view, not five.
+    views = {
+        "Denoising": lambda: denoising_tab(ex, rec),
+        "Compare orders": lambda: compare_tab(ex, run, case, beam, k),
+        "Codebook spaces": lambda: codebook_tab(ex, run, case, rec),
+        "Codebook health": lambda: health_tab(ex),
+        "What if": lambda: whatif_tab(ex, run, case, beam, k, order, rec),
+    }
+    for tab, draw in zip(st.tabs(list(views), key="view", on_change="rerun"), views.values()):
+        if tab.open:
+            with tab:
+                draw()
 
 
 def denoising_tab(ex: Explorer, rec) -> None:
@@ -174,10 +185,26 @@ def compare_tab(ex: Explorer, run: Path, case, beam: int, k: int) -> None:
     if ex.kind != "diffgrm":
         st.info("This run is autoregressive: it has one, left-to-right, order.")
         return
-    st.caption("The same user decoded in three orders; x is the step, y the probability of the digit committed then.")
-    traces = {name: recommend(str(run), tuple(int(i) for i in case.history), beam, k, name, case.target).trace
+    history = tuple(int(i) for i in case.history)
+    traces = {f"{name} order": recommend(str(run), history, beam, k, name, case.target).trace
               for name in ("confidence", "fixed", "random")}
-    st.plotly_chart(viz.compare_orders({f"{n} order": t for n, t in traces.items()}), width="stretch", key="orders")
+    ar = st.text_input("AR run on the same SIDs (optional)", value=ar_folder(run), key="ar_run",
+                       help="a run trained with `diffgrm train DATA --model ar` on the same prepared data")
+    ar_run = Path(ar.strip()) if ar.strip() else None
+    if ar_run is not None and (ar_run / "model.safetensors").is_file():
+        other = load_explorer(str(ar_run))
+        if other.kind != "ar":
+            st.warning(f"`{ar_run}` is a {other.kind} run, not an autoregressive one.")
+        elif other.meta["fingerprint"] != ex.meta["fingerprint"]:
+            st.warning(f"`{ar_run}` was trained on another catalogue: its SIDs are not comparable.")
+        else:
+            traces["AR (left to right)"] = recommend(str(ar_run), history, beam, k, "confidence", case.target).trace
+    elif ar_run is not None:
+        st.caption(f"No AR run in `{ar_run}`; train one to add it here: "
+                   f"`diffgrm train {ex.prepared.path} --model ar --preset tiny --out {ar_run}`.")
+    st.caption(f"The same user decoded {len(traces)} ways; x is the step, y the probability of the digit "
+               "committed then, and below the running log-probability of the best beam.")
+    st.plotly_chart(viz.compare_orders(traces), width="stretch", key="orders")
 
 
 def codebook_tab(ex: Explorer, run: Path, case, rec) -> None:

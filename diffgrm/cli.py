@@ -182,7 +182,7 @@ def _cmd_app(args: argparse.Namespace) -> int:
         Explorer(run).codebook_coords(method)
     cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.address", args.address,
            "--server.port", str(args.port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
-           "--", "--run", str(run)]
+           "--", "--run", str(run)] + (["--ar", str(args.ar)] if args.ar else [])
     print(f"diffgrm explorer on http://{args.address}:{args.port} (Ctrl+C to stop)", file=sys.stderr)
     if args.dry_run:
         print(" ".join(cmd))
@@ -260,6 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", metavar="RUN", nargs="?", default=DEMO_RUN, help=f"run folder (default {DEMO_RUN})")
     p.add_argument("--address", default="127.0.0.1", help="address to serve on (default: this machine only)")
     p.add_argument("--port", type=int, default=8501)
+    p.add_argument("--ar", default=None, metavar="AR_RUN",
+                   help="an AR run on the same data to compare with (default: RUN-ar when it exists)")
     p.add_argument("--dry-run", action="store_true", help="prepare everything, print the streamlit command, exit")
     p.set_defaults(func=_cmd_app)
     return parser

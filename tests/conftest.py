@@ -94,5 +94,20 @@ def chain_run(chain_prepared, tmp_path_factory) -> Path:
     return run
 
 
+@pytest.fixture(scope="session")
+def chain_ar_run(chain_prepared, chain_run) -> Path:
+    """An AR run on the same chain catalogue, saved next to ``chain_run`` as ``run-ar``."""
+    from dataclasses import replace
+
+    from diffgrm.config import preset
+    from diffgrm.prepare import load_prepared
+    from diffgrm.train import train
+
+    run = chain_run.parent / "run-ar"
+    model_cfg, cfg = preset("tiny", kind="ar", n_digits=4, codebook_size=8)
+    train(load_prepared(chain_prepared), model_cfg, replace(cfg, **FAST_TRAIN), run, device="cpu", progress=False)
+    return run
+
+
 FAST_TRAIN = dict(epochs=40, batch_size=32, lr=5e-3, warmup_steps=20, eval_start=40, patience=5, eval_users=0, max_minutes=0)
 """Training settings that learn the chain dataset in seconds."""

@@ -54,7 +54,45 @@ def test_step_scrubber_changes_what_is_shown(app):
     assert first != last
 
 
+def open_view(at, name: str):
+    at.session_state["view"] = name
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_only_the_open_tab_is_drawn(app):
+    assert any(m.value.startswith("**Step") for m in app.markdown)
+    open_view(app, "Codebook health")
+    assert not any(m.value.startswith("**Step") for m in app.markdown)
+    assert any("SIDs were shared before repair" in m.value for m in app.markdown)
+    open_view(app, "Codebook spaces")
+    assert app.selectbox(key="digit").options == ["0", "1", "2", "3"]
+    open_view(app, "Compare orders")
+    assert any("decoded" in c.value and "ways" in c.value for c in app.caption)
+
+
+def figure_names(at) -> set[str]:
+    import json
+
+    return {t.get("name") for chart in at.get("plotly_chart") for t in json.loads(chart.proto.spec)["data"]}
+
+
+def test_compare_tab_adds_a_matching_ar_run(app, chain_ar_run):
+    open_view(app, "Compare orders")
+    assert app.text_input(key="ar_run").value == str(chain_ar_run)  # found as RUN-ar
+    assert any("decoded 4 ways" in c.value for c in app.caption)
+    assert "AR (left to right)" in figure_names(app)
+    app.text_input(key="ar_run").set_value(str(chain_ar_run) + "-missing").run()
+    assert not app.exception
+    assert any("No AR run in" in c.value for c in app.caption)
+    assert "AR (left to right)" not in figure_names(app)
+    app.text_input(key="ar_run").set_value(str(chain_ar_run.parent / "run")).run()  # a DiffGRM run
+    assert "not an autoregressive one" in app.warning[0].value
+
+
 def test_what_if_editor_changes_the_top_k(app):
+    open_view(app, "What if")
     topk_before = table(app, 1)["title"].tolist()
     remove = app.multiselect(key="whatif_remove")
     remove.set_value(list(app.session_state["edit_U0"]))  # drop the whole recorded history ...

@@ -83,5 +83,13 @@ def test_pick_a_user_and_step_through_the_denoising(server):
             page.screenshot(path=str(SHOTS / f"03-step-{step}.png"), full_page=True)
         expect(page.get_by_text("3 digit(s) still masked")).to_be_visible()
         assert page.locator(".js-plotly-plot").count() >= 3  # strip, alternatives, confidence heatmap
+
+        page.get_by_role("tab", name="Codebook health").click()
+        expect(page.get_by_text("SIDs were shared before repair")).to_be_visible(timeout=60_000)
+        expect(page.locator("strong", has_text="Step")).to_have_count(0)  # only the open tab is drawn
+        page.screenshot(path=str(SHOTS / "04-codebook-health.png"), full_page=True)
+        page.get_by_role("tab", name="Codebook spaces").click()
+        expect(page.get_by_text("Distances between clusters in a UMAP mean little")).to_be_visible(timeout=60_000)
+        page.screenshot(path=str(SHOTS / "05-codebook-spaces.png"), full_page=True)
         browser.close()
-    assert len(list(SHOTS.glob("*.png"))) >= 5
+    assert len(list(SHOTS.glob("*.png"))) >= 7

@@ -122,3 +122,17 @@ def test_many_items_few_users_still_prepares(tmp_path, capsys):
                           "--codebook", "8", "--quiet", "--json")
     report = json.loads(stdout)
     assert code == 0 and report["n_items"] == 300 and report["collision_rate_after"] == 0.0
+
+
+def test_app_dry_run_prints_the_streamlit_command(chain_run, chain_ar_run, capsys, monkeypatch):
+    monkeypatch.setenv("DIFFGRM_PROJECTION", "pca")
+    code, out, err = run(capsys, "app", str(chain_run), "--ar", str(chain_ar_run), "--port", "8599", "--dry-run")
+    assert code == 0
+    assert "streamlit run" in out and out.rstrip().endswith(f"--run {chain_run} --ar {chain_ar_run}")
+    assert "--server.port 8599" in out and "http://127.0.0.1:8599" in err
+    assert (chain_run / "codebook_pca.csv").is_file()  # projected before serving
+
+
+def test_app_refuses_a_folder_without_a_checkpoint(tmp_path, capsys):
+    code, _, err = run(capsys, "app", str(tmp_path), "--dry-run")
+    assert code == 2 and "holds no checkpoint" in err

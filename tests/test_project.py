@@ -1,9 +1,9 @@
 """Project files that must agree with each other."""
 
 import re
-import tomllib
 from pathlib import Path
 
+import tomllib
 import yaml
 
 from diffgrm.cli import build_parser

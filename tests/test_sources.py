@@ -8,7 +8,6 @@ import threading
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from diffgrm import sources

@@ -51,8 +51,9 @@ def test_checkpoint_round_trip_and_refusals(chain_prepared, tmp_path):
     hist = [prepared.splits["test"].histories[0]]
     np.testing.assert_array_equal(Recommender(result.model).search(hist).items, Recommender(model).search(hist).items)
     # another catalogue: same items, codes changed
-    from safetensors.numpy import load_file, save_file
     import shutil
+
+    from safetensors.numpy import load_file, save_file
 
     other = tmp_path / "other"
     shutil.copytree(chain_prepared, other)

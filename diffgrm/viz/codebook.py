@@ -1,0 +1,263 @@
+"""Figures of the codebook spaces: 2-D projections of each digit's sub-vectors, and codebook health.
+
+``project_codebook`` does the (slow, cacheable) projection; the figure builders only draw it.
+UMAP when umap-learn is installed, PCA otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from diffgrm.errors import DiffGRMError
+from diffgrm.viz.style import HIGHLIGHT, HISTORY, METHODS, PALETTE, clean_label, sid_text
+
+# --- 4. codebook projection ---------------------------------------------------------------------
+
+
+def _pca_2d(x: np.ndarray) -> np.ndarray:
+    """The first two principal components (signs fixed, so the picture is deterministic)."""
+    xc = x - x.mean(axis=0)
+    _, _, vt = np.linalg.svd(xc, full_matrices=False)
+    out = np.zeros((len(x), 2))
+    proj = xc @ vt[:2].T
+    out[:, : proj.shape[1]] = proj
+    for j in range(2):
+        if out[np.argmax(np.abs(out[:, j])), j] < 0:
+            out[:, j] = -out[:, j]
+    return out
+
+
+def _umap_2d(x: np.ndarray, seed: int) -> np.ndarray:
+    import umap  # imported late: it pulls in numba, which takes seconds the first time
+
+    reducer = umap.UMAP(n_neighbors=max(2, min(15, len(x) - 1)), n_components=2, random_state=seed, n_jobs=1)
+    with warnings.catch_warnings():  # a seed makes UMAP single-threaded, and it says so every time
+        warnings.filterwarnings("ignore", message=".*random_state.*")
+        return np.asarray(reducer.fit_transform(x), dtype=float)
+
+
+def project_codebook(
+    subvectors: np.ndarray,
+    centroids: np.ndarray,
+    *,
+    codes: np.ndarray | None = None,
+    method: str = "umap",
+    seed: int = 0,
+    max_items: int | None = 5000,
+) -> dict[int, pd.DataFrame]:
+    """Per digit, 2-D coordinates of the K centroids and the items' sub-vectors, fitted together.
+
+    Slow (UMAP) and user-independent, so the app computes it once and caches it. Columns: ``x``,
+    ``y``, ``kind`` ("centroid" | "item"), ``code`` (the centroid's code, or the item's code at that
+    digit: ``codes[:, d]`` when given, else its nearest centroid) and ``item`` (-1 for centroids).
+    More than ``max_items`` items are subsampled with ``seed`` (same seed, same sample). Without
+    umap-learn, "umap" falls back to PCA with a warning; ``df.attrs["method"]`` says which ran.
+    """
+    if method not in METHODS:
+        raise DiffGRMError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    sub, cent = np.asarray(subvectors, dtype=float), np.asarray(centroids, dtype=float)
+    if sub.ndim != 3 or cent.ndim != 3 or sub.shape[1] != cent.shape[0] or sub.shape[2] != cent.shape[2]:
+        raise DiffGRMError(
+            f"subvectors must be [items, digits, dsub] and centroids [digits, K, dsub] with the same digits and "
+            f"dsub, got {sub.shape} and {cent.shape}"
+        )
+    n_items, n_digits, _ = sub.shape
+    if codes is not None and np.asarray(codes).shape != (n_items, n_digits):
+        raise DiffGRMError(f"codes must be [{n_items}, {n_digits}], got {np.asarray(codes).shape}")
+    if max_items is not None and max_items < 1:
+        raise DiffGRMError(f"max_items must be at least 1 or None, got {max_items}")
+    if method == "umap":
+        try:
+            import umap  # noqa: F401
+        except ImportError:
+            warnings.warn("umap-learn is not installed: projecting the codebooks with PCA instead", stacklevel=2)
+            method = "pca"
+
+    items = np.arange(n_items)
+    if max_items is not None and n_items > max_items:
+        items = np.sort(np.random.default_rng(seed).choice(n_items, size=max_items, replace=False))
+    k = cent.shape[1]
+    out = {}
+    for d in range(n_digits):
+        x = np.concatenate([cent[d], sub[items, d]])
+        xy = _umap_2d(x, seed) if method == "umap" else _pca_2d(x)
+        if codes is not None:
+            item_codes = np.asarray(codes)[items, d]
+        else:
+            y = sub[items, d]  # squared distances without an [items, K, dsub] temporary
+            dist = (y**2).sum(1)[:, None] - 2 * y @ cent[d].T + (cent[d] ** 2).sum(1)[None]
+            item_codes = dist.argmin(1)
+        frame = pd.DataFrame(
+            {
+                "x": xy[:, 0],
+                "y": xy[:, 1],
+                "kind": ["centroid"] * k + ["item"] * len(items),
+                "code": np.concatenate([np.arange(k), item_codes]).astype(np.int64),
+                "item": np.concatenate([np.full(k, -1), items]).astype(np.int64),
+            }
+        )
+        frame.attrs["method"] = method
+        out[d] = frame
+    return out
+
+
+def codebook_figure(
+    coords: pd.DataFrame,
+    *,
+    digit: int,
+    titles: Sequence[str],
+    sids: np.ndarray,
+    history: Sequence[int] = (),
+    recommended: Sequence[int] = (),
+) -> go.Figure:
+    """One digit's codebook as a map: items, centroids, and where a user's history and recommendations sit.
+
+    ``coords`` is ``project_codebook(...)[digit]``. A history or recommended item that was not in
+    the projected sample is drawn at its code's centroid (its hover says so), so the highlighted
+    traces always hold exactly the given items.
+    """
+    sids = np.asarray(sids)
+    if sids.ndim != 2 or not 0 <= digit < sids.shape[1]:
+        raise DiffGRMError(f"digit must be in 0..{sids.shape[1] - 1 if sids.ndim == 2 else '?'}, got {digit}")
+    if len(titles) != len(sids):
+        raise DiffGRMError(f"titles has {len(titles)} entries but sids has {len(sids)} items")
+    missing = {"x", "y", "kind", "code", "item"} - set(coords.columns)
+    if missing:
+        raise DiffGRMError(f"coords lacks the columns {sorted(missing)}: pass project_codebook(...)[digit]")
+    for name, chosen in (("history", history), ("recommended", recommended)):
+        bad = [int(i) for i in chosen if not 0 <= int(i) < len(sids)]
+        if bad:
+            raise DiffGRMError(f"{name} holds item indices outside 0..{len(sids) - 1}: {bad[:5]}")
+
+    item_rows = coords[coords["kind"] == "item"]
+    cent_rows = coords[coords["kind"] == "centroid"]
+    per_code = np.bincount(sids[:, digit], minlength=int(cent_rows["code"].max()) + 1 if len(cent_rows) else 0)
+    item_xy = {int(i): (float(x), float(y)) for i, x, y in zip(item_rows["item"], item_rows["x"], item_rows["y"])}
+    cent_xy = {int(c): (float(x), float(y)) for c, x, y in zip(cent_rows["code"], cent_rows["x"], cent_rows["y"])}
+
+    def info(i: int, note: str = "") -> list:
+        return [i, clean_label(titles[i], 80), sid_text(sids[i]), int(sids[i, digit]), note]
+
+    item_hover = ("%{customdata[1]}<br>SID %{customdata[2]} (digit " + str(digit) + ": code %{customdata[3]})"
+                  "<br>item %{customdata[0]}%{customdata[4]}<extra>%{fullData.name}</extra>")
+    fig = go.Figure()
+    fig.add_trace(
+        go.Scattergl(
+            name="items", x=item_rows["x"], y=item_rows["y"], mode="markers",
+            marker={"size": 4, "color": "#9aa5b1", "opacity": 0.5},
+            customdata=[info(int(i)) for i in item_rows["item"]], hovertemplate=item_hover,
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            name="centroids", x=cent_rows["x"], y=cent_rows["y"], mode="markers",
+            marker={"size": 7, "symbol": "diamond", "color": "#333333"},
+            customdata=[[int(c), int(per_code[c]) if c < len(per_code) else 0] for c in cent_rows["code"]],
+            hovertemplate=f"digit {digit}, code %{{customdata[0]}}<br>%{{customdata[1]}} items<extra>centroid</extra>",
+        )
+    )
+    history_style = {"size": 11, "symbol": "circle", "color": HISTORY, "line": {"width": 1, "color": "white"}}
+    recommended_style = {"size": 14, "symbol": "star", "color": HIGHLIGHT, "line": {"width": 1, "color": "black"}}
+    for name, chosen, style in (("history", history, history_style), ("recommended", recommended, recommended_style)):
+        chosen = list(dict.fromkeys(int(i) for i in chosen))  # unique, in the given order
+        xs, ys, data = [], [], []
+        for i in chosen:
+            if i in item_xy:
+                (x, y), note = item_xy[i], ""
+            else:
+                (x, y) = cent_xy.get(int(sids[i, digit]), (math.nan, math.nan))
+                note = "<br>(not in the projected sample: drawn at its code's centroid)"
+            xs.append(x), ys.append(y), data.append(info(i, note))
+        fig.add_trace(go.Scatter(name=name, x=xs, y=ys, mode="markers", marker=style, customdata=data,
+                                 hovertemplate=item_hover))
+
+    method = coords.attrs.get("method", "umap")
+    note = (
+        "UMAP keeps neighbourhoods: distances between clusters mean little."
+        if method == "umap"
+        else "PCA: a linear 2-D shadow of the sub-vectors; codes that look close may not be."
+    )
+    fig.update_layout(
+        title={"text": f"Codebook of digit {digit} ({method.upper()} of centroids and item sub-vectors)"},
+        annotations=[{"text": note, "xref": "paper", "yref": "paper", "x": 0.0, "y": 1.0, "yanchor": "bottom",
+                      "showarrow": False, "font": {"size": 11, "color": "#555555"}}],
+        xaxis={"visible": False}, yaxis={"visible": False, "scaleanchor": "x"},
+        plot_bgcolor="white", height=560,
+    )
+    return fig
+
+
+# --- 5. codebook health -------------------------------------------------------------------------
+
+
+def codebook_health(report: Mapping[str, object], codes: np.ndarray, codebook_size: int) -> go.Figure:
+    """Are the codes used evenly, and did collision repair work? (the tokenizer report, drawn).
+
+    Left: items per code, sorted from the busiest code down, one line per digit (a flat line at
+    N/K is perfect usage; a long tail at 0 is dead codes). Right: the share of items whose SID
+    collides with another's, before and after repair.
+    """
+    need = {"per_digit", "collision_rate_before", "collision_rate_after"}
+    if not need <= set(report):
+        raise DiffGRMError(f"report lacks {sorted(need - set(report))}: pass Catalogue.report()")
+    codes = np.asarray(codes)
+    per_digit = list(report["per_digit"])  # type: ignore[arg-type]
+    if codes.ndim != 2 or codes.shape[1] != len(per_digit):
+        raise DiffGRMError(f"codes must be [items, {len(per_digit)}] to match the report, got {codes.shape}")
+    if codebook_size < 1 or codes.size and (codes.min() < 0 or codes.max() >= codebook_size):
+        raise DiffGRMError(f"codes must lie in 0..{codebook_size - 1}")
+
+    fig = make_subplots(
+        rows=1, cols=2, column_widths=[0.72, 0.28], horizontal_spacing=0.1,
+        subplot_titles=["items per code, busiest first", "SID collisions"],
+    )
+    rank = np.arange(1, codebook_size + 1)
+    for d, stats in enumerate(per_digit):
+        counts = np.sort(np.bincount(codes[:, d], minlength=codebook_size))[::-1]
+        fig.add_trace(
+            go.Scatter(
+                name=f"digit {d}: {stats['entropy_bits']:.2f} / {math.log2(codebook_size):.2f} bits, "
+                     f"{stats['dead_codes']} dead",
+                x=rank, y=counts, mode="lines", line={"color": PALETTE[d % len(PALETTE)]},
+                hovertemplate=f"digit {d}<br>code rank %{{x}}<br>%{{y}} items<extra></extra>",
+            ),
+            row=1, col=1,
+        )
+    fig.add_hline(y=len(codes) / codebook_size, line_dash="dot", line_color="#777777", row=1, col=1,
+                  annotation_text="uniform", annotation_position="top right")
+    before = float(report["collision_rate_before"])  # type: ignore[arg-type]
+    after = float(report["collision_rate_after"])  # type: ignore[arg-type]
+    fig.add_trace(
+        go.Bar(
+            name="collision rate", x=["before repair", "after repair"], y=[before, after], showlegend=False,
+            marker={"color": ["#7f8c9b", HISTORY]}, text=[f"{before:.1%}", f"{after:.1%}"], textposition="outside",
+            hovertemplate="%{x}: %{y:.2%} of items share their SID<extra></extra>",
+        ),
+        row=1, col=2,
+    )
+    detail = ", ".join(
+        f"{label} {report[key]}"
+        for key, label in (("collision_groups_before", "groups"), ("largest_collision_group", "largest"),
+                           ("moved_items", "items moved"))
+        if key in report
+    )
+    fig.update_yaxes(title_text="items", row=1, col=1)
+    fig.update_xaxes(title_text="code rank", row=1, col=1)
+    fig.update_yaxes(range=[0, max(before, after, 0.01) * 1.25], tickformat=".0%", row=1, col=2)
+    if detail:
+        fig.update_xaxes(title_text=detail, row=1, col=2)
+    fig.update_layout(
+        title={"text": f"Codebook health: {len(codes)} items, {len(per_digit)} digits x {codebook_size} codes"},
+        legend={"orientation": "h", "y": -0.2},
+        height=460,
+    )
+    return fig
+
+
