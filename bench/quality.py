@@ -1,0 +1,164 @@
+"""Quality on one split, side by side: DiffGRM and its ablations against AR and SASRec.
+
+    .venv/bin/python bench/quality.py                       # Beauty from ../shared, seed 0, `cpu` preset
+    .venv/bin/python bench/quality.py --seeds 0 1 2         # mean +- std over three seeds
+    .venv/bin/python bench/quality.py --quick --data DIR    # a smoke run on any prepared folder
+
+Variants (all on the same prepared data, the same SIDs and the same leave-one-out split):
+
+  diffgrm   DiffGRM trained with OCN, decoded with CPD (confidence order)
+  random    DiffGRM trained with random masking (no OCN), decoded with CPD
+  fixed     the `diffgrm` checkpoint decoded in a fixed left-to-right digit order (no CPD)
+  ar        an autoregressive decoder on the same SIDs, same encoder and sizes
+  sasrec    SASRec with a full-softmax loss over item ids (no SIDs)
+
+Each trained model lives in RUNS/<variant>-s<seed> and each evaluation in that folder's
+``bench_<split>_<order>_b<beam>_u<users>.json``, so a second call reuses both and only fills
+what is missing (delete a folder to retrain). Prints a markdown table (mean +- std over seeds,
+item level and SID level) and writes it with the raw numbers to OUT.md / OUT.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from diffgrm.config import preset  # noqa: E402
+from diffgrm.decode import Recommender  # noqa: E402
+from diffgrm.prepare import load_prepared  # noqa: E402
+from diffgrm.sasrec import SASRecConfig, evaluate_sasrec, load_sasrec, train_sasrec  # noqa: E402
+from diffgrm.train import load_run, subsample, train  # noqa: E402
+
+VARIANTS = ("diffgrm", "random", "fixed", "ar", "sasrec")
+LABELS = {
+    "diffgrm": "DiffGRM (OCN + CPD)",
+    "random": "DiffGRM, random masking (no OCN)",
+    "fixed": "DiffGRM, fixed digit order (no CPD)",
+    "ar": "AR decoder, same SIDs",
+    "sasrec": "SASRec (full softmax)",
+}
+METRICS = ("recall@5", "recall@10", "ndcg@5", "ndcg@10")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data", default="runs/beauty", help="prepared folder (prepared from --dataset if missing)")
+    p.add_argument("--dataset", default=str(ROOT.parent / "shared" / "data" / "amazon-beauty"),
+                   help="raw dataset to prepare when --data does not exist")
+    p.add_argument("--runs", default="runs/quality", help="where the trained runs live")
+    p.add_argument("--out", default="bench/results/quality", help="OUT.md and OUT.json are written")
+    p.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    p.add_argument("--seeds", nargs="+", type=int, default=[0])
+    p.add_argument("--preset", default="cpu", choices=["tiny", "cpu", "paper"])
+    p.add_argument("--beam", type=int, default=32)
+    p.add_argument("--split", default="test", choices=["test", "valid"])
+    p.add_argument("--users", type=int, default=0, help="a seeded sample of this many users (0 = all)")
+    p.add_argument("--sasrec-minutes", type=float, default=20.0, help="wall-time cap of one SASRec training")
+    p.add_argument("--quick", action="store_true", help="tiny training (a few steps) for smoke tests")
+    p.add_argument("--device", default=None)
+    return p.parse_args(argv)
+
+
+def ensure_data(args: argparse.Namespace) -> Path:
+    data = Path(args.data)
+    if not (data / "tokenizer_report.json").is_file():
+        from diffgrm.cli import main as cli
+
+        print(f"preparing {args.dataset} into {data} ...", file=sys.stderr)
+        if cli(["prepare", "--dataset", args.dataset, "--out", str(data), "--quiet"]) != 0:
+            raise SystemExit(2)
+    return data
+
+
+def train_variant(variant: str, seed: int, run: Path, prepared, args: argparse.Namespace) -> None:
+    """Train the checkpoint a variant needs into ``run`` (``fixed`` reuses ``diffgrm``'s)."""
+    cat = prepared.catalogue
+    if variant == "sasrec":
+        cfg = SASRecConfig(seed=seed, max_minutes=args.sasrec_minutes)
+        if args.quick:
+            cfg = replace(cfg, d_model=32, n_layers=1, epochs=2, eval_users=50)
+        train_sasrec(prepared, cfg, run, device=args.device, progress=not args.quick)
+        return
+    kind = "ar" if variant == "ar" else "diffgrm"
+    model_cfg, cfg = preset(args.preset, kind=kind, n_digits=cat.n_digits, codebook_size=cat.codebook_size)
+    cfg = replace(cfg, seed=seed, noising="random" if variant == "random" else cfg.noising)
+    if args.quick:
+        cfg = replace(cfg, epochs=1, max_steps=3, eval_users=20, eval_beam=16, max_minutes=0)
+    train(prepared, model_cfg, cfg, run, device=args.device, progress=not args.quick)
+
+
+def evaluate_variant(variant: str, run: Path, prepared, args: argparse.Namespace) -> dict:
+    order = "fixed" if variant == "fixed" else "confidence"
+    cached = run / f"bench_{args.split}_{order}_b{args.beam}_u{args.users}.json"
+    if cached.is_file():
+        return json.loads(cached.read_text())
+    samples = prepared.splits[args.split]
+    if args.users:
+        samples = subsample(samples, args.users, seed=0)
+    if variant == "sasrec":
+        metrics = evaluate_sasrec(load_sasrec(run, device=args.device or "cpu"), samples, prepared.catalogue.codes,
+                                  device=args.device or "cpu")
+    else:
+        model, _, _ = load_run(run, data=prepared.path, device=args.device)
+        metrics = Recommender(model).evaluate(samples, beam=args.beam, order=order, progress=not args.quick)
+    metrics["order"] = order
+    cached.write_text(json.dumps(metrics, indent=2))
+    return metrics
+
+
+def mean_std(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.4f}"
+    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
+
+
+def table(results: dict[str, list[dict]], level: str) -> list[str]:
+    rows = [f"| model ({level} level) | seeds | " + " | ".join(m.replace("recall", "R").replace("ndcg", "N") for m in METRICS) + " |",
+            "|---|---|" + "---|" * len(METRICS)]
+    for variant, runs in results.items():
+        cells = [mean_std([r[level][m] for r in runs]) for m in METRICS]
+        rows.append(f"| {LABELS[variant]} | {len(runs)} | " + " | ".join(cells) + " |")
+    return rows
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    prepared = load_prepared(ensure_data(args))
+    runs_dir = Path(args.runs)
+    results: dict[str, list[dict]] = {}
+    t0 = time.perf_counter()
+    for variant in args.variants:
+        for seed in args.seeds:
+            run = runs_dir / f"{'diffgrm' if variant == 'fixed' else variant}-s{seed}"
+            if not (run / "model.safetensors").is_file():
+                print(f"training {variant} (seed {seed}) into {run} ...", file=sys.stderr)
+                train_variant("diffgrm" if variant == "fixed" else variant, seed, run, prepared, args)
+            print(f"evaluating {variant} (seed {seed}) ...", file=sys.stderr)
+            metrics = evaluate_variant(variant, run, prepared, args)
+            metrics["seed"], metrics["run"] = seed, str(run)
+            results.setdefault(variant, []).append(metrics)
+    n_users = results[args.variants[0]][0]["users"]
+    head = (f"{prepared.report['dataset']}, {args.split} split, {n_users:,} users, beam {args.beam}, "
+            f"`{args.preset}` preset, seeds {' '.join(map(str, args.seeds))}")
+    lines = [head, "", *table(results, "item"), "", *table(results, "sid")]
+    text = "\n".join(lines)
+    print(text)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".md").write_text(text + "\n")
+    payload = {"dataset": prepared.report["dataset"], "split": args.split, "beam": args.beam, "preset": args.preset,
+               "seeds": args.seeds, "users": n_users, "results": results, "seconds": round(time.perf_counter() - t0, 1)}
+    out.with_suffix(".json").write_text(json.dumps(payload, indent=2))
+    return payload
+
+
+if __name__ == "__main__":
+    main()

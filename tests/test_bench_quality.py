@@ -1,0 +1,37 @@
+"""Smoke test of bench/quality.py on the chain dataset, so the benchmark script does not rot."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_bench():
+    spec = importlib.util.spec_from_file_location("bench_quality", ROOT / "bench" / "quality.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_quality_bench_runs_every_variant_and_reuses_runs(chain_prepared, tmp_path, capsys):
+    bench = load_bench()
+    argv = ["--quick", "--data", str(chain_prepared), "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "q"),
+            "--seeds", "0", "1", "--preset", "tiny", "--beam", "16", "--device", "cpu"]
+    payload = bench.main(argv)
+    out = capsys.readouterr().out
+    assert set(payload["results"]) == set(bench.VARIANTS)
+    for variant, runs in payload["results"].items():
+        assert [r["seed"] for r in runs] == [0, 1]
+        for r in runs:
+            assert set(r["item"]) == set(bench.METRICS) and all(0 <= v <= 1 for v in r["item"].values())
+    assert payload["results"]["fixed"][0]["order"] == "fixed"
+    assert payload["results"]["fixed"][0]["run"] == payload["results"]["diffgrm"][0]["run"]  # same checkpoint
+    assert "| SASRec (full softmax) | 2 |" in out and "±" in out and "(sid level)" in out
+    assert json.loads((tmp_path / "q.json").read_text())["seeds"] == [0, 1]
+    assert (tmp_path / "q.md").read_text().startswith("raw, test split")
+    # a second call trains nothing and reads every evaluation back
+    stamp = {p: p.stat().st_mtime for p in (tmp_path / "runs").rglob("*.safetensors")}
+    again = bench.main(argv)
+    assert {p: p.stat().st_mtime for p in (tmp_path / "runs").rglob("*.safetensors")} == stamp
+    assert again["results"]["ar"][1]["item"] == payload["results"]["ar"][1]["item"]
