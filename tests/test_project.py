@@ -42,3 +42,15 @@ def test_ci_runs_the_readme_test_command():
     assert "make test" in readme and "make app" in readme
     ci = (ROOT / ".ci" / "run").read_text()
     assert [ln for ln in ci.splitlines() if ln and not ln.startswith("#") and not ln.startswith(("set ", "cd "))] == ["make test"]
+
+
+def test_readme_scripts_and_folders_exist():
+    """Scripts the README runs (`python X.py`, `bash X.sh`) and notebooks it names are in the repository."""
+    readme = (ROOT / "README.md").read_text()
+    scripts = re.findall(r"(?:python|bash) ((?:bench|notebooks)/\S+\.(?:py|sh))", readme)
+    notebooks = re.findall(r"`(\d\d_\w+\.ipynb)`", readme)
+    assert scripts and len(notebooks) == 5
+    for path in scripts:
+        assert (ROOT / path).is_file(), path
+    for name in notebooks:
+        assert (ROOT / "notebooks" / name).is_file(), name
