@@ -11,7 +11,11 @@ one scheduled digit ("fixed" or per-user "random" order). A candidate's score is
 plus the log-probability of the new (digit, code): the chain rule along the chosen fill order, with
 no renormalisation after the validity mask. The same partial SID can be reached through different
 fill orders; only its best-scoring copy is kept, so a final score is the best chain over the orders
-the beam explored (over all ``n!`` of them when the beam covers everything).
+the beam explored (over all ``n!`` of them when the beam covers everything). Different partial SIDs
+can also lead to the same items only (``{d0=a, d1=b}`` and ``{d2=c, d3=e}`` after two steps, when
+one item matches both): such a *redundant* child gets a beam only when no child that still
+reaches a new item is left, so a constrained beam of K returns K distinct items whenever the
+catalogue holds them.
 
 Everything is batched over users and beams; the only Python loop is the one over the ``n`` steps.
 """
@@ -55,8 +59,9 @@ def cpd_search(
     ``fixed_order`` (default ``0..n-1``); "random" draws one digit order per user from ``seed``.
     ``constrain`` keeps every beam inside the catalogue (``SIDIndex.allowed``); without it the
     search is free and SIDs that name no item are dropped at the end, so fewer than ``topk`` items
-    may come back. Missing results are padded with item ``-1``, score ``-inf`` and an all-``MASK``
-    SID.
+    may come back. With ``constrain`` a beam of at least ``topk`` returns ``topk`` distinct items
+    whenever the catalogue holds that many that the network does not rule out (log-prob ``-inf``).
+    Missing results are padded with item ``-1``, score ``-inf`` and an all-``MASK`` SID.
 
     With ``trace=True`` one :class:`DenoisingTrace` per user is attached. Step 0 has a single,
     virtual parent (the all-masked SID): ``parent[0, r] = 0`` refers to it, and its prediction is
@@ -161,17 +166,39 @@ def _step(
     c_total = cand.shape[1]
     if c_total < beam:  # too few candidates: pad with dead ones (score -inf)
         cand = torch.cat([cand, cand.new_full((b, beam - c_total), NEG_INF)], dim=1)
-    top_scores, top_idx = cand.topk(min((s + 1) * beam, cand.shape[1]), dim=1)
-    top_idx = top_idx % c_total  # padded slots point at some real candidate; they stay dead
-    par, rest = top_idx // (m * k), top_idx % (m * k)
-    slot, code = rest // k, rest % k
-    digit = digits.reshape(b, -1).gather(1, par * m + slot)
-    keys = parent_keys.gather(1, par) + (code + 1) * index.base.to(device)[digit]  # the children's keys
-    top_scores = top_scores.masked_fill(~_first_occurrence(keys), NEG_INF)
+    # Confidence order: children with different filled digits can match the same items, so beams
+    # must also be told apart by the items they can still reach (see _Matches.novel). Not needed
+    # at the last step (distinct complete SIDs name distinct items) nor in a scheduled order (a
+    # user's children all fill the same digits, so distinct ones match disjoint sets of items).
+    matches = _matches(index, device) if constrain and schedule is None and s < n - 1 else None
+    width = min((s + 1) * beam, cand.shape[1])
+    while True:
+        top_scores, top_idx = cand.topk(width, dim=1)
+        top_idx = top_idx % c_total  # padded slots point at some real candidate; they stay dead
+        par, rest = top_idx // (m * k), top_idx % (m * k)
+        slot, code = rest // k, rest % k
+        digit = digits.reshape(b, -1).gather(1, par * m + slot)
+        keys = parent_keys.gather(1, par) + (code + 1) * index.base.to(device)[digit]  # the children's keys
+        live = torch.isfinite(top_scores) & _first_occurrence(keys)
+        if matches is None:
+            tier = (~live).to(torch.uint8)  # 0: a distinct live child, 1: dead or a repeat
+            break
+        children = tokens.gather(1, par[..., None].expand(b, width, n)).scatter(2, digit[..., None], code[..., None])
+        novel, reach = matches.novel(children, keys, live, beam)
+        # Look at more candidates only for users whose kept beams would reach fewer than `beam`
+        # items, and only while they have candidates left (the last one looked at is alive).
+        done = (novel.sum(1) >= beam) | (reach >= beam) | ~torch.isfinite(top_scores[:, -1])
+        if width == cand.shape[1] or bool(done.all()):
+            tier = 2 - live.to(torch.uint8) - novel.to(torch.uint8)  # 0 novel, 1 redundant, 2 dead
+            break
+        width = min(4 * width, cand.shape[1])
+    top_scores = top_scores.masked_fill(~live, NEG_INF)
 
-    # Best-first, ties kept in topk's order; the first `beam` are the new beams.
-    new_scores, keep = torch.sort(top_scores, dim=1, descending=True, stable=True)
-    new_scores, keep = new_scores[:, :beam], keep[:, :beam]
+    # Novel children first, then redundant ones, each best-first (ties kept in topk's order); the
+    # first `beam` are the new beams, ordered best-first.
+    keep = torch.sort(tier, dim=1, stable=True).indices[:, :beam]
+    new_scores, order = torch.sort(top_scores.gather(1, keep), dim=1, descending=True, stable=True)
+    keep = keep.gather(1, order)
     par, slot, code, digit = par.gather(1, keep), slot.gather(1, keep), code.gather(1, keep), digit.gather(1, keep)
     new_tokens = tokens.gather(1, par[..., None].expand(b, beam, n)).scatter(2, digit[..., None], code[..., None])
 
@@ -220,6 +247,9 @@ class _Matches:
         order = torch.argsort(keys_all)
         self.sorted_keys, self.items = keys_all[order], torch.cat(items)[order]
         self.bits = (1 << torch.arange(n, device=device))
+        # the item a full SID names (the lowest index where SIDs collide): what a search can return
+        self.returned = index.item_of(index.codes).to(device)
+        self.n_items = len(codes)
 
     def ranges(self, tokens: torch.Tensor, parent_keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """First position and number of matching items per partial SID."""
@@ -229,8 +259,64 @@ class _Matches:
         hi = torch.searchsorted(self.sorted_keys, q, right=True)
         return lo, hi - lo
 
+    def listed(self, lo: torch.Tensor, count: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every (partial SID, matching item) pair: the partial SID's flat position and the item."""
+        count = count.reshape(-1)
+        total = int(count.sum())
+        owner = torch.repeat_interleave(torch.arange(len(count), device=count.device), count, output_size=total)
+        start = torch.cumsum(count, 0) - count
+        pos = lo.reshape(-1)[owner] + torch.arange(total, device=count.device) - start[owner]
+        return owner, self.items[pos]
+
+    def novel(self, children: torch.Tensor, keys: torch.Tensor, live: torch.Tensor, enough: int
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Bool ``[B, W]``: does a live child reach an item that no better child of its user reaches?
+        And ``[B]``: how many distinct items the live children of each user reach (at least
+        ``enough`` where one child alone matches that many).
+
+        Columns are best-first. Children with different filled digits can match the same items
+        (``{d0=a, d1=b}`` and ``{d2=c, d3=e}`` may both lead only to item ``(a, b, c, e)``), and
+        after two or three digits most partial SIDs match a single item. A child all of whose
+        items are reachable from better children is *redundant*: it can only end on an item
+        another beam already leads to. Redundancy is measured against all better candidates, but
+        each item's best child is novel, so an item reachable from a better candidate is also
+        reachable from a better novel one: keeping novel children first, every kept novel child
+        adds at least one item the beam can still return.
+
+        A child that matches ``enough`` (the beam size) items or more counts as novel without its
+        items being listed, nor counted against other children: listing them early in the search
+        would be most of the work, and as soon as one is kept the beam can reach ``enough`` items.
+        """
+        b, w = keys.shape
+        lo, count = self.ranges(children, keys)
+        big = live & (count >= enough)
+        owner, item = self.listed(lo, torch.where(live & ~big, count, torch.zeros_like(count)))
+        # the best (smallest) column per (user, item), found by sorting (user, item, column) triples
+        triple = ((owner // w) * self.n_items + self.returned[item]) * w + owner % w
+        triple = torch.sort(triple).values
+        pair = triple // w
+        first = torch.ones_like(pair, dtype=torch.bool)
+        first[1:] = pair[1:] != pair[:-1]
+        best = triple[first]
+        user = best // w // self.n_items
+        novel = torch.zeros(b * w, dtype=torch.bool, device=keys.device)
+        novel[user * w + best % w] = True
+        reach = torch.bincount(user, minlength=b)
+        return novel.reshape(b, w) | big, torch.where(big.any(1), reach.clamp(min=enough), reach)
+
 
 _MATCHES: "weakref.WeakKeyDictionary[SIDIndex, dict[torch.device, _Matches]]" = weakref.WeakKeyDictionary()
+
+
+def _matches(index: SIDIndex, device: torch.device) -> _Matches | None:
+    """The cached :class:`_Matches` of ``index`` on ``device``; None where subset-tagged keys would
+    overflow int64 (7 digits x 256 codes): the validity mask then asks the index per code, and
+    the search tells beams apart by their partial SIDs only."""
+    per_device = _MATCHES.setdefault(index, {})
+    if device not in per_device:
+        n, k = index.n_digits, index.codebook_size
+        per_device[device] = _Matches(index, device) if (1 << n) * (k + 1) ** n < 2**63 else None
+    return per_device[device]
 
 
 def _blocked(index: SIDIndex, tokens: torch.Tensor, parent_keys: torch.Tensor, digits: torch.Tensor) -> torch.Tensor:
@@ -239,22 +325,17 @@ def _blocked(index: SIDIndex, tokens: torch.Tensor, parent_keys: torch.Tensor, d
     The complement of ``SIDIndex.allowed`` on the candidate digits only.
     """
     b, p, m = digits.shape
-    k, n = index.codebook_size, index.n_digits
+    k = index.codebook_size
     device = tokens.device
-    per_device = _MATCHES.setdefault(index, {})
-    if device not in per_device:  # subset-tagged keys must fit int64; otherwise ask the index
-        per_device[device] = _Matches(index, device) if (1 << n) * (k + 1) ** n < 2**63 else None
-    matches = per_device[device]
+    matches = _matches(index, device)
     if matches is not None:
         lo, count = matches.ranges(tokens, parent_keys)
-        count = count.reshape(-1)
-        total = int(count.sum())
-        if total <= b * p * k:  # listing the matches is no more work than checking every code
-            owner = torch.repeat_interleave(torch.arange(b * p, device=device), count, output_size=total)
-            start = torch.cumsum(count, 0) - count
-            pos = lo.reshape(-1)[owner] + torch.arange(total, device=device) - start[owner]
-            dig = digits.reshape(b * p, m)[owner]  # [T, m]
-            code = matches.codes[matches.items[pos][:, None], dig]  # [T, m] codes the matching items carry
+        # listing costs one scatter per (matching item, digit), asking the index one binary search
+        # per (digit, code): list unless the parents match more items than that
+        if int(count.sum()) <= b * p * m * k:
+            owner, items = matches.listed(lo, count)
+            # [T, m] codes the matching items carry
+            code = matches.codes[items[:, None], digits.reshape(b * p, m)[owner]]
             blocked = torch.ones(b * p, m, k, dtype=torch.bool, device=device)
             blocked[owner[:, None], torch.arange(m, device=device), code] = False
             return blocked.reshape(b, p, m, k)

@@ -173,12 +173,12 @@ def quickstart():
         """),
         md("""
         The recommendations are different catalogue movies, best score first, and the SID printed next to each is
-        that movie's catalogue SID: the decoder only ever generates SIDs that exist. (A beam can end with fewer than
-        ten distinct movies; `03_cpd` shows why and how a wider beam helps.)
+        that movie's catalogue SID: the decoder only ever generates SIDs that exist, and a beam of at least ten
+        returns ten distinct movies (`03_cpd` shows how the search keeps its beams apart).
         """),
         code("""
         items = rec.table["item"].to_numpy()
-        assert 1 <= len(items) <= 10 and len(set(items)) == len(items) and (items >= 0).all()
+        assert len(items) == 10 and len(set(items)) == len(items) and (items >= 0).all()
         assert (np.diff(rec.table["score"].to_numpy()) <= 1e-6).all(), "scores are not sorted"
         assert all(rec.table["sid"] == ["-".join(map(str, codes[i])) for i in items])
         """),
@@ -1037,13 +1037,16 @@ def cpd():
         The constrained search never produced a SID outside the catalogue (checked above); the unconstrained rows
         show how much of the beam a free search spends on SIDs that name no movie.
 
-        A constrained beam can still end with fewer than ten movies. Beams that filled the same digits in
-        different orders merge into one SID (only the best-scoring copy is kept), and near the end a partial SID
-        with three digits filled matches only a movie or two, so a narrow beam can run out of distinct complete
-        SIDs. A well-trained model makes this more likely, because its beams agree on the same few movies. Whether
-        it happens here, and how a wider beam changes it, is printed below.
+        A constrained beam also returns the full ten movies, even a beam of exactly ten. That takes care: beams that
+        filled the same digits in different orders merge into one partial SID (only the best-scoring copy is kept),
+        and two *different* partial SIDs, say `{d0=a, d1=b}` and `{d2=c, d3=e}`, can both lead only to the same
+        movie `a-b-c-e`, because after two or three digits most partial SIDs match a single movie. If both kept a
+        beam, one beam would be wasted and the search would end with fewer than ten movies. So at every step a
+        child that can only reach movies a better child already reaches gets a beam only when nothing else is
+        left (checked below).
         """),
         code("""
+        assert (counts.xs("constrained", level="search")["users with fewer than 10 items"] == 0).all()
         for beam in (10, 16, 32):
             c, u = counts.loc[(beam, "constrained")], counts.loc[(beam, "unconstrained")]
             print(f"beam {beam:>2}: constrained {c['items returned (mean per user)']:.1f} items per user on average "
