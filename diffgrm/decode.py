@@ -64,7 +64,8 @@ class Recommender:
         kv = self.model.cross_kv(memory)
         if isinstance(self.model, DiffGRM):
             def logprob_fn(tokens: torch.Tensor) -> torch.Tensor:
-                return self.model.denoise(tokens, kv, keep).log_softmax(-1)
+                # without a trace only the masked digits' log-probs are read: skip the filled slots' last layer
+                return self.model.denoise(tokens, kv, keep, masked_only=not trace).log_softmax(-1)
 
             return cpd_search(logprob_fn, self.index, len(histories), beam=beam, topk=topk, order=order,
                               seed=seed, trace=trace, constrain=constrain)

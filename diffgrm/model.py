@@ -82,13 +82,21 @@ class DecoderBlock(nn.Module):
         self.ff = FeedForward(c.d_model, c.d_ff, c.dropout)
         self.drop = nn.Dropout(c.dropout)
 
-    def forward(self, x: torch.Tensor, kv: tuple[torch.Tensor, torch.Tensor], keep: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, kv: tuple[torch.Tensor, torch.Tensor], keep: torch.Tensor,
+                slots: torch.Tensor | None = None) -> torch.Tensor:
+        """``x [B, R, n, d]`` -> ``[B, R, n, d]``; with ``slots [B, R, q]`` only those slots are
+        computed (they still attend to all n) and ``[B, R, q, d]`` comes back."""
         b, r, n, d = x.shape
-        h = self.ln1(x).reshape(b * r, n, d)
-        x = x + self.drop(self.self_attn(h, self.self_attn.project_kv(h), causal=self.causal)).view(b, r, n, d)
+        h = self.ln1(x)
+        kv_self = self.self_attn.project_kv(h.reshape(b * r, n, d))
+        if slots is not None:
+            pick = slots[..., None].expand(*slots.shape, d)
+            x, h = x.gather(2, pick), h.gather(2, pick)
+        q = x.shape[2]
+        x = x + self.drop(self.self_attn(h.reshape(b * r, q, d), kv_self, causal=self.causal)).view(b, r, q, d)
         # all R rows of a user query that user's history: fold rows into the query length
-        h = self.ln2(x).reshape(b, r * n, d)
-        x = x + self.drop(self.cross_attn(h, kv, mask=keep)).view(b, r, n, d)
+        h = self.ln2(x).reshape(b, r * q, d)
+        x = x + self.drop(self.cross_attn(h, kv, mask=keep)).view(b, r, q, d)
         return x + self.drop(self.ff(self.ln3(x)))
 
 
@@ -155,9 +163,13 @@ class GenerativeRecommender(nn.Module):
         """Each decoder layer's keys/values of the history, computed once per user."""
         return [block.cross_attn.project_kv(memory) for block in self.decoder]
 
-    def _decode(self, x: torch.Tensor, kv: list, keep: torch.Tensor) -> torch.Tensor:
-        for block, layer_kv in zip(self.decoder, kv):
-            x = block(x, layer_kv, keep)
+    def _decode(self, x: torch.Tensor, kv: list, keep: torch.Tensor, slots: torch.Tensor | None = None) -> torch.Tensor:
+        last = len(self.decoder) - 1
+        for i, (block, layer_kv) in enumerate(zip(self.decoder, kv)):
+            x = block(x, layer_kv, keep, slots if i == last else None)
+        if slots is not None:  # back to n slots; the skipped ones hold zeros (uniform logits)
+            full = x.new_zeros(*slots.shape[:2], self.config.n_digits, x.shape[-1])
+            x = full.scatter(2, slots[..., None].expand_as(x), x)
         h = self.dec_ln(x)  # [B, R, n, d]
         # tied heads: slot s is scored against digit s's rows of the code embedding table
         table = self.code_emb.weight.view(self.config.n_digits, self.config.codebook_size, -1)
@@ -172,12 +184,25 @@ class DiffGRM(GenerativeRecommender):
         self.mask_emb = nn.Embedding(config.n_digits, config.d_model)
         self._init()
 
-    def denoise(self, tokens: torch.Tensor, kv: list, keep: torch.Tensor) -> torch.Tensor:
-        """Partial SIDs ``[B, R, n]`` (``MASK`` where unknown) -> logits ``[B, R, n, K]``."""
+    def denoise(self, tokens: torch.Tensor, kv: list, keep: torch.Tensor, masked_only: bool = False) -> torch.Tensor:
+        """Partial SIDs ``[B, R, n]`` (``MASK`` where unknown) -> logits ``[B, R, n, K]``.
+
+        ``masked_only`` (decoding, when every row has the same number of masked digits, as at
+        each CPD step): the last decoder layer runs on the masked slots only, the costly part of
+        a step; the filled digits' logits are then meaningless (uniform) and must not be used.
+        """
         masked = tokens == MASK
         x = self.embed_codes(tokens.clamp(min=0))
         x = torch.where(masked[..., None], self.mask_emb.weight.expand_as(x), x)
-        return self._decode(x, kv, keep)
+        slots = None
+        if masked_only:
+            counts = masked.sum(-1)
+            if bool((counts != counts.reshape(-1)[0]).any()):
+                raise DiffGRMError("masked_only needs the same number of masked digits in every row")
+            m = int(counts.reshape(-1)[0])
+            if 0 < m < tokens.shape[-1]:  # masked slots first, ascending
+                slots = torch.sort((~masked).to(torch.uint8), dim=-1, stable=True).indices[..., :m]
+        return self._decode(x, kv, keep, slots)
 
 
 class ARGenerator(GenerativeRecommender):

@@ -139,3 +139,41 @@ def test_loss_counts_only_masked_positions():
     assert masked_loss(changed, targets, masked, w, 0.1) == base
     changed[:, :, 1] += torch.randn(8, generator=g)
     assert masked_loss(changed, targets, masked, w, 0.1) != base
+
+
+@pytest.mark.parametrize("filled", [0, 1, 2, 3])
+def test_masked_only_decoding_matches_the_full_pass_on_masked_digits(codes, filled):
+    model = build_model(ModelConfig(kind="diffgrm", **CFG), codes).eval()
+    memory, keep = model.encode(torch.tensor([[3, 4, 5, MASK], [7, 8, 9, 10]]))
+    kv = model.cross_kv(memory)
+    gen = torch.Generator().manual_seed(filled)
+    tokens = torch.full((2, 5, 4), MASK)
+    for b in range(2):  # every row has `filled` digits filled, at different positions
+        for r in range(5):
+            where = torch.randperm(4, generator=gen)[:filled]
+            tokens[b, r, where] = torch.randint(0, 16, (filled,), generator=gen)
+    full = model.denoise(tokens, kv, keep)
+    fast = model.denoise(tokens, kv, keep, masked_only=True)
+    masked = tokens == MASK
+    torch.testing.assert_close(fast[masked], full[masked], atol=1e-5, rtol=1e-4)
+    if filled:
+        assert not torch.allclose(fast[~masked], full[~masked])  # filled slots were skipped, not computed
+    tokens[0, 0, :] = MASK  # rows with different numbers of masked digits
+    if filled:
+        with pytest.raises(DiffGRMError, match="same number of masked digits"):
+            model.denoise(tokens, kv, keep, masked_only=True)
+
+
+def test_search_is_the_same_with_and_without_the_masked_only_pass(codes):
+    import numpy as np
+
+    from diffgrm.decode import Recommender
+
+    model = build_model(ModelConfig(kind="diffgrm", **CFG), codes).eval()
+    rec = Recommender(model)
+    hist = [np.array([1, 2, 3]), np.array([4]), np.array([5, 6, 7, 8, 9])]
+    for order in ("confidence", "fixed", "random"):
+        fast = rec.search(hist, beam=12, topk=10, order=order)  # no trace: masked-only pass
+        full = rec.search(hist, beam=12, topk=10, order=order, trace=True)  # trace: full pass
+        assert (fast.items == full.items).all(), order
+        torch.testing.assert_close(fast.scores, full.scores, atol=1e-4, rtol=1e-4)
