@@ -167,7 +167,7 @@ class GenerativeRecommender(nn.Module):
         last = len(self.decoder) - 1
         for i, (block, layer_kv) in enumerate(zip(self.decoder, kv)):
             x = block(x, layer_kv, keep, slots if i == last else None)
-        if slots is not None:  # back to n slots; the skipped ones hold zeros (uniform logits)
+        if slots is not None:  # back to n slots; the skipped ones hold zeros, so their logits mean nothing
             full = x.new_zeros(*slots.shape[:2], self.config.n_digits, x.shape[-1])
             x = full.scatter(2, slots[..., None].expand_as(x), x)
         h = self.dec_ln(x)  # [B, R, n, d]
@@ -189,7 +189,7 @@ class DiffGRM(GenerativeRecommender):
 
         ``masked_only`` (decoding, when every row has the same number of masked digits, as at
         each CPD step): the last decoder layer runs on the masked slots only, the costly part of
-        a step; the filled digits' logits are then meaningless (uniform) and must not be used.
+        a step; the filled digits' logits are then meaningless and must not be used.
         """
         masked = tokens == MASK
         x = self.embed_codes(tokens.clamp(min=0))

@@ -27,10 +27,12 @@ from tqdm.auto import tqdm
 
 from diffgrm.config import _Serialisable
 from diffgrm.data import Samples
+from diffgrm.decode import pad_histories
 from diffgrm.errors import DiffGRMError
 from diffgrm.metrics import combined_score, ranking_metrics, sid_ranking_metrics
-from diffgrm.model import default_device
+from diffgrm.model import MASK, default_device
 from diffgrm.prepare import Prepared
+from diffgrm.train import subsample
 
 
 @dataclass
@@ -91,11 +93,9 @@ class SASRec(nn.Module):
 
 
 def _pad(seqs: list[np.ndarray], pad: int, max_len: int) -> torch.Tensor:
-    seqs = [np.asarray(s, dtype=np.int64)[-max_len:] for s in seqs]
-    out = np.full((len(seqs), max(len(s) for s in seqs)), pad, dtype=np.int64)
-    for i, s in enumerate(seqs):
-        out[i, : len(s)] = s
-    return torch.from_numpy(out)
+    """``pad_histories`` (left-aligned, last ``max_len`` items), with the embedding's padding row."""
+    batch = pad_histories(seqs, max_len)
+    return batch.masked_fill(batch == MASK, pad)
 
 
 @torch.no_grad()
@@ -106,8 +106,6 @@ def rank_items(model: SASRec, histories: list[np.ndarray], k: int = 10, batch: i
     out = []
     for s in range(0, len(histories), batch):
         hs = histories[s : s + batch]
-        if any(len(h) == 0 for h in hs):
-            raise DiffGRMError("a history is empty: SASRec needs at least one past item")
         seq = _pad(hs, model.pad, model.cfg.max_history).to(device)
         last = torch.tensor([min(len(h), model.cfg.max_history) - 1 for h in hs], device=device)
         h = model.hidden(seq)[torch.arange(len(hs), device=device), last]
@@ -134,10 +132,7 @@ def train_sasrec(prepared: Prepared, cfg: SASRecConfig = SASRecConfig(), out: st
     seqs = [np.asarray(h)[-(cfg.max_history + 1):] for h in valid_all.histories if len(h) >= 2]
     if not seqs:
         raise DiffGRMError("no user has two training items: nothing to train SASRec on")
-    valid = valid_all
-    if cfg.eval_users and cfg.eval_users < len(valid_all):
-        pick = np.sort(np.random.default_rng(cfg.seed).choice(len(valid_all), cfg.eval_users, replace=False))
-        valid = Samples([valid_all.histories[i] for i in pick], valid_all.targets[pick], valid_all.users[pick])
+    valid = subsample(valid_all, cfg.eval_users, cfg.seed)
     model = SASRec(prepared.n_items, cfg).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
     codes = prepared.catalogue.codes
