@@ -178,9 +178,9 @@ def decoders(
         for kv, keep, rows in cached:
 
             def logprob_fn(tokens, kv=kv, keep=keep):  # the same call Recommender.search hands CPD
-                return diff_model.denoise(tokens, kv, keep).log_softmax(-1)
+                return diff_model.denoise(tokens, kv, keep, masked_only=True).log_softmax(-1)
 
-            cpd_search(logprob_fn, index, rows.shape[0], beam=beam, topk=TOPK)
+            cpd_search(logprob_fn, index, rows.shape[0], beam=beam, topk=TOPK, masked_only=True)
 
     return {
         "floor": floor,

@@ -33,7 +33,8 @@ from diffgrm.sid_index import MASK, SIDIndex
 from diffgrm.trace import DenoisingTrace, SearchResult, check_search_sizes
 
 LogProbFn = Callable[[torch.Tensor], torch.Tensor]
-"""``tokens [B, R, n]`` long (``MASK`` where masked) -> log-probs ``[B, R, n, K]`` for every digit."""
+"""``tokens [B, R, n]`` long (``MASK`` where masked) -> log-probs ``[B, R, n, K]`` for every digit
+(or, with ``masked_only=True``, ``[B, R, m, K]`` for the m masked digits in ascending order)."""
 
 ORDERS = ("confidence", "fixed", "random")
 NEG_INF = float("-inf")
@@ -52,6 +53,7 @@ def cpd_search(
     constrain: bool = True,
     trace: bool = False,
     runners_up: int = 3,
+    masked_only: bool = False,
 ) -> SearchResult:
     """Beam search over partial SIDs for ``batch_size`` users; returns the Top-``topk`` items per user.
 
@@ -63,6 +65,11 @@ def cpd_search(
     whenever the catalogue holds that many that the network does not rule out (log-prob ``-inf``).
     Missing results are padded with item ``-1``, score ``-inf`` and an all-``MASK`` SID.
 
+    ``masked_only=True`` promises that ``logprob_fn`` returns the masked digits only, ``[B, R,
+    n - s, K]`` at step s in ascending digit order: the search reads nothing else, so the network
+    may skip the filled slots (``DiffGRM.denoise(..., masked_only=True)``). A trace needs every
+    digit's prediction, so it cannot be combined with ``masked_only``.
+
     With ``trace=True`` one :class:`DenoisingTrace` per user is attached. Step 0 has a single,
     virtual parent (the all-masked SID): ``parent[0, r] = 0`` refers to it, and its prediction is
     broadcast to ``distributions[0, r]`` for every beam ``r``. Beams of the last step are sorted by
@@ -71,6 +78,8 @@ def cpd_search(
     n, k = index.n_digits, index.codebook_size
     schedule = _schedule(order, fixed_order, seed, batch_size, n)
     check_search_sizes(batch_size, beam, topk, runners_up)
+    if trace and masked_only:
+        raise DiffGRMError("a trace records every digit's prediction: use masked_only=False with trace=True")
     device = index.codes.device
     schedule = schedule.to(device) if schedule is not None else None
 
@@ -78,11 +87,12 @@ def cpd_search(
     scores = torch.zeros(batch_size, 1, device=device)
     steps: list[dict[str, torch.Tensor]] = []
     for s in range(n):
-        logp = _call(logprob_fn, tokens, n, k)
+        logp = _call(logprob_fn, tokens, n - s if masked_only else n, k)
         if scores.device != logp.device:  # follow the network's device from the first call on
             tokens, scores = tokens.to(logp.device), scores.to(logp.device)
             schedule = schedule.to(logp.device) if schedule is not None else None
-        tokens, scores, step = _step(index, tokens, scores, logp, s, schedule, beam, constrain, trace, runners_up)
+        tokens, scores, step = _step(index, tokens, scores, logp, s, schedule, beam, constrain, trace, runners_up,
+                                     masked_only)
         if trace:
             steps.append(step)
 
@@ -110,14 +120,15 @@ def _schedule(order: str, fixed_order: Sequence[int] | None, seed: int, batch: i
     raise DiffGRMError(f"unknown order {order!r}; choose one of {', '.join(ORDERS)}")
 
 
-def _call(logprob_fn: LogProbFn, tokens: torch.Tensor, n: int, k: int) -> torch.Tensor:
-    """Run the network and insist on ``[B, R, n, K]`` floats: a wrong shape would broadcast silently."""
+def _call(logprob_fn: LogProbFn, tokens: torch.Tensor, digits: int, k: int) -> torch.Tensor:
+    """Run the network and insist on ``[B, R, digits, K]`` floats: a wrong shape would broadcast silently."""
     logp = logprob_fn(tokens)
-    want = (*tokens.shape, k)
+    want = (*tokens.shape[:2], digits, k)
     if not isinstance(logp, torch.Tensor) or tuple(logp.shape) != want or not logp.is_floating_point():
         got = tuple(logp.shape) if isinstance(logp, torch.Tensor) else type(logp).__name__
         raise DiffGRMError(
             f"logprob_fn must return float log-probs of shape {want} (batch, beams, digits, codes), got {got}"
+            + (" (masked_only: the still-masked digits only)" if digits < tokens.shape[2] else "")
         )
     return logp
 
@@ -129,13 +140,14 @@ def _step(
     index: SIDIndex,
     tokens: torch.Tensor,  # [B, P, n] parents, each with exactly s filled digits
     scores: torch.Tensor,  # [B, P]
-    logp: torch.Tensor,  # [B, P, n, K]
+    logp: torch.Tensor,  # [B, P, n, K], or [B, P, n - s, K] (masked digits, ascending) with masked_only
     s: int,
     schedule: torch.Tensor | None,
     beam: int,
     constrain: bool,
     trace: bool,
     runners_up: int,
+    masked_only: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
     """Expand every parent by one (digit, code), keep the best ``beam`` distinct children per user.
 
@@ -149,11 +161,16 @@ def _step(
     device = logp.device
     if schedule is None:  # masked digits first, in ascending digit order
         digits = torch.sort((tokens != MASK).to(torch.uint8), dim=-1, stable=True).indices[..., : n - s]
+        where = None if masked_only else digits  # masked-only log-probs are already these digits
     else:
         digits = schedule[:, s, None, None].expand(b, p, 1)
+        # masked-only log-probs hold the masked digits in ascending order: the scheduled digit's
+        # row is the number of masked digits before it
+        where = (((tokens == MASK) & (torch.arange(n, device=device) < digits)).sum(-1, keepdim=True)
+                 if masked_only else digits)
     m = digits.shape[-1]
 
-    lp = logp.gather(2, digits[..., None].expand(b, p, m, k))  # [B, P, m, K]
+    lp = logp if where is None else logp.gather(2, where[..., None].expand(b, p, m, k))  # [B, P, m, K]
     parent_keys = index.keys(tokens)  # [B, P]
     cand = lp.to(torch.promote_types(lp.dtype, scores.dtype)) + scores[..., None, None]  # >= float32 sums
     blocked = _blocked(index, tokens, parent_keys, digits) if constrain else None

@@ -64,11 +64,11 @@ class Recommender:
         kv = self.model.cross_kv(memory)
         if isinstance(self.model, DiffGRM):
             def logprob_fn(tokens: torch.Tensor) -> torch.Tensor:
-                # without a trace only the masked digits' log-probs are read: skip the filled slots' last layer
+                # without a trace the search reads the masked digits only: skip the filled slots
                 return self.model.denoise(tokens, kv, keep, masked_only=not trace).log_softmax(-1)
 
             return cpd_search(logprob_fn, self.index, len(histories), beam=beam, topk=topk, order=order,
-                              seed=seed, trace=trace, constrain=constrain)
+                              seed=seed, trace=trace, constrain=constrain, masked_only=not trace)
         assert isinstance(self.model, ARGenerator)
 
         def next_fn(prefix: torch.Tensor) -> torch.Tensor:

@@ -164,16 +164,24 @@ class GenerativeRecommender(nn.Module):
         return [block.cross_attn.project_kv(memory) for block in self.decoder]
 
     def _decode(self, x: torch.Tensor, kv: list, keep: torch.Tensor, slots: torch.Tensor | None = None) -> torch.Tensor:
+        """Decoder layers + tied heads: ``x [B, R, n, d]`` -> logits ``[B, R, n, K]``, or with
+        ``slots [B, R, q]`` (digit indices) logits ``[B, R, q, K]`` of those slots only."""
         last = len(self.decoder) - 1
         for i, (block, layer_kv) in enumerate(zip(self.decoder, kv)):
             x = block(x, layer_kv, keep, slots if i == last else None)
-        if slots is not None:  # back to n slots; the skipped ones hold zeros, so their logits mean nothing
-            full = x.new_zeros(*slots.shape[:2], self.config.n_digits, x.shape[-1])
-            x = full.scatter(2, slots[..., None].expand_as(x), x)
-        h = self.dec_ln(x)  # [B, R, n, d]
+        h = self.dec_ln(x)
         # tied heads: slot s is scored against digit s's rows of the code embedding table
         table = self.code_emb.weight.view(self.config.n_digits, self.config.codebook_size, -1)
-        return torch.einsum("brsd,skd->brsk", h, table[: h.shape[2]])
+        if slots is None:
+            return torch.einsum("brsd,skd->brsk", h, table[: h.shape[2]])
+        # each kept slot has its own digit: score the rows of one digit at a time
+        flat_h, flat_slots = h.reshape(-1, h.shape[-1]), slots.reshape(-1)
+        out = h.new_empty(flat_h.shape[0], table.shape[1])
+        for digit in range(table.shape[0]):
+            rows = (flat_slots == digit).nonzero().squeeze(1)
+            if len(rows):
+                out[rows] = flat_h[rows] @ table[digit].T
+        return out.view(*slots.shape, -1)
 
 
 class DiffGRM(GenerativeRecommender):
@@ -187,21 +195,23 @@ class DiffGRM(GenerativeRecommender):
     def denoise(self, tokens: torch.Tensor, kv: list, keep: torch.Tensor, masked_only: bool = False) -> torch.Tensor:
         """Partial SIDs ``[B, R, n]`` (``MASK`` where unknown) -> logits ``[B, R, n, K]``.
 
-        ``masked_only`` (decoding, when every row has the same number of masked digits, as at
-        each CPD step): the last decoder layer runs on the masked slots only, the costly part of
-        a step; the filled digits' logits are then meaningless and must not be used.
+        ``masked_only`` (decoding, when every row has the same number m of masked digits, as at
+        each CPD step): logits ``[B, R, m, K]`` of the masked digits only, in ascending digit
+        order. The last decoder layer and the heads then skip the filled slots, whose outputs a
+        search never reads: the costly part of a step.
         """
         masked = tokens == MASK
         x = self.embed_codes(tokens.clamp(min=0))
         x = torch.where(masked[..., None], self.mask_emb.weight.expand_as(x), x)
-        slots = None
-        if masked_only:
-            counts = masked.sum(-1)
-            if bool((counts != counts.reshape(-1)[0]).any()):
-                raise DiffGRMError("masked_only needs the same number of masked digits in every row")
-            m = int(counts.reshape(-1)[0])
-            if 0 < m < tokens.shape[-1]:  # masked slots first, ascending
-                slots = torch.sort((~masked).to(torch.uint8), dim=-1, stable=True).indices[..., :m]
+        if not masked_only:
+            return self._decode(x, kv, keep)
+        counts = masked.sum(-1)
+        if counts.numel() and bool((counts != counts.reshape(-1)[0]).any()):
+            raise DiffGRMError("masked_only needs the same number of masked digits in every row")
+        m = int(counts.reshape(-1)[0]) if counts.numel() else 0
+        if m == tokens.shape[-1]:  # all masked: every slot, already in ascending order
+            return self._decode(x, kv, keep)
+        slots = torch.sort((~masked).to(torch.uint8), dim=-1, stable=True).indices[..., :m]  # masked first, ascending
         return self._decode(x, kv, keep, slots)
 
 

@@ -276,6 +276,34 @@ def test_wrong_logprob_shape_raises(tiny, bad):
         cpd_search(lambda t: bad(net(t)), index, 2, beam=4, topk=2)
 
 
+def masked_digits_only(net):
+    """``net`` as a masked-only network: the rows of the masked digits, ascending, ``[B, R, m, K]``."""
+
+    def fn(tokens: torch.Tensor) -> torch.Tensor:
+        lp = net(tokens)
+        m = int((tokens[0, 0] == MASK).sum())
+        return lp[tokens == MASK].reshape(*tokens.shape[:2], m, lp.shape[-1])
+
+    return fn
+
+
+@pytest.mark.parametrize("order", ["confidence", "fixed", "random"])
+def test_masked_only_log_probs_give_the_same_search(order):
+    n, k, batch = 4, 8, 3
+    codes = np.random.default_rng(3).integers(0, k, size=(300, n))
+    index = SIDIndex(codes, k)
+    net = RandomNet(index, batch, 3, table_size=2048)
+    kwargs = dict(beam=12, topk=10, order=order, fixed_order=[2, 0, 3, 1] if order == "fixed" else None, seed=4)
+    full = cpd_search(net, index, batch, **kwargs)
+    fast = cpd_search(masked_digits_only(net), index, batch, masked_only=True, **kwargs)
+    assert torch.equal(full.items, fast.items) and torch.equal(full.sids, fast.sids)
+    torch.testing.assert_close(full.scores, fast.scores)
+    with pytest.raises(DiffGRMError, match="masked digits only"):  # all n digits where n - s were promised
+        cpd_search(net, index, batch, masked_only=True, **kwargs)
+    with pytest.raises(DiffGRMError, match="trace"):
+        cpd_search(masked_digits_only(net), index, batch, masked_only=True, trace=True, **kwargs)
+
+
 # --- confidence order and traces ----------------------------------------------------------------
 
 
