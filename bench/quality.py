@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/quality.py                       # Beauty from ../shared, seed 0, `cpu` preset
     .venv/bin/python bench/quality.py --seeds 0 1 2         # mean +- std over three seeds
+    .venv/bin/python bench/quality.py --seeds 0 1 2 --trained-only   # a table of the runs that exist
     .venv/bin/python bench/quality.py --quick --data DIR    # a smoke run on any prepared folder
 
 Variants (all on the same prepared data, the same SIDs and the same leave-one-out split):
@@ -62,6 +63,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--split", default="test", choices=["test", "valid"])
     p.add_argument("--users", type=int, default=0, help="a seeded sample of this many users (0 = all)")
     p.add_argument("--sasrec-minutes", type=float, default=20.0, help="wall-time cap of one SASRec training")
+    p.add_argument("--trained-only", action="store_true",
+                   help="train nothing: report the (variant, seed) runs that exist and leave the others out")
     p.add_argument("--quick", action="store_true", help="tiny training (a few steps) for smoke tests")
     p.add_argument("--device", default=None)
     return p.parse_args(argv)
@@ -139,15 +142,21 @@ def main(argv: list[str] | None = None) -> dict:
         for seed in args.seeds:
             run = runs_dir / f"{'diffgrm' if variant == 'fixed' else variant}-s{seed}"
             if not (run / "model.safetensors").is_file():
+                if args.trained_only:
+                    print(f"no run for {variant} (seed {seed}) in {run}: left out", file=sys.stderr)
+                    continue
                 print(f"training {variant} (seed {seed}) into {run} ...", file=sys.stderr)
                 train_variant("diffgrm" if variant == "fixed" else variant, seed, run, prepared, args)
             print(f"evaluating {variant} (seed {seed}) ...", file=sys.stderr)
             metrics = evaluate_variant(variant, run, prepared, args)
             metrics["seed"], metrics["run"] = seed, str(run)
             results.setdefault(variant, []).append(metrics)
-    n_users = results[args.variants[0]][0]["users"]
+    if not results:
+        raise SystemExit(f"error: no trained run of {', '.join(args.variants)} in {runs_dir} (drop --trained-only to train)")
+    n_users = next(iter(results.values()))[0]["users"]
+    seeds = sorted({r["seed"] for runs in results.values() for r in runs})
     head = (f"{prepared.report['dataset']}, {args.split} split, {n_users:,} users, beam {args.beam}, "
-            f"`{args.preset}` preset, seeds {' '.join(map(str, args.seeds))}")
+            f"`{args.preset}` preset, seeds {' '.join(map(str, seeds))}")
     lines = [head, "", *table(results, "item"), "", *table(results, "sid")]
     text = "\n".join(lines)
     print(text)
@@ -155,7 +164,7 @@ def main(argv: list[str] | None = None) -> dict:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".md").write_text(text + "\n")
     payload = {"dataset": prepared.report["dataset"], "split": args.split, "beam": args.beam, "preset": args.preset,
-               "seeds": args.seeds, "users": n_users, "results": results, "seconds": round(time.perf_counter() - t0, 1)}
+               "seeds": seeds, "users": n_users, "results": results, "seconds": round(time.perf_counter() - t0, 1)}
     out.with_suffix(".json").write_text(json.dumps(payload, indent=2))
     return payload
 

@@ -4,6 +4,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -35,3 +37,9 @@ def test_quality_bench_runs_every_variant_and_reuses_runs(chain_prepared, tmp_pa
     again = bench.main(argv)
     assert {p: p.stat().st_mtime for p in (tmp_path / "runs").rglob("*.safetensors")} == stamp
     assert again["results"]["ar"][1]["item"] == payload["results"]["ar"][1]["item"]
+    # --trained-only trains nothing: seed 2 has no runs and is left out, the others are read back
+    partial = bench.main([*argv, "--seeds", "0", "1", "2", "--trained-only"])  # the last --seeds wins
+    assert partial["seeds"] == [0, 1] and [r["seed"] for r in partial["results"]["sasrec"]] == [0, 1]
+    assert {p: p.stat().st_mtime for p in (tmp_path / "runs").rglob("*.safetensors")} == stamp
+    with pytest.raises(SystemExit, match="no trained run"):
+        bench.main([*argv, "--trained-only", "--runs", str(tmp_path / "empty")])
