@@ -1291,8 +1291,8 @@ def evaluate():
         next_steps("""
         - Change `K_SMALL` to 16 or 64: the collision rate falls and the SID/item gap closes.
         - Evaluate with a larger beam (`evaluate(..., beam=64)`) and watch Recall@10 move.
-        - Re-run `bench/quality.py` (about two hours on 2 cores; it reuses trained runs) with `--seeds 0 1 2`, or
-          with `--beam 64`, and compare its `bench/results/quality.json` with the table.
+        - Re-run `bench/quality.py --seeds 0 1 2 --beam 64` (it reuses the trained runs; training them from
+          nothing takes hours on 2 cores) and compare its `bench/results/quality.json` with the table.
         - Prepare Beauty with `--no-repair` and evaluate the same model design: how large is the gap there?
         """),
     ]
