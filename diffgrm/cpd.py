@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from diffgrm.errors import DiffGRMError
-from diffgrm.sid_index import MASK, SIDIndex
+from diffgrm.sid_index import MASK, SIDIndex, masked_digits
 from diffgrm.trace import DenoisingTrace, SearchResult, check_search_sizes
 
 LogProbFn = Callable[[torch.Tensor], torch.Tensor]
@@ -160,7 +160,7 @@ def _step(
     k = logp.shape[-1]
     device = logp.device
     if schedule is None:  # masked digits first, in ascending digit order
-        digits = torch.sort((tokens != MASK).to(torch.uint8), dim=-1, stable=True).indices[..., : n - s]
+        digits = masked_digits(tokens, n - s)
         where = None if masked_only else digits  # masked-only log-probs are already these digits
     else:
         digits = schedule[:, s, None, None].expand(b, p, 1)

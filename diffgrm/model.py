@@ -21,6 +21,7 @@ from torch import nn
 
 from diffgrm.config import ModelConfig
 from diffgrm.errors import DiffGRMError
+from diffgrm.sid_index import masked_digits
 
 MASK = -1  # a masked / padding position, everywhere in the package
 
@@ -211,7 +212,7 @@ class DiffGRM(GenerativeRecommender):
         m = int(counts.reshape(-1)[0]) if counts.numel() else 0
         if m == tokens.shape[-1]:  # all masked: every slot, already in ascending order
             return self._decode(x, kv, keep)
-        slots = torch.sort((~masked).to(torch.uint8), dim=-1, stable=True).indices[..., :m]  # masked first, ascending
+        slots = masked_digits(tokens, m)  # the order cpd_search reads them in
         return self._decode(x, kv, keep, slots)
 
 

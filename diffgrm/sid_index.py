@@ -18,6 +18,15 @@ import torch
 from diffgrm.errors import DiffGRMError
 
 MASK = -1
+
+
+def masked_digits(tokens: torch.Tensor, m: int) -> torch.Tensor:
+    """The first ``m`` masked digits of each partial SID ``[..., n]``, ascending: ``[..., m]``.
+
+    One definition for both sides of the masked-only contract: CPD reads the network's
+    masked-only log-probs in exactly this order (``DiffGRM.denoise(..., masked_only=True)``).
+    """
+    return torch.sort((tokens != MASK).to(torch.uint8), dim=-1, stable=True).indices[..., :m]
 """The value of a still-masked digit in a partial SID."""
 
 
