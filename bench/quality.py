@@ -36,11 +36,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from diffgrm.config import preset  # noqa: E402
-from diffgrm.decode import Recommender  # noqa: E402
-from diffgrm.prepare import load_prepared  # noqa: E402
-from diffgrm.sasrec import SASRecConfig, evaluate_sasrec, load_sasrec, train_sasrec  # noqa: E402
-from diffgrm.train import load_run, subsample, train  # noqa: E402
+from diffgrm.config import preset
+from diffgrm.decode import Recommender
+from diffgrm.prepare import load_prepared
+from diffgrm.sasrec import SASRecConfig, evaluate_sasrec, load_sasrec, train_sasrec
+from diffgrm.train import load_run, subsample, train
 
 VARIANTS = ("diffgrm", "random", "fixed", "ar", "sasrec")
 LABELS = {
@@ -160,16 +160,18 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit(f"error: no trained run of {', '.join(args.variants)} in {runs_dir} (drop --trained-only to train)")
     n_users = next(iter(results.values()))[0]["users"]
     seeds = sorted({r["seed"] for runs in results.values() for r in runs})
+    encoder = Path(str(prepared.report.get("encoder", "?"))).name  # a folder path names its model last
     head = (f"{prepared.report['dataset']}, {args.split} split, {n_users:,} users, beam {args.beam}, "
-            f"`{args.preset}` preset, seeds {' '.join(map(str, seeds))}")
+            f"`{args.preset}` preset, encoder {encoder}, seeds {' '.join(map(str, seeds))}")
     lines = [head, "", *table(results, "item"), "", *table(results, "sid")]
     text = "\n".join(lines)
     print(text)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".md").write_text(text + "\n")
-    payload = {"dataset": prepared.report["dataset"], "split": args.split, "beam": args.beam, "preset": args.preset,
-               "seeds": seeds, "users": n_users, "results": results, "seconds": round(time.perf_counter() - t0, 1)}
+    payload = {"dataset": prepared.report["dataset"], "encoder": encoder, "split": args.split, "beam": args.beam,
+               "preset": args.preset, "seeds": seeds, "users": n_users, "results": results,
+               "seconds": round(time.perf_counter() - t0, 1)}
     out.with_suffix(".json").write_text(json.dumps(payload, indent=2))
     return payload
 

@@ -23,14 +23,16 @@ def test_quality_bench_runs_every_variant_and_reuses_runs(chain_prepared, tmp_pa
     payload = bench.main(argv)
     out = capsys.readouterr().out
     assert set(payload["results"]) == set(bench.VARIANTS)
-    for variant, runs in payload["results"].items():
+    for runs in payload["results"].values():
         assert [r["seed"] for r in runs] == [0, 1]
         for r in runs:
             assert set(r["item"]) == set(bench.METRICS) and all(0 <= v <= 1 for v in r["item"].values())
     assert payload["results"]["fixed"][0]["order"] == "fixed"
     assert payload["results"]["fixed"][0]["run"] == payload["results"]["diffgrm"][0]["run"]  # same checkpoint
     assert "| SASRec (full softmax) | 2 |" in out and "±" in out and "(sid level)" in out
-    assert json.loads((tmp_path / "q.json").read_text())["seeds"] == [0, 1]
+    saved = json.loads((tmp_path / "q.json").read_text())
+    assert saved["seeds"] == [0, 1] and saved["encoder"] == "all-MiniLM-L6-v2"  # the packaged default
+    assert "encoder all-MiniLM-L6-v2" in out
     assert (tmp_path / "q.md").read_text().startswith("raw, test split")
     # a second call trains nothing and reads every evaluation back
     stamp = {p: p.stat().st_mtime for p in (tmp_path / "runs").rglob("*.safetensors")}
