@@ -21,9 +21,7 @@ from torch import nn
 
 from diffgrm.config import ModelConfig
 from diffgrm.errors import DiffGRMError
-from diffgrm.sid_index import masked_digits
-
-MASK = -1  # a masked / padding position, everywhere in the package
+from diffgrm.sid_index import MASK, masked_digits  # MASK: a masked / padding position, everywhere in the package
 
 
 class Attention(nn.Module):

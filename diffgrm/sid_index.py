@@ -18,6 +18,7 @@ import torch
 from diffgrm.errors import DiffGRMError
 
 MASK = -1
+"""The value of a still-masked digit in a partial SID."""
 
 
 def masked_digits(tokens: torch.Tensor, m: int) -> torch.Tensor:
@@ -27,7 +28,6 @@ def masked_digits(tokens: torch.Tensor, m: int) -> torch.Tensor:
     masked-only log-probs in exactly this order (``DiffGRM.denoise(..., masked_only=True)``).
     """
     return torch.sort((tokens != MASK).to(torch.uint8), dim=-1, stable=True).indices[..., :m]
-"""The value of a still-masked digit in a partial SID."""
 
 
 class SIDIndex:

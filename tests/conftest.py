@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -12,6 +14,15 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("DIFFGRM_SHARED", ROOT.parent / "shared"))
 BEAUTY = SHARED / "data" / "amazon-beauty"
+
+
+def load_script(path: str) -> ModuleType:
+    """A script of the repository that is not a package module (``bench/quality.py``), freshly imported."""
+    file = ROOT / path
+    spec = importlib.util.spec_from_file_location(file.stem, file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def write_folder_dataset(path: Path, n_items: int = 120, n_users: int = 60, seed: int = 0, length: tuple[int, int] = (4, 9)) -> Path:

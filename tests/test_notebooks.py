@@ -7,7 +7,6 @@ every run is written to ``test-artifacts/notebooks/times.json``.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import time
@@ -15,6 +14,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
+
+from tests.conftest import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
@@ -27,10 +28,7 @@ def _read(name: str) -> nbformat.NotebookNode:
 
 
 def _builder():
-    spec = importlib.util.spec_from_file_location("build_notebooks", NOTEBOOKS / "build_notebooks.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("notebooks/build_notebooks.py")
 
 
 @pytest.mark.parametrize("name", NAMES)
