@@ -225,6 +225,21 @@ def health_tab(ex: Explorer) -> None:
     report = ex.prepared.report
     st.plotly_chart(viz.codebook_health(report, ex.codes, ex.prepared.catalogue.codebook_size),
                     width="stretch", key="health")
+    info = ex.prepared.information()
+    if "information" not in report:
+        st.caption("This folder's tokenizer_report.json predates the SID information diagnostics: "
+                   "computed here from the catalogue's codes.")
+    codes = st.radio("SIDs", ["before repair", "after repair"], horizontal=True, key="info_codes",
+                     help="before repair: the tokenizer's nearest codes; after: the one-to-one catalogue")
+    shown = info["before" if codes == "before repair" else "after"]
+    st.plotly_chart(viz.sid_information_figure(shown, label=codes), width="stretch", key="sid_information")
+    before = info["before"]
+    st.markdown(
+        f"**Collisions before repair, counted two ways:** {before['collision_rate_sharing']:.1%} of items share "
+        f"their SID with another item; {before['collision_rate_beyond_first']:.1%} of items are beyond the first "
+        f"in their SID (items minus distinct SIDs, the count papers usually print). A digit whose "
+        f"H(digit | others) is near 0 mostly repeats what the other digits already say."
+    )
     path = ex.prepared.path / "collisions.json"
     groups = json.loads(path.read_text()) if path.is_file() else []
     st.markdown(f"**{len(groups)} SIDs were shared before repair**; the largest groups, with where their items moved:")

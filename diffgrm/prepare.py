@@ -10,7 +10,8 @@ A prepared folder is everything training, evaluation and the app need, readable 
 ``catalogue.safetensors``  the same codes plus the item embeddings, as arrays
 ``tokenizer.*``            the fitted tokenizer (safetensors + JSON config)
 ``collisions.json``        items that shared a SID before repair, and where they moved
-``tokenizer_report.json``  counts, collision rates, per-digit usage / dead codes / entropy
+``tokenizer_report.json``  counts, collision rates, per-digit usage / dead codes / entropy,
+                           information per digit before and after repair (``information``)
 =========================  ==========================================================
 """
 
@@ -135,6 +136,10 @@ class Prepared:
     def tokenizer(self) -> PSETokenizer:
         return PSETokenizer.load(self.path)
 
+    def information(self) -> dict[str, dict[str, object]]:
+        """The report's ``information`` (before/after repair), computed from the codes for older folders."""
+        return self.report.get("information") or self.catalogue.information()  # type: ignore[return-value]
+
 
 def load_prepared(folder: str | Path) -> Prepared:
     """Read a folder written by :func:`prepare` (clear errors for missing or damaged files)."""
@@ -187,6 +192,25 @@ def format_report(report: dict) -> str:
     ]
     for row in report["per_digit"]:
         lines.append(f"{row['digit']:>5}  {row['usage']:6.1%}  {row['dead_codes']:>4}  {row['entropy_bits']:.2f}")
+    if "information" in report:  # reports written before the SID information diagnostics lack it
+        lines += ["", *_format_information(report["information"])]
     secs = report["seconds"]
     lines.append(f"\ntime        embedding {secs['embedding']:.1f} s, tokenizer {secs['tokenizer']:.1f} s")
     return "\n".join(lines)
+
+
+def _format_information(info: dict) -> list[str]:
+    """The ``information`` block: bits the first k digits carry, each digit's own bits, collisions."""
+    before, after = info["before"], info["after"]
+
+    def bits(xs: list[float]) -> str:
+        return "  ".join(f"{x:5.2f}" for x in xs)
+
+    return [
+        f"information before repair, in bits (ceiling log2 {before['n_items']:,} items = {before['max_bits']:.2f})",
+        f"  {'first k digits, k=1..' + str(len(before['prefix_bits'])):<24}{bits(before['prefix_bits'])}"
+        f"   (after repair: {bits(after['prefix_bits']).strip()})",
+        f"  {'H(digit | others)':<24}{bits(before['conditional_bits'])}",
+        f"  collisions  {before['collision_rate_sharing']:.2%} of items share their SID with another item; "
+        f"{before['collision_rate_beyond_first']:.2%} are beyond the first item of their SID",
+    ]

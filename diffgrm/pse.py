@@ -27,6 +27,7 @@ from safetensors.numpy import load_file, save_file
 
 from diffgrm.config import TokenizerConfig
 from diffgrm.errors import DiffGRMError
+from diffgrm.sid_info import collision_rates, sid_information
 
 
 def _l2n(x: np.ndarray) -> np.ndarray:
@@ -221,9 +222,11 @@ def collision_groups(codes: np.ndarray) -> list[np.ndarray]:
 
 
 def collision_rate(codes: np.ndarray) -> float:
-    """Fraction of items whose SID is shared with at least one other item."""
-    _, inverse, counts = np.unique(codes, axis=0, return_inverse=True, return_counts=True)
-    return float((counts[inverse.reshape(-1)] > 1).mean())
+    """Fraction of items whose SID is shared with at least one other item (a group of 3 counts 3).
+
+    The other count, items beyond the first in each SID, is in :func:`diffgrm.sid_info.collision_rates`.
+    """
+    return collision_rates(codes)["sharing"]
 
 
 def repair_collisions(codes: np.ndarray, distances: np.ndarray) -> np.ndarray:
@@ -311,6 +314,10 @@ class Catalogue:
     def fingerprint(self) -> str:
         return fingerprint(self.codes, self.codebook_size)
 
+    def information(self) -> dict[str, dict[str, object]]:
+        """What the digits tell about the item (:mod:`diffgrm.sid_info`), on the raw and the repaired codes."""
+        return {"before": sid_information(self.codes_raw), "after": sid_information(self.codes)}
+
     def report(self) -> dict[str, object]:
         groups = collision_groups(self.codes_raw)
         return {
@@ -323,6 +330,7 @@ class Catalogue:
             "moved_items": int((self.codes != self.codes_raw).any(axis=1).sum()),
             "per_digit": digit_stats(self.codes, self.codebook_size),
             "per_digit_before": digit_stats(self.codes_raw, self.codebook_size),
+            "information": self.information(),
             "fingerprint": self.fingerprint,
         }
 

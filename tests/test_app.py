@@ -78,6 +78,24 @@ def figure_names(at) -> set[str]:
     return {t.get("name") for chart in at.get("plotly_chart") for t in json.loads(chart.proto.spec)["data"]}
 
 
+def test_health_view_shows_the_sid_information(app):
+    import json
+
+    open_view(app, "Codebook health")
+    names = figure_names(app)
+    assert {"added by the k-th digit", "H(digit | others): only this digit"} <= names
+    assert any("counted two ways" in m.value and "beyond the first" in m.value for m in app.markdown)
+
+    def title() -> str:
+        specs = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in app.get("plotly_chart")]
+        return next(t for t in specs if t.startswith("What the digits tell"))
+
+    assert "(before repair)" in title()
+    app.radio(key="info_codes").set_value("after repair").run()
+    assert not app.exception
+    assert "(after repair)" in title()
+
+
 def test_compare_tab_adds_a_matching_ar_run(app, chain_ar_run):
     open_view(app, "Compare orders")
     assert app.text_input(key="ar_run").value == str(chain_ar_run)  # found as RUN-ar

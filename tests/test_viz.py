@@ -14,6 +14,7 @@ from diffgrm.cpd import cpd_search
 from diffgrm.errors import DiffGRMError
 from diffgrm.pse import Catalogue, collision_rate
 from diffgrm.sid_index import MASK, SIDIndex
+from diffgrm.sid_info import sid_information
 from tests.test_ar import PrefixTable
 from tests.test_cpd import RandomNet, catalogue
 
@@ -338,6 +339,26 @@ def test_codebook_health(codes):
         viz.codebook_health(report, codes, 4)
     with pytest.raises(DiffGRMError, match="report"):
         viz.codebook_health({"per_digit": []}, codes, K)
+
+
+def test_sid_information_figure():
+    codes = np.array([[0, 0, 0], [0, 0, 1], [1, 1, 0], [1, 1, 1], [1, 1, 1]])  # digit 1 copies digit 0
+    info = sid_information(codes)
+    fig = viz.sid_information_figure(info, label="before repair")
+    earlier, added, own, shared = fig.data
+    assert list(added.x) == ["k = 1", "k = 2", "k = 3"] and earlier.xaxis == added.xaxis == "x"
+    np.testing.assert_allclose(np.add(earlier.y, added.y), info["prefix_bits"])  # stacked to H(first k)
+    assert added.y[1] == pytest.approx(0.0) and added.text[1] == "+0.00"  # the copy adds nothing
+    np.testing.assert_allclose(own.y, info["conditional_bits"])
+    np.testing.assert_allclose(np.add(own.y, shared.y), info["digit_bits"])
+    assert own.y[0] == own.y[1] == pytest.approx(0.0) and own.xaxis == shared.xaxis == "x2"
+    assert fig.layout.barmode == "stack" and "before repair" in fig.layout.title.text
+    ceiling = [s for s in fig.layout.shapes if s.type == "line"][0]
+    assert ceiling.y0 == ceiling.y1 == pytest.approx(math.log2(5))
+    with pytest.raises(DiffGRMError, match="sid_information"):
+        viz.sid_information_figure({"prefix_bits": [1.0]})
+    with pytest.raises(DiffGRMError, match="must match"):
+        viz.sid_information_figure({**info, "conditional_bits": [0.0]})
 
 
 # --- 6. orders compared -------------------------------------------------------------------------

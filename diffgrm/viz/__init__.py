@@ -18,7 +18,7 @@ Conventions, the same in every figure:
 Bad arguments raise :class:`~diffgrm.errors.DiffGRMError` with a one-line explanation.
 """
 
-from diffgrm.viz.codebook import codebook_figure, codebook_health, project_codebook
+from diffgrm.viz.codebook import codebook_figure, codebook_health, project_codebook, sid_information_figure
 from diffgrm.viz.denoising import (
                                    alternatives_figure,
                                    compare_orders,
@@ -31,5 +31,5 @@ from diffgrm.viz.style import HIGHLIGHT, HISTORY, MASKED_GREY, METHODS, METRICS,
 __all__ = [
     "HIGHLIGHT", "HISTORY", "MASKED_GREY", "METHODS", "METRICS", "PALETTE", "PROB_SCALE", "STATES",
     "alternatives_figure", "codebook_figure", "codebook_health", "compare_orders", "confidence_heatmap",
-    "denoising_strip", "project_codebook", "sid_text", "strip_frame_data",
+    "denoising_strip", "project_codebook", "sid_information_figure", "sid_text", "strip_frame_data",
 ]

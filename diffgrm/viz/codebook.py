@@ -1,4 +1,4 @@
-"""Figures of the codebook spaces: 2-D projections of each digit's sub-vectors, and codebook health.
+"""Figures of the codebook spaces: 2-D projections of each digit's sub-vectors, codebook health, SID information.
 
 ``project_codebook`` does the (slow, cacheable) projection; the figure builders only draw it.
 UMAP when umap-learn is installed, PCA otherwise.
@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from diffgrm.errors import DiffGRMError
-from diffgrm.viz.style import HIGHLIGHT, HISTORY, METHODS, PALETTE, clean_label, sid_text
+from diffgrm.viz.style import HIGHLIGHT, HISTORY, MASKED_GREY, METHODS, PALETTE, clean_label, sid_text
 
 # --- 4. codebook projection ---------------------------------------------------------------------
 
@@ -261,3 +261,73 @@ def codebook_health(report: Mapping[str, object], codes: np.ndarray, codebook_si
     return fig
 
 
+# --- 7. SID information -------------------------------------------------------------------------
+
+
+def sid_information_figure(info: Mapping[str, object], *, label: str = "before repair") -> go.Figure:
+    """How many bits about the item each digit adds, and how many only it holds (``sid_info`` drawn).
+
+    ``info`` is ``diffgrm.sid_info.sid_information(codes)`` (or one half of the report's
+    ``information``). Left: the bits of the first k digits, stacked as what the first k-1 digits
+    already told plus what digit k-1 adds, under the ceiling log2(items) that a one-to-one catalogue
+    reaches. Right: each digit's entropy split into the bits only it holds, H(digit | others), and
+    the bits the other digits tell as well (redundant).
+    """
+    need = {"prefix_bits", "conditional_bits", "digit_bits", "max_bits", "n_items"}
+    if not need <= set(info):
+        raise DiffGRMError(f"info lacks {sorted(need - set(info))}: pass diffgrm.sid_info.sid_information(codes)")
+    prefix = [float(b) for b in info["prefix_bits"]]  # type: ignore[union-attr]
+    own = [float(b) for b in info["conditional_bits"]]  # type: ignore[union-attr]
+    digit = [float(b) for b in info["digit_bits"]]  # type: ignore[union-attr]
+    n = len(prefix)
+    if n == 0 or len(own) != n or len(digit) != n:
+        raise DiffGRMError(
+            f"info has {n} prefix, {len(own)} conditional and {len(digit)} digit entropies: they must match"
+        )
+    ceiling = float(info["max_bits"])  # type: ignore[arg-type]
+
+    fig = make_subplots(
+        rows=1, cols=2, column_widths=[0.55, 0.45], horizontal_spacing=0.1,
+        subplot_titles=["bits of the first k digits", "each digit's bits: its own vs shared"],
+    )
+    ks = [f"k = {k}" for k in range(1, n + 1)]
+    earlier = [0.0, *prefix[:-1]]
+    gain = [p - e for p, e in zip(prefix, earlier)]
+    fig.add_trace(
+        go.Bar(name="told by the first k-1 digits", x=ks, y=earlier, marker={"color": MASKED_GREY},
+               hovertemplate="%{x}: %{y:.2f} bits from the digits before<extra></extra>"),
+        row=1, col=1,
+    )
+    fig.add_trace(
+        go.Bar(name="added by the k-th digit", x=ks, y=gain, marker={"color": HISTORY},
+               text=[f"+{g:.2f}" for g in gain], textposition="outside",
+               customdata=[[k - 1, p] for k, p in enumerate(prefix, 1)],
+               hovertemplate="digit %{customdata[0]} adds %{y:.2f} bits<br>first k digits: %{customdata[1]:.2f} bits"
+                             "<extra></extra>"),
+        row=1, col=1,
+    )
+    fig.add_hline(y=ceiling, line_dash="dot", line_color="#777777", row=1, col=1,
+                  annotation_text=f"log2 {int(info['n_items']):,} items = {ceiling:.2f}",  # type: ignore[call-overload]
+                  annotation_position="bottom right")
+    digits = [f"digit {d}" for d in range(n)]
+    fig.add_trace(
+        go.Bar(name="H(digit | others): only this digit", x=digits, y=own, marker={"color": PALETTE[2]},
+               text=[f"{b:.2f}" for b in own], textposition="inside",
+               hovertemplate="%{x}: %{y:.2f} bits that no other digit tells<extra></extra>"),
+        row=1, col=2,
+    )
+    fig.add_trace(
+        go.Bar(name="also told by the other digits", x=digits, y=[max(t - o, 0.0) for t, o in zip(digit, own)],
+               marker={"color": MASKED_GREY}, customdata=digit,
+               hovertemplate="%{x}: %{y:.2f} of its %{customdata:.2f} bits are redundant<extra></extra>"),
+        row=1, col=2,
+    )
+    fig.update_yaxes(title_text="bits", range=[0, max(ceiling, *prefix) * 1.15], row=1, col=1)
+    fig.update_yaxes(range=[0, max(digit) * 1.15 if max(digit) > 0 else 1], row=1, col=2)
+    fig.update_layout(
+        barmode="stack",
+        title={"text": f"What the digits tell about the item ({label}): {prefix[-1]:.2f} of {ceiling:.2f} bits"},
+        legend={"orientation": "h", "y": -0.2},
+        height=440,
+    )
+    return fig
