@@ -100,8 +100,15 @@ class ModelConfig(_Serialisable):
     dec_layers: int = 2
     dropout: float = 0.1
     max_history: int = 50
+    # dropout on the decoder's input slot embeddings (codes and [MASK]s), as the reference applies
+    input_dropout: float = 0.0
+    # extension beyond the paper: add a learned per-item embedding to each history item's SID
+    # embedding, so items that share codes (or were moved by collision repair) stay apart
+    item_id_emb: bool = False
 
     def __post_init__(self) -> None:
+        if not (0.0 <= self.dropout < 1.0 and 0.0 <= self.input_dropout < 1.0):
+            raise DiffGRMError(f"dropout rates must be in [0, 1), got {self.dropout} and {self.input_dropout}")
         if self.kind not in ("diffgrm", "ar"):
             raise DiffGRMError(f"unknown model kind {self.kind!r}; choose diffgrm or ar")
         if self.d_model % self.n_heads:
@@ -126,7 +133,17 @@ class TrainConfig(_Serialisable):
     eval_users: int = 0  # validate on this many users (seeded sample); 0 = all
     max_minutes: float = 0.0  # wall-clock budget; 0 = none
     max_steps: int = 0  # optimiser steps per epoch; 0 = the whole training split (quick demos use less)
+    min_history: int = 2  # training samples need this many history items (method.md: 2; SASRec's loss uses 1)
+    precision: str = "fp32"  # fp32 | bf16 (autocast) | fp16 (autocast + grad scaler, CUDA only)
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.min_history < 1:
+            raise DiffGRMError(f"min_history must be at least 1, got {self.min_history}")
+        if self.precision not in ("fp32", "bf16", "fp16"):
+            raise DiffGRMError(f"unknown precision {self.precision!r}; choose fp32, bf16 or fp16")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise DiffGRMError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
 
 
 PRESETS: dict[str, tuple[ModelConfig, TrainConfig]] = {

@@ -24,6 +24,27 @@ from diffgrm.errors import DiffGRMError
 from diffgrm.sid_index import MASK, masked_digits  # MASK: a masked / padding position, everywhere in the package
 
 
+class Dropout(nn.Dropout):
+    """``nn.Dropout`` with a cheaper mask on CPU, where drawing the mask was a quarter of a step.
+
+    torch draws one random number per element; here each 64-bit random word gives 7 one-byte
+    draws, and an element is kept when its byte is at least ``round(256 p)``: the rate is ``p``
+    rounded to a multiple of 1/256 (0.1 -> 0.1016), and kept values are scaled to stay unbiased.
+    Other devices use torch's fused kernel. Seeded by ``torch.manual_seed`` like any dropout.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0 or x.device.type != "cpu":
+            return super().forward(x)
+        threshold = round(self.p * 256)
+        if threshold >= 256:
+            return torch.zeros_like(x)
+        n = x.numel()
+        words = torch.empty((n + 6) // 7, dtype=torch.int64, device=x.device).random_()  # 63 random bits
+        draws = words.view(torch.uint8).view(-1, 8)[:, :7].reshape(-1)[:n].view(x.shape)  # 7 full bytes each
+        return torch.where(draws >= threshold, x * (256 / (256 - threshold)), 0.0)
+
+
 class Attention(nn.Module):
     """Multi-head attention on ``[B, T, d]`` with precomputable keys/values."""
 
@@ -50,7 +71,7 @@ class Attention(nn.Module):
 
 class FeedForward(nn.Sequential):
     def __init__(self, d: int, d_ff: int, dropout: float) -> None:
-        super().__init__(nn.Linear(d, d_ff), nn.GELU(), nn.Dropout(dropout), nn.Linear(d_ff, d))
+        super().__init__(nn.Linear(d, d_ff), nn.GELU(), Dropout(dropout), nn.Linear(d_ff, d))
 
 
 class EncoderBlock(nn.Module):
@@ -61,7 +82,7 @@ class EncoderBlock(nn.Module):
         self.ln1, self.ln2 = nn.LayerNorm(c.d_model), nn.LayerNorm(c.d_model)
         self.attn = Attention(c.d_model, c.n_heads, c.dropout)
         self.ff = FeedForward(c.d_model, c.d_ff, c.dropout)
-        self.drop = nn.Dropout(c.dropout)
+        self.drop = Dropout(c.dropout)
 
     def forward(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
         h = self.ln1(x)
@@ -79,7 +100,7 @@ class DecoderBlock(nn.Module):
         self.self_attn = Attention(c.d_model, c.n_heads, c.dropout)
         self.cross_attn = Attention(c.d_model, c.n_heads, c.dropout)
         self.ff = FeedForward(c.d_model, c.d_ff, c.dropout)
-        self.drop = nn.Dropout(c.dropout)
+        self.drop = Dropout(c.dropout)
 
     def forward(self, x: torch.Tensor, kv: tuple[torch.Tensor, torch.Tensor], keep: torch.Tensor,
                 slots: torch.Tensor | None = None) -> torch.Tensor:
@@ -114,7 +135,10 @@ class GenerativeRecommender(nn.Module):
         self.code_emb = nn.Embedding(n * k, d)
         self.item_mlp = nn.Sequential(nn.Linear(n * d, d), nn.ReLU(), nn.Linear(d, d))
         self.pos_emb = nn.Embedding(c.max_history, d)
-        self.enc_drop = nn.Dropout(c.dropout)
+        # extension (config switch, off in the paper's setting): each history item's own id
+        self.item_emb = nn.Embedding(item_codes.shape[0], d) if c.item_id_emb else None
+        self.dec_in_drop = Dropout(c.input_dropout)
+        self.enc_drop = Dropout(c.dropout)
         self.encoder = nn.ModuleList(EncoderBlock(c) for _ in range(c.enc_layers))
         self.enc_ln = nn.LayerNorm(d)
         self.decoder = nn.ModuleList(DecoderBlock(c, causal=c.kind == "ar") for _ in range(c.dec_layers))
@@ -151,6 +175,8 @@ class GenerativeRecommender(nn.Module):
         lengths = keep.sum(1, keepdim=True)
         codes = self.item_codes[history.clamp(min=0)]  # [B, L, n]
         x = self.item_mlp(self.embed_codes(codes).flatten(2))
+        if self.item_emb is not None:
+            x = x + self.item_emb(history.clamp(min=0))
         pos = (lengths - 1 - torch.arange(history.shape[1], device=history.device)).clamp(min=0)
         x = self.enc_drop(x + self.pos_emb(pos))
         mask = keep[:, None, None, :]
@@ -201,7 +227,7 @@ class DiffGRM(GenerativeRecommender):
         """
         masked = tokens == MASK
         x = self.embed_codes(tokens.clamp(min=0))
-        x = torch.where(masked[..., None], self.mask_emb.weight.expand_as(x), x)
+        x = self.dec_in_drop(torch.where(masked[..., None], self.mask_emb.weight.expand_as(x), x))
         if not masked_only:
             return self._decode(x, kv, keep)
         counts = masked.sum(-1)
@@ -237,7 +263,7 @@ class ARGenerator(GenerativeRecommender):
         x = self.bos.expand(b, r, 1, d)
         if t:
             x = torch.cat([x, self.code_emb(prefix + self.digit_offset[:t])], dim=2)
-        x = x + self.slot_pos.weight[: t + 1]
+        x = self.dec_in_drop(x + self.slot_pos.weight[: t + 1])
         return self._decode(x, kv, keep)  # [B, R, t+1, K]
 
 

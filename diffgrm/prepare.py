@@ -83,7 +83,7 @@ def _write(out: Path, ds: Dataset, emb: np.ndarray, tok: PSETokenizer, cat: Cata
         for i, row in enumerate(ds.items.itertuples(index=False)):
             fh.write(json.dumps({"index": i, "item_id": row.item_id, "title": row.title, "text": row.text}) + "\n")
     (out / "splits").mkdir(exist_ok=True)
-    for name, samples in leave_one_out(ds.sequences).items():
+    for name, samples in leave_one_out(ds.sequences, min_history=1).items():  # training picks its minimum
         with open(out / "splits" / f"{name}.tsv", "w", encoding="utf-8") as fh:
             fh.write("user\thistory\ttarget\n")
             for u, h, t in zip(samples.users, samples.histories, samples.targets):

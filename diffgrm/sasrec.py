@@ -50,13 +50,16 @@ class SASRecConfig(_Serialisable):
     weight_decay: float = 0.0
     patience: int = 5
     eval_users: int = 0  # validation users per epoch (0 = all)
+    # positions whose history is shorter than this are not scored: 1 = every next-item prediction,
+    # 2 = the samples of the generative models' default (TrainConfig.min_history)
+    min_history: int = 1
     max_minutes: float = 0.0  # 0 = no wall-time cap
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.d_model % self.n_heads:
             raise DiffGRMError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
-        if min(self.d_model, self.n_layers, self.max_history, self.epochs, self.batch_size) < 1:
+        if min(self.d_model, self.n_layers, self.max_history, self.epochs, self.batch_size, self.min_history) < 1:
             raise DiffGRMError("SASRec sizes, epochs and batch size must be positive")
 
 
@@ -129,7 +132,7 @@ def train_sasrec(prepared: Prepared, cfg: SASRecConfig = SASRecConfig(), out: st
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     valid_all = prepared.splits["valid"]
-    seqs = [np.asarray(h)[-(cfg.max_history + 1):] for h in valid_all.histories if len(h) >= 2]
+    seqs = [np.asarray(h)[-(cfg.max_history + 1):] for h in valid_all.histories if len(h) > cfg.min_history]
     if not seqs:
         raise DiffGRMError("no user has two training items: nothing to train SASRec on")
     valid = subsample(valid_all, cfg.eval_users, cfg.seed)
@@ -148,6 +151,7 @@ def train_sasrec(prepared: Prepared, cfg: SASRecConfig = SASRecConfig(), out: st
             batch = _pad([seqs[i] for i in idx], model.pad, cfg.max_history + 1).to(device)
             inp, tgt = batch[:, :-1], batch[:, 1:]
             real = tgt != model.pad  # score only positions whose next item is real, not padding
+            real[:, : cfg.min_history - 1] = False  # and whose history is long enough
             loss = nn.functional.cross_entropy(model.scores(model.hidden(inp)[real]), tgt[real])
             opt.zero_grad(set_to_none=True)
             loss.backward()

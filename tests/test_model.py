@@ -176,3 +176,32 @@ def test_search_is_the_same_with_and_without_the_masked_only_pass(codes):
         full = rec.search(hist, beam=12, topk=10, order=order, trace=True)  # trace: full pass
         assert (fast.items == full.items).all(), order
         torch.testing.assert_close(fast.scores, full.scores, atol=1e-4, rtol=1e-4)
+
+
+def test_item_id_embedding_separates_items_that_share_a_sid():
+    """The extension: with ``item_id_emb`` two items with the same SID encode differently."""
+    codes = torch.tensor([[1, 2, 3, 0], [1, 2, 3, 0], [0, 1, 2, 3]])
+    for switch in (False, True):
+        torch.manual_seed(0)
+        model = build_model(ModelConfig(codebook_size=4, d_model=16, n_heads=2, d_ff=32, item_id_emb=switch), codes).eval()
+        mem, _ = model.encode(torch.tensor([[0], [1]]))
+        assert torch.allclose(mem[0], mem[1]) != switch
+        assert (model.item_emb is not None) == switch
+        if switch:
+            assert model.item_emb.weight.shape == (3, 16)
+
+
+def test_input_dropout_acts_in_training_only():
+    codes = torch.tensor([[1, 2, 3, 0], [0, 1, 2, 3]])
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(codebook_size=4, d_model=16, n_heads=2, d_ff=32, dropout=0.0, input_dropout=0.5), codes)
+    mem, keep = model.encode(torch.tensor([[0, 1]]))
+    kv = model.cross_kv(mem)
+    tokens = torch.tensor([[[1, MASK, 3, MASK]]])
+    model.eval()
+    a, b = model.denoise(tokens, kv, keep), model.denoise(tokens, kv, keep)
+    assert torch.equal(a, b)
+    model.train()
+    assert not torch.allclose(model.denoise(tokens, kv, keep), a)
+    with pytest.raises(DiffGRMError, match="dropout"):
+        ModelConfig(input_dropout=1.0)

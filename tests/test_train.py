@@ -158,3 +158,49 @@ def test_on_epoch_callback_and_digit_report(chain_prepared):
     for rep in seen:
         assert rep["accuracy"].shape == (4,) and ((rep["confidence"] > 0) & (rep["confidence"] <= 1)).all()
     assert seen[-1]["accuracy"].mean() > seen[0]["accuracy"].mean()
+
+
+def test_min_history_picks_the_training_samples(chain_prepared, tmp_path):
+    from diffgrm.train import training_samples
+
+    prepared = load_prepared(chain_prepared)
+    lengths = np.array([len(h) for h in prepared.splits["train"].histories])
+    assert lengths.min() == 1  # prepare writes every prefix; training chooses its minimum
+    one, two = training_samples(prepared, 1), training_samples(prepared, 2)
+    assert len(one) == len(lengths) and len(two) == int((lengths >= 2).sum()) < len(one)
+    assert all(len(h) >= 2 for h in two.histories)
+    # a folder prepared before min_history existed starts at 2: asking it for 1 is refused, not ignored
+    old = replace(prepared, splits={**prepared.splits, "train": two})
+    with pytest.raises(DiffGRMError, match="starts at 2 history items"):
+        training_samples(old, 1)
+    model_cfg, cfg = configs("diffgrm", prepared, epochs=1, eval_start=1, min_history=1)
+    rows = train(prepared, model_cfg, cfg, None, device="cpu", progress=False).history
+    assert rows[0]["samples"] == len(one)
+
+
+@pytest.mark.parametrize("bad", [{"min_history": 0}, {"precision": "fp8"}, {"label_smoothing": 1.0}])
+def test_train_config_refuses_bad_values(bad):
+    from diffgrm.config import TrainConfig
+
+    with pytest.raises(DiffGRMError):
+        TrainConfig(**bad)
+
+
+def test_bf16_autocast_trains_and_fp16_needs_cuda(chain_prepared):
+    from diffgrm.model import build_model
+    from diffgrm.train import make_step
+
+    prepared = load_prepared(chain_prepared)
+    model_cfg, cfg = configs("diffgrm", prepared)
+    model = build_model(model_cfg, torch.from_numpy(prepared.catalogue.codes))
+    with pytest.raises(DiffGRMError, match="fp16 needs a CUDA GPU"):
+        make_step(model, replace(cfg, precision="fp16"), torch.optim.AdamW(model.parameters()))
+    runs = {}
+    for precision in ("fp32", "bf16"):
+        model_cfg, cfg = configs("diffgrm", prepared, precision=precision, epochs=6, eval_start=6)
+        runs[precision] = train(prepared, model_cfg, cfg, None, device="cpu", progress=False)
+    fp32, bf16 = ([r["loss"] for r in runs[p].history] for p in ("fp32", "bf16"))
+    assert bf16[-1] < bf16[0] - 0.05  # it learns ...
+    assert abs(bf16[-1] - fp32[-1]) < 0.05 * fp32[-1]  # ... about as fp32 does
+    assert bf16 != fp32  # and bf16 really ran
+    assert all(p.dtype == torch.float32 for p in runs["bf16"].model.parameters())  # autocast, not a bf16 model

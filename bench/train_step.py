@@ -1,0 +1,171 @@
+"""Where a training step's time goes at the `cpu` preset, and what makes it faster.
+
+    .venv/bin/python bench/train_step.py                 # profile + the options table (a few minutes)
+    .venv/bin/python bench/train_step.py --quick         # smoke run
+
+One optimiser step of DiffGRM with OCN (and of the AR decoder) on batches of 256 real Beauty-like
+histories (lengths drawn from the prepared folder when given, else 1-50 skewed short like Amazon
+5-core), untrained `cpu`-preset networks, a synthetic one-to-one catalogue of 12,101 items x 4 x 256.
+It prints the top operators of a torch.profiler run and a table of samples/s, best of
+``--repeats`` timed rounds after warm-up, for:
+
+  eager          the library's step (``train.make_step``), fp32
+  torch-dropout  the same with torch's own dropout mask instead of ``model.Dropout``'s cheaper one
+  compile        the loss through ``torch.compile(dynamic=True)`` (not offered by the library:
+                 slower here)
+  bf16           bf16 autocast (``TrainConfig.precision``)
+  1thread        eager on one thread
+
+and writes ``bench/results/train_step.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from diffgrm.config import preset  # noqa: E402
+from diffgrm.decode import pad_histories  # noqa: E402
+from diffgrm.model import Dropout, build_model  # noqa: E402
+from diffgrm.train import ar_loss, make_step  # noqa: E402
+from diffgrm.ocn import ocn_loss  # noqa: E402
+
+
+def history_lengths(data: str | None, n: int, rng: np.random.Generator) -> np.ndarray:
+    if data:
+        from diffgrm.prepare import load_prepared
+
+        lengths = np.array([len(h) for h in load_prepared(data).splits["train"].histories])
+        return rng.choice(lengths, n)
+    return np.minimum(1 + rng.geometric(0.12, n), 50)
+
+
+def batches(lengths: np.ndarray, batch: int, n_items: int, rng: np.random.Generator) -> list[torch.Tensor]:
+    """Batches of similar length, as ``train.length_batches`` makes them."""
+    order = np.argsort(lengths, kind="stable")
+    out = []
+    for s in range(0, len(order) - batch + 1, batch):
+        idx = order[s : s + batch]
+        out.append(pad_histories([rng.integers(0, n_items, lengths[i]) for i in idx], 50))
+    return [out[i] for i in rng.permutation(len(out))]
+
+
+def compiled_step(model, cfg, opt, gen):
+    """``make_step``'s work with the loss compiled: what ``compile`` measures."""
+    def loss_fn(h: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        if model.config.kind == "diffgrm":
+            return ocn_loss(model, h, t, strategy=cfg.noising, label_smoothing=cfg.label_smoothing, generator=gen)
+        return ar_loss(model, h, t, cfg.label_smoothing)
+
+    compiled = torch.compile(loss_fn, dynamic=True)
+
+    def step(h: torch.Tensor, t: torch.Tensor) -> float:
+        loss = compiled(h, t)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        return float(loss.detach())
+
+    return step
+
+
+def run_option(kind: str, codes: torch.Tensor, hist: list[torch.Tensor], targets: list[torch.Tensor],
+               steps: int, repeats: int, option: str) -> float:
+    model_cfg, cfg = preset("cpu", kind=kind)
+    cfg = replace(cfg, precision="bf16" if option == "bf16" else "fp32")
+    torch.manual_seed(0)
+    model = build_model(model_cfg, codes)
+    if option == "torch-dropout":
+        for m in model.modules():
+            if isinstance(m, Dropout):
+                m.forward = torch.nn.Dropout.forward.__get__(m)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    gen = torch.Generator().manual_seed(0)
+    step = compiled_step(model, cfg, opt, gen) if option == "compile" else make_step(model, cfg, opt, gen)
+    model.train()
+    for i in range(3):  # warm-up (and compilation)
+        step(hist[i], targets[i])
+    best = float("inf")
+    for r in range(repeats):
+        t0 = time.perf_counter()
+        for i in range(steps):
+            j = (3 + r * steps + i) % len(hist)
+            step(hist[j], targets[j])
+        best = min(best, time.perf_counter() - t0)
+    return steps * hist[0].shape[0] / best
+
+
+def profile(kind: str, codes: torch.Tensor, hist: list[torch.Tensor], targets: list[torch.Tensor], steps: int) -> str:
+    model_cfg, cfg = preset("cpu", kind=kind)
+    model = build_model(model_cfg, codes).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    gen = torch.Generator().manual_seed(0)
+
+    def one(i: int) -> None:
+        loss = (ocn_loss(model, hist[i], targets[i], label_smoothing=0.2, generator=gen) if kind == "diffgrm"
+                else ar_loss(model, hist[i], targets[i], 0.2))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    one(0)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        for i in range(1, steps + 1):
+            one(i % len(hist))
+    return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=18)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data", default=None, help="prepared folder whose training history lengths to use")
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--options", nargs="+", default=["eager", "torch-dropout", "compile", "1thread"],
+                   choices=["eager", "torch-dropout", "compile", "bf16", "1thread"])
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--out", default=str(ROOT / "bench" / "results" / "train_step.json"))
+    args = p.parse_args(argv)
+    rng = np.random.default_rng(0)
+    batch = 32 if args.quick else 256
+    steps, repeats = (2, 1) if args.quick else (args.steps, args.repeats)
+    n_items = 1000 if args.quick else 12_101
+    codes = torch.from_numpy(np.stack([rng.permutation(n_items) % 256, rng.integers(0, 256, n_items),
+                                       rng.integers(0, 256, n_items), rng.integers(0, 256, n_items)], 1))
+    n_batches = 3 + steps * repeats
+    hist = batches(history_lengths(args.data, batch * n_batches, rng), batch, n_items, rng)
+    targets = [codes[torch.from_numpy(rng.integers(0, n_items, batch))] for _ in hist]
+    threads = torch.get_num_threads()
+    rows = {}
+    if not args.quick:
+        print(profile("diffgrm", codes, hist, targets, 5))
+    for kind in ("diffgrm", "ar"):
+        for opt in args.options:
+            torch.set_num_threads(1 if opt == "1thread" else threads)
+            try:
+                sps = run_option(kind, codes, hist, targets, steps, repeats, opt)
+            except Exception as e:  # an option this machine cannot run is reported, not fatal
+                print(f"{kind} {opt}: failed ({type(e).__name__}: {str(e)[:200]})", file=sys.stderr)
+                sps = float("nan")
+            rows[f"{kind} {opt}"] = round(sps, 1)
+            print(f"{kind:8s} {opt:14s} {sps:8.1f} samples/s", flush=True)
+    torch.set_num_threads(threads)
+    result = {"batch": batch, "threads": threads, "samples_per_second": rows, "torch": torch.__version__}
+    if not args.quick:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+"""Smoke tests of bench/ablate.py and bench/train_step.py on small data, so the scripts do not rot."""
+
+import json
+
+import pytest
+
+from tests.conftest import load_script
+
+
+def test_ablation_rows_train_evaluate_and_reuse(chain_prepared, tmp_path, capsys):
+    bench = load_script("bench/ablate.py")
+    rows = ["baseline", "min-history-1", "item-id-emb", "beam-256", "no-whiten", "ar"]
+    argv = ["--quick", "--data", str(chain_prepared), "--dataset", str(chain_prepared.parent / "raw"),
+            "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "abl"), "--preset", "tiny",
+            "--beam", "16", "--device", "cpu", "--rows", *rows]
+    results = bench.main(argv)
+    assert list(results) == [r for r in bench.ROWS if r in rows]  # the table's order, not the call's
+    for name, r in results.items():
+        assert 0 <= r["item"]["ndcg@10"] <= 1 and r["epochs"] == 1 and r["users"] > 0
+    assert results["beam-256"]["beam"] == 256 and results["beam-256"]["run"] == results["baseline"]["run"]
+    config = json.loads((tmp_path / "runs" / "e1" / "item-id-emb" / "config.json").read_text())
+    assert config["model"]["item_id_emb"] is True
+    assert json.loads((tmp_path / "runs" / "e1" / "min-history-1" / "config.json").read_text())["train"]["min_history"] == 1
+    assert json.loads((tmp_path / "runs" / "e1" / "ar" / "config.json").read_text())["model"]["kind"] == "ar"
+    # the SID row prepared its own folder from the raw data, with its tokenizer change
+    report = json.loads(next((tmp_path / "runs" / "data").glob("*/tokenizer_report.json")).read_text())
+    assert report["codebook_size"] == 8
+    tok = json.loads(next((tmp_path / "runs" / "data").glob("*/tokenizer.json")).read_text())
+    assert "false" in json.dumps(tok).lower()
+    out = capsys.readouterr().out
+    assert "| 7 history (extension) | item-id-emb |" in out
+    saved = json.loads((tmp_path / "abl.json").read_text())
+    assert set(saved["rows"]) == set(rows) and saved["epochs"] == 1
+    # a second call trains nothing; --trained-only tables what exists and refuses when nothing does
+    stamp = {p: p.stat().st_mtime for p in (tmp_path / "runs").rglob("model.safetensors")}
+    again = bench.main([*argv, "--trained-only"])
+    assert {p: p.stat().st_mtime for p in (tmp_path / "runs").rglob("model.safetensors")} == stamp
+    assert again["ar"]["item"] == results["ar"]["item"]
+    with pytest.raises(SystemExit, match="no row was trained"):
+        bench.main([*argv, "--trained-only", "--runs", str(tmp_path / "empty")])
+
+
+def test_train_step_bench_quick():
+    bench = load_script("bench/train_step.py")
+    result = bench.main(["--quick", "--options", "eager", "torch-dropout"])
+    assert set(result["samples_per_second"]) == {"diffgrm eager", "diffgrm torch-dropout", "ar eager", "ar torch-dropout"}
+    assert all(v > 0 for v in result["samples_per_second"].values())
