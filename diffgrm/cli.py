@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -55,14 +56,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from diffgrm.config import preset
     from diffgrm.model import count_params
     from diffgrm.prepare import load_prepared
-    from diffgrm.train import train
+    from diffgrm.train import train, training_samples
 
     prepared = load_prepared(args.data)
     cat = prepared.catalogue
     model_cfg, cfg = preset(args.preset, kind=args.model, n_digits=cat.n_digits, codebook_size=cat.codebook_size,
                             epochs=args.epochs, seed=args.seed, noising=args.noising, max_minutes=args.max_minutes,
-                            max_steps=args.max_steps)
-    print(f"training {args.model} ({args.preset} preset) on {prepared.path}: {len(prepared.splits['train']):,} samples",
+                            max_steps=args.max_steps, min_history=args.min_history, precision=args.precision,
+                            label_smoothing=args.label_smoothing)
+    model_changes = {"input_dropout": args.input_dropout, "item_id_emb": args.item_id_emb or None}
+    model_cfg = replace(model_cfg, **{k: v for k, v in model_changes.items() if v is not None})
+    n_samples = len(training_samples(prepared, cfg.min_history))
+    print(f"training {args.model} ({args.preset} preset) on {prepared.path}: {n_samples:,} samples",
           file=sys.stderr)
     result = train(prepared, model_cfg, cfg, args.out, device=args.device, progress=not args.quiet)
     v = result.best_valid or {}
@@ -229,6 +234,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-minutes", type=float, default=None, help="stop training after this wall time")
     p.add_argument("--max-steps", type=int, default=None, help="optimiser steps per epoch (default: the whole split)")
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--min-history", type=int, default=None, metavar="N",
+                   help="training samples need N history items (default 2, as the paper; 1 = every next-item prediction)")
+    p.add_argument("--label-smoothing", type=float, default=None, metavar="E", help="label smoothing of the loss")
+    p.add_argument("--input-dropout", type=float, default=None, metavar="P",
+                   help="dropout on the decoder's input embeddings (default 0)")
+    p.add_argument("--item-id-emb", action="store_true",
+                   help="add a per-item embedding to each history item (an extension beyond the paper)")
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default=None,
+                   help="autocast precision (default fp32; bf16 is slow on CPUs without bf16 units; fp16 needs CUDA)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_train)

@@ -204,3 +204,21 @@ def test_bf16_autocast_trains_and_fp16_needs_cuda(chain_prepared):
     assert abs(bf16[-1] - fp32[-1]) < 0.05 * fp32[-1]  # ... about as fp32 does
     assert bf16 != fp32  # and bf16 really ran
     assert all(p.dtype == torch.float32 for p in runs["bf16"].model.parameters())  # autocast, not a bf16 model
+
+
+def test_cli_train_lever_options(chain_prepared, tmp_path, capsys):
+    runp = tmp_path / "run"
+    code, _, err = run(capsys, "train", chain_prepared, "--preset", "tiny", "--out", runp, "--epochs", "1", "--device", "cpu",
+                       "--max-steps", "2", "--min-history", "1", "--label-smoothing", "0.0", "--input-dropout", "0.1",
+                       "--item-id-emb", "--quiet")
+    assert code == 0, err
+    meta = json.loads((runp / "config.json").read_text())
+    assert meta["train"]["min_history"] == 1 and meta["train"]["label_smoothing"] == 0.0
+    assert meta["model"]["input_dropout"] == 0.1 and meta["model"]["item_id_emb"] is True
+    n_all = len(load_prepared(chain_prepared).splits["train"])
+    assert f"{n_all:,} samples" in err
+    model, _, _ = load_run(runp)  # the extra embedding round-trips through safetensors
+    assert model.item_emb is not None
+    code, _, err = run(capsys, "train", chain_prepared, "--preset", "tiny", "--out", tmp_path / "bad", "--precision", "fp16",
+                       "--device", "cpu", "--quiet")
+    assert code == 2 and "fp16 needs a CUDA GPU" in err
