@@ -30,6 +30,7 @@ from diffgrm.metrics import combined_score
 from diffgrm.model import ARGenerator, DiffGRM, GenerativeRecommender, build_model, default_device
 from diffgrm.ocn import ocn_loss
 from diffgrm.prepare import Prepared, load_prepared
+from diffgrm.resume import TrainState, clear_state, load_state, save_state
 
 
 def ar_loss(model: ARGenerator, history: torch.Tensor, targets: torch.Tensor, label_smoothing: float) -> torch.Tensor:
@@ -173,12 +174,21 @@ def train(prepared: Prepared, model_cfg: ModelConfig, cfg: TrainConfig, out: str
     targets_all = torch.from_numpy(cat.codes[data.targets]).to(device)
 
     history: list[dict] = []
-    best, best_epoch, best_state, stale = -1.0, 0, None, 0
+    best, best_epoch, best_state, stale, stopped, first = -1.0, 0, None, 0, False, 1
+    configs = {"model": model_cfg.to_dict(), "train": cfg.to_dict(), "fingerprint": cat.fingerprint}
+    saved = load_state(out, configs, model, opt, sched, gen, rng) if out is not None else None
+    if saved is not None:  # an interrupted run with these settings: continue after its last epoch
+        history, best, best_epoch, best_state = saved.history, saved.best, saved.best_epoch, saved.best_state
+        stale, stopped, first = saved.stale, saved.stopped, saved.epoch + 1
+        if progress:
+            tqdm.write(f"resuming {out} after epoch {saved.epoch} of {cfg.epochs}")
     t_start = time.perf_counter()
     if out is not None:
         Path(out).mkdir(parents=True, exist_ok=True)
-        (Path(out) / "history.jsonl").write_text("")
-    for epoch in range(1, cfg.epochs + 1):
+        (Path(out) / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
+    for epoch in range(first, cfg.epochs + 1):
+        if stopped:
+            break
         model.train()
         batches = length_batches(lengths, cfg.batch_size, rng)[:steps_per_epoch]
         losses = []
@@ -217,8 +227,10 @@ def train(prepared: Prepared, model_cfg: ModelConfig, cfg: TrainConfig, out: str
                 v = row["valid"]
                 msg += f", valid ndcg@10 {v['ndcg@10']:.4f} recall@10 {v['recall@10']:.4f}"
             tqdm.write(msg)
-        if stale >= cfg.patience or out_of_time:
-            break
+        stopped = stale >= cfg.patience or out_of_time
+        if out is not None:
+            save_state(out, TrainState(epoch, best, best_epoch, stale, stopped, history, best_state),
+                       configs, model, opt, sched, gen, rng)
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
@@ -226,6 +238,7 @@ def train(prepared: Prepared, model_cfg: ModelConfig, cfg: TrainConfig, out: str
     result = TrainResult(model=model, best_epoch=best_epoch, best_valid=best_valid, history=history)
     if out is not None:
         save_checkpoint(out, model, cfg, prepared, extra={"best_epoch": best_epoch, "best_valid": best_valid})
+        clear_state(out)
     return result
 
 

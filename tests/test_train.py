@@ -222,3 +222,46 @@ def test_cli_train_lever_options(chain_prepared, tmp_path, capsys):
     code, _, err = run(capsys, "train", chain_prepared, "--preset", "tiny", "--out", tmp_path / "bad", "--precision", "fp16",
                        "--device", "cpu", "--quiet")
     assert code == 2 and "fp16 needs a CUDA GPU" in err
+
+
+def test_an_interrupted_run_resumes_to_the_same_weights(chain_prepared, tmp_path):
+    from safetensors.torch import load_file
+
+    prepared = load_prepared(chain_prepared)
+    model_cfg, cfg = configs("diffgrm", prepared, epochs=4, eval_start=2, max_steps=4, batch_size=16)
+    train(prepared, model_cfg, cfg, tmp_path / "straight", device="cpu", progress=False)
+
+    def interrupt(epoch, model, row):
+        if epoch == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(prepared, model_cfg, cfg, tmp_path / "cut", device="cpu", progress=False, on_epoch=interrupt)
+    assert (tmp_path / "cut" / "resume.json").is_file() and not (tmp_path / "cut" / "model.safetensors").exists()
+    assert len((tmp_path / "cut" / "history.jsonl").read_text().splitlines()) == 2  # epochs 1-2 kept
+    # other settings into the same folder are refused, not mixed in
+    with pytest.raises(DiffGRMError, match="unfinished run with other settings"):
+        train(prepared, model_cfg, replace(cfg, lr=1e-2), tmp_path / "cut", device="cpu", progress=False)
+    result = train(prepared, model_cfg, cfg, tmp_path / "cut", device="cpu", progress=False)
+    assert [r["epoch"] for r in result.history] == [1, 2, 3, 4]
+    assert not (tmp_path / "cut" / "resume.json").exists() and not (tmp_path / "cut" / "resume.safetensors").exists()
+    a, b = (load_file(str(tmp_path / run / "model.safetensors")) for run in ("straight", "cut"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    history = [json.loads(line) for line in (tmp_path / "cut" / "history.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in history] == [1, 2, 3, 4]
+
+
+def test_a_damaged_resume_state_is_a_clear_error(chain_prepared, tmp_path):
+    prepared = load_prepared(chain_prepared)
+    model_cfg, cfg = configs("diffgrm", prepared, epochs=2, eval_start=2, max_steps=2, batch_size=16)
+
+    def interrupt(epoch, model, row):
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(prepared, model_cfg, cfg, tmp_path / "run", device="cpu", progress=False, on_epoch=interrupt)
+    state = tmp_path / "run" / "resume.safetensors"
+    state.write_bytes(state.read_bytes()[:100])
+    with pytest.raises(DiffGRMError, match="resume state is damaged"):
+        train(prepared, model_cfg, cfg, tmp_path / "run", device="cpu", progress=False)
