@@ -11,6 +11,8 @@ It prints the top operators of a torch.profiler run and a table of samples/s, be
 
   eager          the library's step (``train.make_step``), fp32
   torch-dropout  the same with torch's own dropout mask instead of ``model.Dropout``'s cheaper one
+  all-slots      the same with the last decoder layer computing every slot of every view, not
+                 only the masked ones that carry the loss
   compile        the loss through ``torch.compile(dynamic=True)`` (not offered by the library:
                  slower here)
   bf16           bf16 autocast (``TrainConfig.precision``)
@@ -38,7 +40,8 @@ from diffgrm.config import preset  # noqa: E402
 from diffgrm.decode import pad_histories  # noqa: E402
 from diffgrm.model import Dropout, build_model  # noqa: E402
 from diffgrm.train import ar_loss, make_step  # noqa: E402
-from diffgrm.ocn import ocn_loss  # noqa: E402
+from diffgrm import ocn  # noqa: E402
+from diffgrm.ocn import NESTED, ocn_loss  # noqa: E402
 
 
 def history_lengths(data: str | None, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -93,6 +96,7 @@ def run_option(kind: str, codes: torch.Tensor, hist: list[torch.Tensor], targets
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     gen = torch.Generator().manual_seed(0)
     step = compiled_step(model, cfg, opt, gen) if option == "compile" else make_step(model, cfg, opt, gen)
+    ocn.NESTED = () if option == "all-slots" else NESTED
     model.train()
     for i in range(3):  # warm-up (and compilation)
         step(hist[i], targets[i])
@@ -131,8 +135,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--data", default=None, help="prepared folder whose training history lengths to use")
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--options", nargs="+", default=["eager", "torch-dropout", "compile", "1thread"],
-                   choices=["eager", "torch-dropout", "compile", "bf16", "1thread"])
+    p.add_argument("--options", nargs="+", default=["eager", "torch-dropout", "all-slots", "compile", "1thread"],
+                   choices=["eager", "torch-dropout", "all-slots", "compile", "bf16", "1thread"])
     p.add_argument("--quick", action="store_true")
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "train_step.json"))
     args = p.parse_args(argv)
@@ -160,6 +164,7 @@ def main(argv: list[str] | None = None) -> dict:
             rows[f"{kind} {opt}"] = round(sps, 1)
             print(f"{kind:8s} {opt:14s} {sps:8.1f} samples/s", flush=True)
     torch.set_num_threads(threads)
+    ocn.NESTED = NESTED
     result = {"batch": batch, "threads": threads, "samples_per_second": rows, "torch": torch.__version__}
     if not args.quick:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

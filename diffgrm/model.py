@@ -114,10 +114,32 @@ class DecoderBlock(nn.Module):
             x, h = x.gather(2, pick), h.gather(2, pick)
         q = x.shape[2]
         x = x + self.drop(self.self_attn(h.reshape(b * r, q, d), kv_self, causal=self.causal)).view(b, r, q, d)
-        # all R rows of a user query that user's history: fold rows into the query length
-        h = self.ln2(x).reshape(b, r * q, d)
-        x = x + self.drop(self.cross_attn(h, kv, mask=keep)).view(b, r, q, d)
+        return self._cross_ff(x, kv, keep)
+
+    def _cross_ff(self, x: torch.Tensor, kv: tuple[torch.Tensor, torch.Tensor], keep: torch.Tensor) -> torch.Tensor:
+        """Cross-attention and feed-forward of ``x [B, ..., d]``: all queries of a user (its R rows,
+        or its selected slots) read that user's history, folded into one query length."""
+        shape = x.shape
+        h = self.ln2(x).reshape(shape[0], -1, shape[-1])
+        x = x + self.drop(self.cross_attn(h, kv, mask=keep)).view(shape)
         return x + self.drop(self.ff(self.ln3(x)))
+
+    def forward_selected(self, x: torch.Tensor, kv: tuple[torch.Tensor, torch.Tensor], keep: torch.Tensor,
+                         select: torch.Tensor) -> torch.Tensor:
+        """Only the slots where ``select [B, R, n]`` is True, Q of them per user (any rows):
+        ``[B, Q, d]`` in (row, slot) order. Training's last layer: OCN's views mask 1 + ... + n
+        slots of each sample and only those carry a loss, so the other slots are skipped here."""
+        b, r, n, d = x.shape
+        h = self.ln1(x)
+        k, v = self.self_attn.project_kv(h.reshape(b * r, n, d))  # every slot is still a key
+        idx = select.reshape(b, r * n).nonzero()[:, 1].view(b, -1)  # [B, Q], row-major
+        q = idx.shape[1]
+        pick = idx[..., None].expand(b, q, d)
+        xs, hs = x.reshape(b, r * n, d).gather(1, pick), h.reshape(b, r * n, d).gather(1, pick)
+        rows = (idx // n + torch.arange(b, device=x.device)[:, None] * r).reshape(-1)  # each query's row
+        att = self.self_attn(hs.reshape(b * q, 1, d), (k[rows], v[rows]), causal=False)
+        xs = xs + self.drop(att).view(b, q, d)
+        return self._cross_ff(xs, kv, keep)
 
 
 class GenerativeRecommender(nn.Module):
@@ -188,12 +210,18 @@ class GenerativeRecommender(nn.Module):
         """Each decoder layer's keys/values of the history, computed once per user."""
         return [block.cross_attn.project_kv(memory) for block in self.decoder]
 
-    def _decode(self, x: torch.Tensor, kv: list, keep: torch.Tensor, slots: torch.Tensor | None = None) -> torch.Tensor:
-        """Decoder layers + tied heads: ``x [B, R, n, d]`` -> logits ``[B, R, n, K]``, or with
-        ``slots [B, R, q]`` (digit indices) logits ``[B, R, q, K]`` of those slots only."""
+    def _decode(self, x: torch.Tensor, kv: list, keep: torch.Tensor, slots: torch.Tensor | None = None,
+                select: torch.Tensor | None = None) -> torch.Tensor:
+        """Decoder layers + tied heads: ``x [B, R, n, d]`` -> logits ``[B, R, n, K]``; with
+        ``slots [B, R, q]`` (digit indices) logits ``[B, R, q, K]`` of those slots only; with
+        ``select [B, R, n]`` (bool, Q per user) logits ``[B, Q, K]`` of the selected slots."""
         last = len(self.decoder) - 1
         for i, (block, layer_kv) in enumerate(zip(self.decoder, kv)):
-            x = block(x, layer_kv, keep, slots if i == last else None)
+            if i == last and select is not None:
+                x = block.forward_selected(x, layer_kv, keep, select)
+                slots = select.reshape(select.shape[0], -1).nonzero()[:, 1].view(x.shape[:2]) % select.shape[-1]
+            else:
+                x = block(x, layer_kv, keep, slots if i == last else None)
         h = self.dec_ln(x)
         # tied heads: slot s is scored against digit s's rows of the code embedding table
         table = self.code_emb.weight.view(self.config.n_digits, self.config.codebook_size, -1)
@@ -217,17 +245,26 @@ class DiffGRM(GenerativeRecommender):
         self.mask_emb = nn.Embedding(config.n_digits, config.d_model)
         self._init()
 
-    def denoise(self, tokens: torch.Tensor, kv: list, keep: torch.Tensor, masked_only: bool = False) -> torch.Tensor:
+    def denoise(self, tokens: torch.Tensor, kv: list, keep: torch.Tensor, masked_only: bool = False,
+                select: torch.Tensor | None = None) -> torch.Tensor:
         """Partial SIDs ``[B, R, n]`` (``MASK`` where unknown) -> logits ``[B, R, n, K]``.
 
         ``masked_only`` (decoding, when every row has the same number m of masked digits, as at
         each CPD step): logits ``[B, R, m, K]`` of the masked digits only, in ascending digit
         order. The last decoder layer and the heads then skip the filled slots, whose outputs a
         search never reads: the costly part of a step.
+
+        ``select [B, R, n]`` (training, the same number Q of True per user): logits ``[B, Q, K]``
+        of the selected slots only, in (row, digit) order; OCN selects the masked slots.
         """
         masked = tokens == MASK
         x = self.embed_codes(tokens.clamp(min=0))
         x = self.dec_in_drop(torch.where(masked[..., None], self.mask_emb.weight.expand_as(x), x))
+        if select is not None:
+            counts = select.sum((1, 2))
+            if counts.numel() and bool((counts != counts[0]).any()):
+                raise DiffGRMError("select needs the same number of selected slots for every user")
+            return self._decode(x, kv, keep, select=select)
         if not masked_only:
             return self._decode(x, kv, keep)
         counts = masked.sum(-1)

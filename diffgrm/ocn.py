@@ -26,6 +26,7 @@ from diffgrm.errors import DiffGRMError
 from diffgrm.model import MASK, DiffGRM
 
 STRATEGIES = ("ocn", "most", "sequential", "random", "random_t")
+NESTED = ("ocn", "most", "sequential")  # views of one trajectory: every sample masks 1 + ... + n slots
 
 
 def nested_views(targets: torch.Tensor, order: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -105,6 +106,13 @@ def ocn_loss(model: DiffGRM, history: torch.Tensor, targets: torch.Tensor, *, st
     kv = model.cross_kv(memory)
     conf = digit_confidence(model, kv, keep) if strategy in ("ocn", "most") else None
     tokens, masked, weights = make_views(strategy, targets, conf, generator)
+    if strategy in NESTED:  # 1 + 2 + ... + n masked slots per sample: compute only those
+        logits = model.denoise(tokens, kv, keep, select=masked)  # [B, Q, K]
+        b, v, n = masked.shape
+        labels = targets[:, None, :].expand(b, v, n)[masked]
+        ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels, label_smoothing=label_smoothing,
+                             reduction="none")
+        return (ce * weights[..., None].expand(b, v, n)[masked]).sum() / masked.sum().clamp(min=1)
     logits = model.denoise(tokens, kv, keep)
     return masked_loss(logits, targets, masked, weights, label_smoothing)
 

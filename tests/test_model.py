@@ -205,3 +205,32 @@ def test_input_dropout_acts_in_training_only():
     assert not torch.allclose(model.denoise(tokens, kv, keep), a)
     with pytest.raises(DiffGRMError, match="dropout"):
         ModelConfig(input_dropout=1.0)
+
+
+@pytest.mark.parametrize("strategy", ["ocn", "most", "sequential"])
+def test_training_on_the_masked_slots_only_gives_the_full_loss_and_gradients(codes, strategy):
+    """OCN's loss computes the last layer on the masked slots only (``select``): same loss, same grads."""
+    from diffgrm import ocn
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(**{**CFG, "dropout": 0.0}), codes).train()
+    hist = torch.randint(0, 50, (8, 6), generator=torch.Generator().manual_seed(1))
+    hist[0, 3:] = MASK
+    targets = codes[torch.randint(0, 50, (8,), generator=torch.Generator().manual_seed(2))]
+    results = []
+    for nested in (ocn.NESTED, ()):
+        old, ocn.NESTED = ocn.NESTED, nested
+        try:
+            loss = ocn.ocn_loss(model, hist, targets, strategy=strategy, label_smoothing=0.1,
+                                generator=torch.Generator().manual_seed(3))
+        finally:
+            ocn.NESTED = old
+        results.append((loss, torch.autograd.grad(loss, list(model.parameters()))))
+    (l1, g1), (l2, g2) = results
+    assert torch.allclose(l1, l2, atol=1e-6)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(g1, g2))
+    mem, keep = model.encode(hist)
+    ragged = torch.zeros(8, 4, 4, dtype=torch.bool)
+    ragged[0, 0, 0] = True
+    with pytest.raises(DiffGRMError, match="same number of selected slots"):
+        model.denoise(torch.full((8, 4, 4), MASK), model.cross_kv(mem), keep, select=ragged)
