@@ -34,6 +34,9 @@ from diffgrm.pse import Catalogue, PSETokenizer, build_catalogue, collision_grou
 from diffgrm.text import embed_texts
 
 SPLITS = ("train", "valid", "test")
+TRAIN_MIN_HISTORY = 1
+"""``splits/train.tsv`` holds every prefix with at least this many history items; training picks
+its own minimum (``TrainConfig.min_history``). Folders written before it existed start at 2."""
 
 
 def prepare(
@@ -77,13 +80,14 @@ def prepare(
 
 
 def _write(out: Path, ds: Dataset, emb: np.ndarray, tok: PSETokenizer, cat: Catalogue, report: dict) -> None:
-    summary = {**ds.summary(), "encoder": report["encoder"], "diffgrm_version": __version__}
+    summary = {**ds.summary(), "encoder": report["encoder"], "diffgrm_version": __version__,
+               "train_min_history": TRAIN_MIN_HISTORY}
     (out / "dataset.json").write_text(json.dumps(summary, indent=2))
     with open(out / "items.jsonl", "w", encoding="utf-8") as fh:
         for i, row in enumerate(ds.items.itertuples(index=False)):
             fh.write(json.dumps({"index": i, "item_id": row.item_id, "title": row.title, "text": row.text}) + "\n")
     (out / "splits").mkdir(exist_ok=True)
-    for name, samples in leave_one_out(ds.sequences, min_history=1).items():  # training picks its minimum
+    for name, samples in leave_one_out(ds.sequences, min_history=TRAIN_MIN_HISTORY).items():
         with open(out / "splits" / f"{name}.tsv", "w", encoding="utf-8") as fh:
             fh.write("user\thistory\ttarget\n")
             for u, h, t in zip(samples.users, samples.histories, samples.targets):
@@ -128,6 +132,7 @@ class Prepared:
     catalogue: Catalogue
     embeddings: np.ndarray
     report: dict
+    train_min_history: int = TRAIN_MIN_HISTORY  # the shortest history the training split was written with
 
     @property
     def n_items(self) -> int:
@@ -172,8 +177,10 @@ def load_prepared(folder: str | Path) -> Prepared:
                     users.append(user)
                 us.append(user_index[user])
         splits[name] = Samples(histories=hist, targets=np.array(targets, dtype=np.int64), users=np.array(us, dtype=np.int64))
+    summary = json.loads((folder / "dataset.json").read_text()) if (folder / "dataset.json").is_file() else {}
     return Prepared(
-        path=folder, items=items, splits=splits, users=users, catalogue=cat, embeddings=arrays["embeddings"], report=report
+        path=folder, items=items, splits=splits, users=users, catalogue=cat, embeddings=arrays["embeddings"], report=report,
+        train_min_history=int(summary.get("train_min_history", 2)),
     )
 
 

@@ -124,13 +124,12 @@ def training_samples(prepared: Prepared, min_history: int) -> Samples:
     data = prepared.splits["train"]
     if len(data) == 0:
         raise DiffGRMError("the training split is empty")
-    lengths = np.fromiter((len(h) for h in data.histories), dtype=np.int64, count=len(data))
-    shortest = int(lengths.min())
-    if shortest > min_history:
+    if min_history < prepared.train_min_history:
         raise DiffGRMError(
-            f"{prepared.path}'s training split starts at {shortest} history items, so min_history={min_history} "
-            "cannot be honoured; prepare the data again with this version of diffgrm"
+            f"{prepared.path}'s training split starts at {prepared.train_min_history} history items, so "
+            f"min_history={min_history} cannot be honoured; prepare the data again with this version of diffgrm"
         )
+    lengths = np.fromiter((len(h) for h in data.histories), dtype=np.int64, count=len(data))
     keep = np.flatnonzero(lengths >= min_history)
     if len(keep) == len(data):
         return data

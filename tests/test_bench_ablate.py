@@ -38,6 +38,12 @@ def test_ablation_rows_train_evaluate_and_reuse(chain_prepared, tmp_path, capsys
     assert again["ar"]["item"] == results["ar"]["item"]
     with pytest.raises(SystemExit, match="no row was trained"):
         bench.main([*argv, "--trained-only", "--runs", str(tmp_path / "empty")])
+    # --sids-only tables what the SID rows' digits carry, training nothing
+    info = bench.main([*argv, "--sids-only", "--rows", "baseline", "no-whiten", "item-id-emb", "--out", str(tmp_path / "sids")])
+    assert list(info) == ["baseline", "no-whiten"]  # rows that change no SIDs are not SID rows
+    for r in info.values():
+        assert 0 < r["prefix_bits"][0] <= r["prefix_bits"][-1] <= r["max_bits"] + 1e-9
+    assert "| no-whiten |" in (tmp_path / "sids.md").read_text()
 
 
 def test_train_step_bench_quick():

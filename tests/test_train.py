@@ -170,9 +170,19 @@ def test_min_history_picks_the_training_samples(chain_prepared, tmp_path):
     assert len(one) == len(lengths) and len(two) == int((lengths >= 2).sum()) < len(one)
     assert all(len(h) >= 2 for h in two.histories)
     # a folder prepared before min_history existed starts at 2: asking it for 1 is refused, not ignored
-    old = replace(prepared, splits={**prepared.splits, "train": two})
+    assert prepared.train_min_history == 1
+    old = replace(prepared, splits={**prepared.splits, "train": two}, train_min_history=2)
     with pytest.raises(DiffGRMError, match="starts at 2 history items"):
         training_samples(old, 1)
+    assert len(training_samples(old, 2)) == len(two)
+    # a folder written before the option existed has no train_min_history in dataset.json: 2
+    summary = json.loads((chain_prepared / "dataset.json").read_text())
+    assert summary["train_min_history"] == 1
+    import shutil
+
+    legacy = shutil.copytree(chain_prepared, tmp_path / "legacy")
+    (legacy / "dataset.json").write_text(json.dumps({k: v for k, v in summary.items() if k != "train_min_history"}))
+    assert load_prepared(legacy).train_min_history == 2
     model_cfg, cfg = configs("diffgrm", prepared, epochs=1, eval_start=1, min_history=1)
     rows = train(prepared, model_cfg, cfg, None, device="cpu", progress=False).history
     assert rows[0]["samples"] == len(one)
