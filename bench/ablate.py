@@ -80,6 +80,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--users", type=int, default=0, help="validate on a seeded sample of this many users (0 = all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--trained-only", action="store_true", help="train nothing; table the rows that exist")
+    p.add_argument("--sids-only", action="store_true",
+                   help="prepare the SID rows (and the baseline) and table what their digits carry; train nothing")
     p.add_argument("--quick", action="store_true", help="a few steps per row, for smoke tests")
     p.add_argument("--device", default=None)
     return p.parse_args(argv)
@@ -191,8 +193,33 @@ def write_table(args: argparse.Namespace, epochs: int, dataset: str) -> dict[str
     return results
 
 
+def sid_table(args: argparse.Namespace) -> dict[str, dict]:
+    """Lever 5 before any training: how much each SID setting's digits tell apart, and collisions."""
+    rows = [n for n in args.rows if n == "baseline" or ROWS[n].tokenizer]
+    info = {}
+    for name in rows:
+        report = json.loads((prepared_for(ROWS[name], args) / "tokenizer_report.json").read_text())
+        label = "OPQ 4 x 256 on whitened PCA-256 (the baseline's SIDs)" if name == "baseline" else ROWS[name].label
+        info[name] = {"label": label, "seconds": report["seconds"], **report["information"]["before"]}
+    lines = ["| row | setting | bits of the first k digits (before repair) | H(digit \\| others) | items sharing a SID | "
+             "items beyond the first | ceiling log2 items |", "|---|---|---|---|---|---|---|"]
+    for name, r in info.items():
+        lines.append(f"| {name} | {r['label']} | {' / '.join(f'{b:.1f}' for b in r['prefix_bits'])} | "
+                     f"{' / '.join(f'{b:.2f}' for b in r['conditional_bits'])} | {r['collision_rate_sharing']:.1%} | "
+                     f"{r['collision_rate_beyond_first']:.1%} | {r['max_bits']:.2f} |")
+    text = "\n".join(lines)
+    print(text)
+    out = Path(args.out or "bench/results/ablation-sids")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".md").write_text(text + "\n")
+    out.with_suffix(".json").write_text(json.dumps(info, indent=2))
+    return info
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    if args.sids_only:
+        return sid_table(args)
     epochs = args.epochs or (1 if args.quick else preset(args.preset)[1].epochs)
     t0 = time.perf_counter()
     dataset = "?"
