@@ -233,7 +233,7 @@ class GenerativeRecommender(nn.Module):
         for digit in range(table.shape[0]):
             rows = (flat_slots == digit).nonzero().squeeze(1)
             if len(rows):
-                out[rows] = flat_h[rows] @ table[digit].T
+                out[rows] = (flat_h[rows] @ table[digit].T).to(out.dtype)  # autocast may give bf16
         return out.view(*slots.shape, -1)
 
 
