@@ -25,7 +25,7 @@ from diffgrm.sid_index import MASK, masked_digits  # MASK: a masked / padding po
 
 
 class Dropout(nn.Dropout):
-    """``nn.Dropout`` with a cheaper mask on CPU, where drawing the mask was a quarter of a step.
+    """``nn.Dropout`` with a cheaper mask on CPU (torch's mask draws were a quarter of a profiled step).
 
     torch draws one random number per element; here each 64-bit random word gives 7 one-byte
     draws, and an element is kept when its byte is at least ``round(256 p)``: the rate is ``p``
