@@ -3,6 +3,7 @@
     .venv/bin/python bench/ablate.py                                  # every row, in order
     .venv/bin/python bench/ablate.py --rows baseline item-id-emb      # some rows
     .venv/bin/python bench/ablate.py --trained-only                   # the table of what exists
+    .venv/bin/python bench/ablate.py --sids-only                      # what each SID row's digits carry
     .venv/bin/python bench/ablate.py --quick --data DIR               # a smoke run
 
 Every row is the `cpu` preset's DiffGRM (seed 0, budgets in epochs, never minutes) with one
