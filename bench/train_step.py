@@ -83,12 +83,12 @@ def compiled_step(model, cfg, opt, gen):
     return step
 
 
-def run_option(kind: str, codes: torch.Tensor, hist: list[torch.Tensor], targets: list[torch.Tensor],
-               steps: int, repeats: int, option: str) -> float:
+def make_option(kind: str, codes: torch.Tensor, option: str):
+    """A ready step function for one option, and the settings it must run under."""
     model_cfg, cfg = preset("cpu", kind=kind)
     cfg = replace(cfg, precision="bf16" if option == "bf16" else "fp32")
     torch.manual_seed(0)
-    model = build_model(model_cfg, codes)
+    model = build_model(model_cfg, codes).train()
     if option == "torch-dropout":
         for m in model.modules():
             if isinstance(m, Dropout):
@@ -96,18 +96,39 @@ def run_option(kind: str, codes: torch.Tensor, hist: list[torch.Tensor], targets
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     gen = torch.Generator().manual_seed(0)
     step = compiled_step(model, cfg, opt, gen) if option == "compile" else make_step(model, cfg, opt, gen)
-    ocn.NESTED = () if option == "all-slots" else NESTED
-    model.train()
-    for i in range(3):  # warm-up (and compilation)
-        step(hist[i], targets[i])
-    best = float("inf")
-    for r in range(repeats):
+    return step, {"nested": () if option == "all-slots" else NESTED, "threads": 1 if option == "1thread" else None}
+
+
+def time_options(kind: str, codes: torch.Tensor, hist: list[torch.Tensor], targets: list[torch.Tensor],
+                 steps: int, repeats: int, options: list[str], threads: int) -> dict[str, float]:
+    """Samples/s of each option, best of ``repeats`` rounds; the options take turns within each
+    round, so a machine that speeds up or slows down during the run affects them alike."""
+    made, best = {}, {}
+    for option in options:
+        try:
+            made[option] = make_option(kind, codes, option)
+        except Exception as e:  # an option this machine cannot run is reported, not fatal
+            print(f"{kind} {option}: failed ({type(e).__name__}: {str(e)[:200]})", file=sys.stderr)
+            best[option] = float("nan")
+
+    def run(option: str, batches: range) -> float:
+        step, env = made[option]
+        ocn.NESTED = env["nested"]
+        torch.set_num_threads(env["threads"] or threads)
         t0 = time.perf_counter()
-        for i in range(steps):
-            j = (3 + r * steps + i) % len(hist)
-            step(hist[j], targets[j])
-        best = min(best, time.perf_counter() - t0)
-    return steps * hist[0].shape[0] / best
+        for i in batches:
+            step(hist[i % len(hist)], targets[i % len(hist)])
+        return time.perf_counter() - t0
+
+    for option in made:  # warm-up (and compilation)
+        run(option, range(3))
+    for r in range(repeats):
+        for option in made:
+            seconds = run(option, range(3 + r * steps, 3 + (r + 1) * steps))
+            best[option] = min(best.get(option, float("inf")), seconds)
+    ocn.NESTED = NESTED
+    torch.set_num_threads(threads)
+    return {o: (steps * hist[0].shape[0] / t if t == t else t) for o, t in best.items()}
 
 
 def profile(kind: str, codes: torch.Tensor, hist: list[torch.Tensor], targets: list[torch.Tensor], steps: int) -> str:
@@ -154,17 +175,9 @@ def main(argv: list[str] | None = None) -> dict:
     if not args.quick:
         print(profile("diffgrm", codes, hist, targets, 5))
     for kind in ("diffgrm", "ar"):
-        for opt in args.options:
-            torch.set_num_threads(1 if opt == "1thread" else threads)
-            try:
-                sps = run_option(kind, codes, hist, targets, steps, repeats, opt)
-            except Exception as e:  # an option this machine cannot run is reported, not fatal
-                print(f"{kind} {opt}: failed ({type(e).__name__}: {str(e)[:200]})", file=sys.stderr)
-                sps = float("nan")
+        for opt, sps in time_options(kind, codes, hist, targets, steps, repeats, args.options, threads).items():
             rows[f"{kind} {opt}"] = round(sps, 1)
             print(f"{kind:8s} {opt:14s} {sps:8.1f} samples/s", flush=True)
-    torch.set_num_threads(threads)
-    ocn.NESTED = NESTED
     result = {"batch": batch, "threads": threads, "samples_per_second": rows, "torch": torch.__version__}
     if not args.quick:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
