@@ -223,12 +223,14 @@ def main(argv: list[str] | None = None) -> dict:
         return sid_table(args)
     epochs = args.epochs or (1 if args.quick else preset(args.preset)[1].epochs)
     t0 = time.perf_counter()
-    dataset = "?"
+    dataset, loaded = "?", {}
     for name in args.rows:
         row = ROWS[name]
         run = run_dir(name, args, epochs)
         folder = prepared_for(row, args)
-        prepared = load_prepared(folder)
+        if folder not in loaded:  # most rows share the baseline's folder: read it once
+            loaded[folder] = load_prepared(folder)
+        prepared = loaded[folder]
         dataset = prepared.report["dataset"]
         if not (run / "model.safetensors").is_file():
             if args.trained_only:

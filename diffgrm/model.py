@@ -125,14 +125,13 @@ class DecoderBlock(nn.Module):
         return x + self.drop(self.ff(self.ln3(x)))
 
     def forward_selected(self, x: torch.Tensor, kv: tuple[torch.Tensor, torch.Tensor], keep: torch.Tensor,
-                         select: torch.Tensor) -> torch.Tensor:
-        """Only the slots where ``select [B, R, n]`` is True, Q of them per user (any rows):
-        ``[B, Q, d]`` in (row, slot) order. Training's last layer: OCN's views mask 1 + ... + n
-        slots of each sample and only those carry a loss, so the other slots are skipped here."""
+                         idx: torch.Tensor) -> torch.Tensor:
+        """Only the slots ``idx [B, Q]`` (flat ``row * n + slot`` positions per user, any rows):
+        ``[B, Q, d]``. Training's last layer: OCN's views mask 1 + ... + n slots of each sample
+        and only those carry a loss, so the other slots are skipped here."""
         b, r, n, d = x.shape
         h = self.ln1(x)
         k, v = self.self_attn.project_kv(h.reshape(b * r, n, d))  # every slot is still a key
-        idx = select.reshape(b, r * n).nonzero()[:, 1].view(b, -1)  # [B, Q], row-major
         q = idx.shape[1]
         pick = idx[..., None].expand(b, q, d)
         xs, hs = x.reshape(b, r * n, d).gather(1, pick), h.reshape(b, r * n, d).gather(1, pick)
@@ -216,10 +215,12 @@ class GenerativeRecommender(nn.Module):
         ``slots [B, R, q]`` (digit indices) logits ``[B, R, q, K]`` of those slots only; with
         ``select [B, R, n]`` (bool, Q per user) logits ``[B, Q, K]`` of the selected slots."""
         last = len(self.decoder) - 1
+        if select is not None:  # the selected (row, slot) positions of each user, row-major: [B, Q]
+            idx = select.reshape(select.shape[0], -1).nonzero()[:, 1].view(select.shape[0], -1)
         for i, (block, layer_kv) in enumerate(zip(self.decoder, kv)):
             if i == last and select is not None:
-                x = block.forward_selected(x, layer_kv, keep, select)
-                slots = select.reshape(select.shape[0], -1).nonzero()[:, 1].view(x.shape[:2]) % select.shape[-1]
+                x = block.forward_selected(x, layer_kv, keep, idx)
+                slots = idx % select.shape[-1]  # each selected position's digit, for the heads
             else:
                 x = block(x, layer_kv, keep, slots if i == last else None)
         h = self.dec_ln(x)

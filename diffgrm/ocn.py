@@ -91,12 +91,19 @@ def make_views(strategy: str, targets: torch.Tensor, confidence: torch.Tensor | 
 
 def masked_loss(logits: torch.Tensor, targets: torch.Tensor, masked: torch.Tensor, weights: torch.Tensor,
                 label_smoothing: float) -> torch.Tensor:
-    """Label-smoothed cross-entropy averaged over all masked positions of all views."""
-    b, v, n, k = logits.shape
+    """Label-smoothed cross-entropy averaged over all masked positions of all views.
+
+    ``logits`` are ``[B, V, n, K]`` for every slot, or ``[B, Q, K]`` for the masked slots only, in
+    (view, digit) order (``DiffGRM.denoise(..., select=masked)``): the same loss either way.
+    """
+    b, v, n = masked.shape
     labels = targets[:, None, :].expand(b, v, n)
-    ce = F.cross_entropy(logits.reshape(-1, k), labels.reshape(-1), label_smoothing=label_smoothing, reduction="none")
-    w = (masked.float() * weights[..., None]).reshape(-1)
-    return (ce * w).sum() / masked.sum().clamp(min=1)
+    w = masked.float() * weights[..., None]
+    if logits.ndim == 3:  # the masked slots only
+        labels, w = labels[masked], w[masked]
+    ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), label_smoothing=label_smoothing,
+                         reduction="none")
+    return (ce * w.reshape(-1)).sum() / masked.sum().clamp(min=1)
 
 
 def ocn_loss(model: DiffGRM, history: torch.Tensor, targets: torch.Tensor, *, strategy: str = "ocn",
@@ -106,14 +113,8 @@ def ocn_loss(model: DiffGRM, history: torch.Tensor, targets: torch.Tensor, *, st
     kv = model.cross_kv(memory)
     conf = digit_confidence(model, kv, keep) if strategy in ("ocn", "most") else None
     tokens, masked, weights = make_views(strategy, targets, conf, generator)
-    if strategy in NESTED:  # 1 + 2 + ... + n masked slots per sample: compute only those
-        logits = model.denoise(tokens, kv, keep, select=masked)  # [B, Q, K]
-        b, v, n = masked.shape
-        labels = targets[:, None, :].expand(b, v, n)[masked]
-        ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels, label_smoothing=label_smoothing,
-                             reduction="none")
-        return (ce * weights[..., None].expand(b, v, n)[masked]).sum() / masked.sum().clamp(min=1)
-    logits = model.denoise(tokens, kv, keep)
+    # nested views mask 1 + 2 + ... + n slots of every sample: the network computes only those
+    logits = model.denoise(tokens, kv, keep, select=masked if strategy in NESTED else None)
     return masked_loss(logits, targets, masked, weights, label_smoothing)
 
 

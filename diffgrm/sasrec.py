@@ -134,7 +134,7 @@ def train_sasrec(prepared: Prepared, cfg: SASRecConfig = SASRecConfig(), out: st
     valid_all = prepared.splits["valid"]
     seqs = [np.asarray(h)[-(cfg.max_history + 1):] for h in valid_all.histories if len(h) > cfg.min_history]
     if not seqs:
-        raise DiffGRMError("no user has two training items: nothing to train SASRec on")
+        raise DiffGRMError(f"no user has {cfg.min_history + 1} training items: nothing to train SASRec on")
     valid = subsample(valid_all, cfg.eval_users, cfg.seed)
     model = SASRec(prepared.n_items, cfg).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
