@@ -8,7 +8,6 @@ Wiring only: the model work happens in ``diffgrm.explorer`` and every figure com
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ import streamlit as st
 from diffgrm import viz
 from diffgrm.errors import DiffGRMError
 from diffgrm.explorer import Explorer
+from diffgrm.safeio import read_json
 
 DEFAULT_RUN = "runs/ml-tiny"
 PROJECTION = os.environ.get("DIFFGRM_PROJECTION", "umap")
@@ -110,7 +110,14 @@ def main() -> None:
     if not (run / "model.safetensors").is_file():
         no_run_page(run)
         return
-    ex = load_explorer(str(run))
+    try:
+        ex = load_explorer(str(run))
+    except DiffGRMError as exc:  # a damaged or mismatched run: the CLI's message, in the page
+        st.title("diffgrm explorer")
+        st.error(f"Cannot open the run `{run}`: {exc}")
+        st.markdown("Fix or replace the files named above, retrain with `diffgrm train ... --force`, "
+                    "or start the app on another run: `diffgrm app RUN`.")
+        return
     side = st.sidebar
     side.title("diffgrm explorer")
     side.caption(f"run `{run}` · {ex.kind} · {ex.prepared.report['dataset']} · "
@@ -191,15 +198,20 @@ def compare_tab(ex: Explorer, run: Path, case, beam: int, k: int) -> None:
     ar = st.text_input("AR run on the same SIDs (optional)", value=ar_folder(run), key="ar_run",
                        help="a run trained with `diffgrm train DATA --model ar` on the same prepared data")
     ar_run = Path(ar.strip()) if ar.strip() else None
+    other = None
     if ar_run is not None and (ar_run / "model.safetensors").is_file():
-        other = load_explorer(str(ar_run))
+        try:
+            other = load_explorer(str(ar_run))
+        except DiffGRMError as exc:
+            st.warning(f"Cannot open the AR run `{ar_run}`: {exc}")
+    if other is not None:
         if other.kind != "ar":
             st.warning(f"`{ar_run}` is a {other.kind} run, not an autoregressive one.")
         elif other.meta["fingerprint"] != ex.meta["fingerprint"]:
             st.warning(f"`{ar_run}` was trained on another catalogue: its SIDs are not comparable.")
         else:
             traces["AR (left to right)"] = recommend(str(ar_run), history, beam, k, "confidence", case.target).trace
-    elif ar_run is not None:
+    elif ar_run is not None and not (ar_run / "model.safetensors").is_file():
         st.caption(f"No AR run in `{ar_run}`; train one to add it here: "
                    f"`diffgrm train {ex.prepared.path} --model ar --preset tiny --out {ar_run}`.")
     st.caption(f"The same user decoded {len(traces)} ways; x is the step, y the probability of the digit "
@@ -241,7 +253,11 @@ def health_tab(ex: Explorer) -> None:
         f"H(digit | others) is near 0 mostly repeats what the other digits already say."
     )
     path = ex.prepared.path / "collisions.json"
-    groups = json.loads(path.read_text()) if path.is_file() else []
+    try:
+        groups = read_json(path, kind=list) if path.is_file() else []
+    except DiffGRMError as exc:
+        st.warning(str(exc))
+        groups = []
     st.markdown(f"**{len(groups)} SIDs were shared before repair**; the largest groups, with where their items moved:")
     for g in groups[:5]:
         items = "; ".join(f"{i['title']} -> {viz.sid_text(i['new_sid'])}" for i in g["items"][:6])

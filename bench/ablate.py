@@ -63,8 +63,12 @@ ROWS: dict[str, Row] = {
     "item-id-emb": Row("7 history (extension)", "item-id embedding added to each history item", model={"item_id_emb": True}),
     "smoothing-0.1": Row("8 loss", "label smoothing 0.1", train={"label_smoothing": 0.1}),
     "smoothing-0.0": Row("8 loss", "label smoothing 0.0", train={"label_smoothing": 0.0}),
+    "combined": Row("winners", "item-id embedding + input dropout 0.1 + smoothing 0.1",
+                    model={"item_id_emb": True, "input_dropout": 0.1}, train={"label_smoothing": 0.1}),
     "ar": Row("AR", "AR decoder, same SIDs and settings", kind="ar"),
     "ar-item-id-emb": Row("AR", "AR decoder with the item-id embedding", kind="ar", model={"item_id_emb": True}),
+    "ar-combined": Row("AR", "AR decoder with the winners' settings", kind="ar",
+                       model={"item_id_emb": True, "input_dropout": 0.1}, train={"label_smoothing": 0.1}),
 }
 
 

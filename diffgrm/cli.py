@@ -13,6 +13,7 @@ import numpy as np
 
 from diffgrm import __version__
 from diffgrm.errors import DiffGRMError
+from diffgrm.safeio import atomic_write, check_output, write_json
 
 
 def _cmd_fetch(args: argparse.Namespace) -> int:
@@ -45,8 +46,10 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
         seed=args.seed,
         repair=False if args.no_repair else None,
     )
+    inputs = tuple(p for p in (args.dataset, args.raw_dir) if p and Path(p).is_dir())
+    check_output(args.out, "prepared", force=args.force, inputs=inputs)  # before the slow part
     dataset = load_dataset(args.dataset, raw_dir=args.raw_dir)
-    report = prepare(dataset, args.out, config, encoder=args.encoder, progress=not args.quiet)
+    report = prepare(dataset, args.out, config, encoder=args.encoder, progress=not args.quiet, force=args.force)
     print(json.dumps(report) if args.json else format_report(report))
     print(f"\nwrote {args.out}", file=sys.stderr)
     return 0
@@ -58,6 +61,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from diffgrm.prepare import load_prepared
     from diffgrm.train import train, training_samples
 
+    check_output(args.out, "run", force=args.force, inputs=(args.data,))  # before loading anything
     prepared = load_prepared(args.data)
     cat = prepared.catalogue
     model_cfg, cfg = preset(args.preset, kind=args.model, n_digits=cat.n_digits, codebook_size=cat.codebook_size,
@@ -69,7 +73,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     n_samples = len(training_samples(prepared, cfg.min_history))
     print(f"training {args.model} ({args.preset} preset) on {prepared.path}: {n_samples:,} samples",
           file=sys.stderr)
-    result = train(prepared, model_cfg, cfg, args.out, device=args.device, progress=not args.quiet)
+    result = train(prepared, model_cfg, cfg, args.out, device=args.device, progress=not args.quiet, force=args.force)
     v = result.best_valid or {}
     print(f"{args.model}: {count_params(result.model)} parameters, best epoch {result.best_epoch}, "
           f"valid ndcg@10 {v.get('ndcg@10', float('nan')):.4f}, recall@10 {v.get('recall@10', float('nan')):.4f}")
@@ -94,7 +98,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     metrics = Recommender(model).evaluate(samples, beam=args.beam, order=args.order, progress=not args.quiet)
     metrics.update(split=args.split, order=args.order if model.config.kind == "diffgrm" else "left-to-right")
     print(format_metrics(metrics))
-    (Path(args.run) / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    write_json(Path(args.run) / "metrics.json", metrics)
     return 0
 
 
@@ -113,6 +117,10 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
     from diffgrm.train import load_run
 
     _check_beam(args.beam, args.k)
+    if args.trace:
+        trace = Path(args.trace)
+        if trace.suffix not in (".csv", ".jsonl") or not trace.parent.is_dir() or trace.is_dir():
+            raise DiffGRMError(f"--trace {trace}: give a .csv or .jsonl file in an existing folder")
     model, prepared, _ = load_run(args.run, data=args.data, device=args.device)
     if args.user not in prepared.users:
         raise DiffGRMError(f"user {args.user!r} is not in {prepared.path} (e.g. {prepared.users[0]!r})")
@@ -137,7 +145,8 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
     if args.trace:
         frame = res.traces[0].to_frame()
         path = Path(args.trace)
-        frame.to_csv(path, index=False) if path.suffix == ".csv" else frame.to_json(path, orient="records", lines=True)
+        atomic_write(path, (lambda p: frame.to_csv(p, index=False)) if path.suffix == ".csv"
+                     else (lambda p: frame.to_json(p, orient="records", lines=True)))
         print(f"wrote the denoising trace to {path}", file=sys.stderr)
     return 0
 
@@ -170,10 +179,17 @@ def ensure_demo_run(run: str | Path = DEMO_RUN, data: str | Path = DEMO_DATA, pr
 
 def _cmd_app(args: argparse.Namespace) -> int:
     import os
+    from importlib import resources
 
-    app = Path(__file__).resolve().parents[1] / "app" / "streamlit_app.py"
+    # The app ships as diffgrm.app (app/ in the repository, mapped in pyproject.toml): found the
+    # same way in a wheel install and an editable one.
+    try:
+        app = Path(str(resources.files("diffgrm.app") / "streamlit_app.py"))
+    except ModuleNotFoundError:  # a clone put on sys.path by hand, or an editable install from before the mapping
+        app = Path(__file__).resolve().parents[1] / "app" / "streamlit_app.py"
     if not app.is_file():
-        raise DiffGRMError(f"the app is not next to the package ({app}); run from a clone of the diffgrm repository")
+        raise DiffGRMError(f"the explorer app is missing ({app}); reinstall diffgrm (`pip install \"diffgrm[app]\"`, "
+                           "or `pip install -e .` in a clone)")
     run = Path(args.run)
     if not (run / "model.safetensors").is_file():
         if args.run != DEMO_RUN:
@@ -196,8 +212,57 @@ def _cmd_app(args: argparse.Namespace) -> int:
     return 0  # pragma: no cover
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad option in one ``error:`` line, like every other error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
+
+
+def _int(low: int, high: int | None = None):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {value}")
+        return value
+
+    return parse
+
+
+def _fraction(text: str) -> float:
+    """A probability-like value in [0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be at least 0 and below 1, got {text}")
+    return value
+
+
+def _minutes(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of minutes, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of minutes, got {text}")
+    return value
+
+
+def _power_of_two(text: str) -> int:
+    value = _int(2, 65536)(text)
+    if value & (value - 1):
+        raise argparse.ArgumentTypeError(f"must be a power of two (2, 4, ..., 256, ...), got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="diffgrm", description="Diffusion-based generative recommendation.")
+    parser = _Parser(prog="diffgrm", description="Diffusion-based generative recommendation.")
     parser.add_argument("--version", action="version", version=f"diffgrm {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -211,15 +276,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="movielens-100k, amazon-beauty/-sports/-toys, or a folder with user_sequence.txt + items.jsonl")
     p.add_argument("--out", required=True, metavar="DIR", help="folder to write")
     p.add_argument("--encoder", default=None, help="sentence-transformers model id or folder (default: packaged all-MiniLM-L6-v2)")
-    p.add_argument("--digits", type=int, default=None, metavar="N", help="SID digits (default 4)")
-    p.add_argument("--codebook", type=int, default=None, metavar="K", help="codes per digit, a power of two (default 256; 64 for movielens-100k)")
+    p.add_argument("--digits", type=_int(1, 16), default=None, metavar="N", help="SID digits (default 4)")
+    p.add_argument("--codebook", type=_power_of_two, default=None, metavar="K", help="codes per digit, a power of two (default 256; 64 for movielens-100k)")
     p.add_argument("--tokenizer", choices=["opq", "pq", "rq", "random"], default=None, help="PSE (opq, default) or an ablation baseline")
     p.add_argument("--preset", choices=["default", "small"], default=None, help="tokenizer preset (default: by dataset)")
-    p.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
+    p.add_argument("--seed", type=_int(0), default=None, help="random seed (default 0)")
     p.add_argument("--raw-dir", default=None, help="folder holding the Amazon raw files (no download)")
     p.add_argument("--no-repair", action="store_true", help="keep SID collisions (for teaching; metrics become SID-level)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--force", action="store_true", help="replace a prepared folder already at --out")
     p.set_defaults(func=_cmd_prepare)
 
     p = sub.add_parser("train", help="train DiffGRM (OCN) or the AR baseline on a prepared folder")
@@ -228,16 +294,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", choices=["tiny", "cpu", "paper"], default="cpu",
                    help="sizes and optimiser: tiny (MovieLens demo), cpu (Beauty < 30 min on 2 cores), paper")
     p.add_argument("--out", required=True, metavar="RUN", help="run folder to write")
-    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--epochs", type=_int(1), default=None)
     p.add_argument("--noising", choices=["ocn", "most", "sequential", "random", "random_t"], default=None,
                    help="masking strategy (DiffGRM only; default ocn)")
-    p.add_argument("--max-minutes", type=float, default=None, help="stop training after this wall time")
-    p.add_argument("--max-steps", type=int, default=None, help="optimiser steps per epoch (default: the whole split)")
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--min-history", type=int, default=None, metavar="N",
+    p.add_argument("--max-minutes", type=_minutes, default=None, help="stop training after this wall time")
+    p.add_argument("--max-steps", type=_int(1), default=None, help="optimiser steps per epoch (default: the whole split)")
+    p.add_argument("--seed", type=_int(0), default=None)
+    p.add_argument("--min-history", type=_int(1), default=None, metavar="N",
                    help="training samples need N history items (default 2, as the paper; 1 = every next-item prediction)")
-    p.add_argument("--label-smoothing", type=float, default=None, metavar="E", help="label smoothing of the loss")
-    p.add_argument("--input-dropout", type=float, default=None, metavar="P",
+    p.add_argument("--label-smoothing", type=_fraction, default=None, metavar="E", help="label smoothing of the loss")
+    p.add_argument("--input-dropout", type=_fraction, default=None, metavar="P",
                    help="dropout on the decoder's input embeddings (default 0)")
     p.add_argument("--item-id-emb", action="store_true",
                    help="add a per-item embedding to each history item (an extension beyond the paper)")
@@ -245,14 +311,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="autocast precision (default fp32; bf16 is slow on CPUs without bf16 units; fp16 needs CUDA)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--force", action="store_true",
+                   help="replace the run already at --out, as a whole (an unfinished run with the same settings continues without it)")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("evaluate", help="Recall/NDCG@5/10 of a run, item level and SID level; writes RUN/metrics.json")
     p.add_argument("run", metavar="RUN")
     p.add_argument("--split", choices=["test", "valid"], default="test")
-    p.add_argument("--beam", type=int, default=32)
+    p.add_argument("--beam", type=_int(1), default=32)
     p.add_argument("--order", choices=["confidence", "fixed", "random"], default="confidence", help="CPD fill order")
-    p.add_argument("--users", type=int, default=0, help="evaluate a seeded sample of this many users (0 = all)")
+    p.add_argument("--users", type=_int(0), default=0, help="evaluate a seeded sample of this many users (0 = all)")
     p.add_argument("--data", default=None, help="prepared folder (default: the one the run was trained on)")
     p.add_argument("--device", default=None)
     p.add_argument("--quiet", action="store_true")
@@ -261,10 +329,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("recommend", help="a user's recent history and Top-K next items")
     p.add_argument("run", metavar="RUN")
     p.add_argument("--user", required=True, metavar="ID")
-    p.add_argument("--k", type=int, default=10)
-    p.add_argument("--beam", type=int, default=32)
+    p.add_argument("--k", type=_int(1), default=10)
+    p.add_argument("--beam", type=_int(1), default=32)
     p.add_argument("--order", choices=["confidence", "fixed", "random"], default="confidence")
-    p.add_argument("--history", type=int, default=10, help="how many recent history items to show")
+    p.add_argument("--history", type=_int(0), default=10, help="how many recent history items to show")
     p.add_argument("--trace", default=None, metavar="FILE", help="write the denoising trace (.csv or .jsonl)")
     p.add_argument("--data", default=None)
     p.add_argument("--device", default=None)
@@ -273,7 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("app", help="open the Streamlit explorer (prepares and trains the MovieLens demo run if missing)")
     p.add_argument("run", metavar="RUN", nargs="?", default=DEMO_RUN, help=f"run folder (default {DEMO_RUN})")
     p.add_argument("--address", default="127.0.0.1", help="address to serve on (default: this machine only)")
-    p.add_argument("--port", type=int, default=8501)
+    p.add_argument("--port", type=_int(1, 65535), default=8501)
     p.add_argument("--ar", default=None, metavar="AR_RUN",
                    help="an AR run on the same data to compare with (default: RUN-ar when it exists)")
     p.add_argument("--dry-run", action="store_true", help="prepare everything, print the streamlit command, exit")
@@ -283,15 +351,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a bad option already reported in one line
+        return int(exc.code or 0)
     try:
         return args.func(args)
     except DiffGRMError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print("interrupted: files already written are complete; run the same command again to continue",
+              file=sys.stderr)
         return 130
+    except OSError as exc:  # the disk, not diffgrm: full, read-only, no permission
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -62,6 +62,9 @@ class TokenizerConfig(_Serialisable):
             )
         if self.pca_dim < self.n_digits:
             raise DiffGRMError(f"pca_dim ({self.pca_dim}) must be at least n_digits ({self.n_digits})")
+        if self.seed < 0 or self.kmeans_iters < 1 or self.opq_iters < 1:
+            raise DiffGRMError(f"seed must be >= 0 and k-means / OPQ iterations >= 1, got seed {self.seed}, "
+                               f"{self.kmeans_iters} and {self.opq_iters} iterations")
 
 
 TOKENIZER_PRESETS: dict[str, TokenizerConfig] = {
@@ -111,6 +114,13 @@ class ModelConfig(_Serialisable):
             raise DiffGRMError(f"dropout rates must be in [0, 1), got {self.dropout} and {self.input_dropout}")
         if self.kind not in ("diffgrm", "ar"):
             raise DiffGRMError(f"unknown model kind {self.kind!r}; choose diffgrm or ar")
+        sizes = {"n_digits": self.n_digits, "codebook_size": self.codebook_size, "d_model": self.d_model,
+                 "n_heads": self.n_heads, "d_ff": self.d_ff, "dec_layers": self.dec_layers, "max_history": self.max_history}
+        for name, value in sizes.items():
+            if value < 1:
+                raise DiffGRMError(f"{name} must be at least 1, got {value}")
+        if self.enc_layers < 0:
+            raise DiffGRMError(f"enc_layers must not be negative, got {self.enc_layers}")
         if self.d_model % self.n_heads:
             raise DiffGRMError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
 
@@ -138,6 +148,15 @@ class TrainConfig(_Serialisable):
     seed: int = 0
 
     def __post_init__(self) -> None:
+        at_least = {"epochs": 1, "batch_size": 1, "patience": 1, "eval_start": 1, "eval_beam": 1, "eval_users": 0,
+                    "max_steps": 0, "warmup_steps": 0, "seed": 0}
+        for name, low in at_least.items():
+            if getattr(self, name) < low:
+                raise DiffGRMError(f"{name} must be at least {low}, got {getattr(self, name)}")
+        if not (self.lr > 0 and self.grad_clip > 0 and self.max_minutes >= 0 and self.weight_decay >= 0):
+            raise DiffGRMError(f"lr and grad_clip must be positive, max_minutes and weight_decay not negative; got "
+                               f"lr {self.lr}, grad_clip {self.grad_clip}, max_minutes {self.max_minutes}, "
+                               f"weight_decay {self.weight_decay}")
         if self.min_history < 1:
             raise DiffGRMError(f"min_history must be at least 1, got {self.min_history}")
         if self.precision not in ("fp32", "bf16", "fp16"):

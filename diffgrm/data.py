@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from diffgrm.errors import DiffGRMError
+from diffgrm.safeio import read_text
 from diffgrm.text import item_text
 
 MIN_SEQUENCE = 3
@@ -88,7 +89,8 @@ def build_dataset(
         iid = str(rec["item_id"])
         if iid in index:
             raise DiffGRMError(f"item {iid!r} appears twice in the item table")
-        text = rec.get("text") or item_text(rec)
+        text = rec.get("text")
+        text = (text.strip() if isinstance(text, str) else "") or item_text(rec)
         if not text:
             no_text.append(iid)
         index[iid] = len(ids)
@@ -150,33 +152,47 @@ def read_folder(path: str | Path, name: str | None = None) -> Dataset:
     items = list(_read_items_jsonl(item_file))
     known = {rec["item_id"] for rec in items}
     sequences = []
-    with open(seq_file, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            parts = line.split()
-            if not parts:
-                continue
-            for iid in parts[1:]:
-                if iid not in known:
-                    raise DiffGRMError(f"{seq_file}:{lineno}: item {iid!r} is not in {item_file.name}")
-            sequences.append((parts[0], parts[1:]))
+    for lineno, line in enumerate(read_text(seq_file).splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        for iid in parts[1:]:
+            if iid not in known:
+                raise DiffGRMError(f"{seq_file}:{lineno}: item {iid!r} is not in {item_file.name}")
+        sequences.append((parts[0], parts[1:]))
+    if not sequences:
+        raise DiffGRMError(f"{seq_file} holds no user sequences (expected lines 'user_id item_id item_id ...')")
     return build_dataset(name or folder.name, items, sequences, source=str(folder))
 
 
+ID_TYPES = (str, int)
+"""An ``item_id`` may be a string or a whole number (kept as its decimal text)."""
+
+
 def _read_items_jsonl(path: Path) -> Iterable[dict]:
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DiffGRMError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-            if not isinstance(rec, dict):
-                raise DiffGRMError(f"{path}:{lineno}: expected a JSON object")
-            iid = rec.get("item_id", rec.get("asin"))
-            if iid is None:
-                raise DiffGRMError(f"{path}:{lineno}: the item has no 'item_id' (or 'asin') field")
-            yield {**rec, "item_id": str(iid)}
+    for lineno, line in enumerate(read_text(path).splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DiffGRMError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
+        if not isinstance(rec, dict):
+            raise DiffGRMError(f"{path}:{lineno}: expected a JSON object")
+        iid = rec.get("item_id", rec.get("asin"))
+        if iid is None:
+            raise DiffGRMError(f"{path}:{lineno}: the item has no 'item_id' (or 'asin') field")
+        if isinstance(iid, bool) or not isinstance(iid, ID_TYPES):
+            raise DiffGRMError(f"{path}:{lineno}: 'item_id' must be a string or a whole number, got {json.dumps(iid)[:40]}")
+        iid = str(iid)
+        if not iid.strip() or len(iid.split()) != 1 or iid != iid.strip():
+            raise DiffGRMError(f"{path}:{lineno}: item_id {iid!r} is empty or holds whitespace, "
+                               "so user_sequence.txt could not name it")
+        for key in ("text", "title"):
+            if key in rec and rec[key] is not None and not isinstance(rec[key], str):
+                raise DiffGRMError(f"{path}:{lineno}: {key!r} must be a string, got {type(rec[key]).__name__} "
+                                   f"{json.dumps(rec[key])[:40]}")
+        yield {**rec, "item_id": iid}
 
 
 def write_folder(dataset: Dataset, path: str | Path) -> Path:

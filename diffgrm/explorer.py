@@ -8,7 +8,7 @@ The Streamlit app is wiring around this class; nothing here imports Streamlit.
 
 from __future__ import annotations
 
-import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +17,7 @@ import pandas as pd
 
 from diffgrm.decode import Recommender
 from diffgrm.errors import DiffGRMError
+from diffgrm.safeio import atomic_write, read_json, write_json
 from diffgrm.trace import DenoisingTrace, SearchResult
 from diffgrm.train import load_run
 
@@ -109,12 +110,9 @@ class Explorer:
         """Per-digit 2-D coordinates of centroids and items, computed once and kept in the run folder."""
         path = self.run / f"codebook_{method}.csv"
         if path.is_file():
-            frame = pd.read_csv(path)
-            meta = json.loads((self.run / f"codebook_{method}.json").read_text())
-            out = {int(d): g.drop(columns="digit").reset_index(drop=True) for d, g in frame.groupby("digit")}
-            for g in out.values():
-                g.attrs["method"] = meta["method"]
-            return out
+            cached = _read_coords(path, self.run / f"codebook_{method}.json")
+            if cached is not None:
+                return cached
         from diffgrm.viz import project_codebook
 
         tok = self.prepared.tokenizer()
@@ -123,7 +121,27 @@ class Explorer:
         coords = project_codebook(tok.subvectors(self.prepared.embeddings), tok.state["centroids"], codes=self.codes,
                                   method=method, max_items=max_items)
         frame = pd.concat([g.assign(digit=d) for d, g in coords.items()], ignore_index=True)
-        frame.to_csv(path, index=False)
         used = next(iter(coords.values())).attrs.get("method", method)
-        (self.run / f"codebook_{method}.json").write_text(json.dumps({"method": used}))
+        try:  # a cache: a read-only run folder still shows the plot
+            atomic_write(path, lambda p: frame.to_csv(p, index=False))
+            write_json(self.run / f"codebook_{method}.json", {"method": used})
+        except OSError as exc:
+            print(f"note: cannot keep the codebook projection in {self.run} ({exc.strerror})", file=sys.stderr)
         return coords
+
+
+def _read_coords(path: Path, meta_path: Path) -> dict[int, pd.DataFrame] | None:
+    """The cached projection, or ``None`` (with a note) when it is damaged and must be rebuilt."""
+    try:
+        frame = pd.read_csv(path)
+        method = read_json(meta_path)["method"]
+        if not {"digit", "x", "y"} <= set(frame.columns) or frame.empty:
+            raise ValueError("columns digit, x, y missing")
+    except (DiffGRMError, OSError, ValueError, KeyError, pd.errors.ParserError) as exc:
+        print(f"note: the codebook projection cache {path} is damaged ({str(exc)[:120]}); computing it again",
+              file=sys.stderr)
+        return None
+    out = {int(d): g.drop(columns="digit").reset_index(drop=True) for d, g in frame.groupby("digit")}
+    for g in out.values():
+        g.attrs["method"] = method
+    return out

@@ -24,13 +24,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import save_file
 
 from diffgrm import __version__
 from diffgrm.config import DEFAULT_ENCODER, TokenizerConfig
 from diffgrm.data import Dataset, Samples, leave_one_out, train_items
 from diffgrm.errors import DiffGRMError
 from diffgrm.pse import Catalogue, PSETokenizer, build_catalogue, collision_groups
+from diffgrm.safeio import check_output, load_tensors, read_json, read_text, require_keys, staged_folder
 from diffgrm.text import embed_texts
 
 SPLITS = ("train", "valid", "test")
@@ -46,10 +47,16 @@ def prepare(
     *,
     encoder: str | None = None,
     progress: bool = True,
+    force: bool = False,
 ) -> dict[str, object]:
-    """Tokenize ``dataset`` and write the prepared folder; returns the tokenizer report."""
+    """Tokenize ``dataset`` and write the prepared folder; returns the tokenizer report.
+
+    The folder is written beside ``out`` and swapped in when complete, so an error or an
+    interrupt leaves ``out`` as it was. A previous prepared folder is replaced only with ``force``.
+    """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    inputs = (dataset.source,) if dataset.source and Path(dataset.source).is_dir() else ()
+    check_output(out, "prepared", force=force, inputs=inputs)
     t0 = time.perf_counter()
     texts = dataset.items["text"].tolist()
     embeddings = embed_texts(texts, encoder, progress=progress)
@@ -75,7 +82,8 @@ def prepare(
         **catalogue.report(),
         "seconds": {"embedding": round(t_embed, 2), "tokenizer": round(t_tok, 2)},
     }
-    _write(out, dataset, embeddings, tokenizer, catalogue, report)
+    with staged_folder(out) as stage:
+        _write(stage, dataset, embeddings, tokenizer, catalogue, report)
     return report
 
 
@@ -147,41 +155,69 @@ class Prepared:
 
 
 def load_prepared(folder: str | Path) -> Prepared:
-    """Read a folder written by :func:`prepare` (clear errors for missing or damaged files)."""
+    """Read a folder written by :func:`prepare`: every missing, damaged or inconsistent file is
+    one clear error naming it (never a traceback from pandas or safetensors)."""
     folder = Path(folder)
+    if not folder.is_dir():
+        raise DiffGRMError(f"{folder} is not a folder; give a folder written by `diffgrm prepare`")
     need = ["items.jsonl", "catalogue.safetensors", "tokenizer_report.json"] + [f"splits/{s}.tsv" for s in SPLITS]
     missing = [f for f in need if not (folder / f).is_file()]
     if missing:
         raise DiffGRMError(f"{folder} is not a prepared dataset (missing {missing[0]}); run `diffgrm prepare` first")
-    items = pd.read_json(folder / "items.jsonl", lines=True, dtype={"item_id": str, "title": str, "text": str})
-    arrays = load_file(str(folder / "catalogue.safetensors"))
-    report = json.loads((folder / "tokenizer_report.json").read_text())
-    cat = Catalogue(codes=arrays["codes"], codes_raw=arrays["codes_raw"], codebook_size=int(report["codebook_size"]))
+    report = read_json(folder / "tokenizer_report.json")
+    require_keys(report, ["codebook_size", "n_digits", "dataset"], folder / "tokenizer_report.json")
+    arrays = load_tensors(folder / "catalogue.safetensors")
+    require_keys(arrays, ["codes", "codes_raw", "embeddings"], folder / "catalogue.safetensors")
+    items = _read_items(folder / "items.jsonl")
+    n = len(items)
+    codes, raw, emb = arrays["codes"], arrays["codes_raw"], arrays["embeddings"]
+    if codes.ndim != 2 or codes.shape != raw.shape or len(codes) != n or len(emb) != n:
+        raise DiffGRMError(f"{folder}: items.jsonl has {n} items but catalogue.safetensors holds {len(codes)} SIDs "
+                           f"and {len(emb)} embeddings; the folder is inconsistent, run `diffgrm prepare` again")
+    k = int(report["codebook_size"])
+    if codes.size and (codes.min() < 0 or codes.max() >= k):
+        raise DiffGRMError(f"{folder / 'catalogue.safetensors'}: codes outside 0..{k - 1}; the file is damaged")
+    cat = Catalogue(codes=codes, codes_raw=raw, codebook_size=k)
     users: list[str] = []
     user_index: dict[str, int] = {}
     splits = {}
     for name in SPLITS:
         hist, targets, us = [], [], []
         path = folder / "splits" / f"{name}.tsv"
-        with open(path, encoding="utf-8") as fh:
-            next(fh, None)
-            for lineno, line in enumerate(fh, 2):
-                try:
-                    user, h, t = line.rstrip("\n").split("\t")
-                    hist.append(np.array(h.split(), dtype=np.int64))
-                    targets.append(int(t))
-                except ValueError:
-                    raise DiffGRMError(f"{path}:{lineno}: expected 'user<TAB>history<TAB>target'") from None
-                if user not in user_index:
-                    user_index[user] = len(users)
-                    users.append(user)
-                us.append(user_index[user])
+        for lineno, line in enumerate(read_text(path).splitlines()[1:], 2):
+            try:
+                user, h, t = line.split("\t")
+                hist.append(np.array(h.split(), dtype=np.int64))
+                targets.append(int(t))
+            except ValueError:
+                raise DiffGRMError(f"{path}:{lineno}: expected 'user<TAB>history<TAB>target'") from None
+            if targets[-1] < 0 or targets[-1] >= n or (len(hist[-1]) and (hist[-1].min() < 0 or hist[-1].max() >= n)):
+                raise DiffGRMError(f"{path}:{lineno}: item index outside 0..{n - 1}; the folder is inconsistent")
+            if user not in user_index:
+                user_index[user] = len(users)
+                users.append(user)
+            us.append(user_index[user])
+        if not targets:
+            raise DiffGRMError(f"{path} holds no samples; run `diffgrm prepare` again")
         splits[name] = Samples(histories=hist, targets=np.array(targets, dtype=np.int64), users=np.array(us, dtype=np.int64))
-    summary = json.loads((folder / "dataset.json").read_text()) if (folder / "dataset.json").is_file() else {}
+    summary = read_json(folder / "dataset.json") if (folder / "dataset.json").is_file() else {}
     return Prepared(
-        path=folder, items=items, splits=splits, users=users, catalogue=cat, embeddings=arrays["embeddings"], report=report,
+        path=folder, items=items, splits=splits, users=users, catalogue=cat, embeddings=emb, report=report,
         train_min_history=int(summary.get("train_min_history", 2)),
     )
+
+
+def _read_items(path: Path) -> pd.DataFrame:
+    """``items.jsonl`` of a prepared folder: one item per line, in index order."""
+    rows = []
+    for lineno, line in enumerate(read_text(path).splitlines(), 1):
+        try:
+            rec = json.loads(line)
+            rows.append((str(rec["item_id"]), str(rec["title"]), str(rec["text"])))
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise DiffGRMError(f"{path}:{lineno}: not an item record ({type(exc).__name__}); "
+                               "the folder is damaged, run `diffgrm prepare` again") from None
+    return pd.DataFrame(rows, columns=["item_id", "title", "text"])
 
 
 def format_report(report: dict) -> str:

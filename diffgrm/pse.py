@@ -15,6 +15,7 @@ embedding, the "semantic hourglass"), ``random``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import heapq
 import json
@@ -23,11 +24,31 @@ from pathlib import Path
 
 import faiss
 import numpy as np
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import save_file
+from threadpoolctl import threadpool_limits
 
 from diffgrm.config import TokenizerConfig
 from diffgrm.errors import DiffGRMError
+from diffgrm.safeio import atomic_write, load_tensors, read_json, write_json
 from diffgrm.sid_info import collision_rates, sid_information
+
+
+def one_thread(fn):
+    """Run ``fn`` with BLAS and faiss on one thread: multi-threaded SVD and k-means sum in another
+    order, and a last-bit difference flips nearest codes, so the same data gave another catalogue
+    on another thread count. One thread makes the catalogue identical on any thread count."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        before = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(1)
+        try:
+            with threadpool_limits(limits=1):
+                return fn(*args, **kwargs)
+        finally:
+            faiss.omp_set_num_threads(before)
+
+    return wrapper
 
 
 def _l2n(x: np.ndarray) -> np.ndarray:
@@ -42,6 +63,7 @@ class PSETokenizer:
         self.state: dict[str, np.ndarray] = {}
 
     # ---------------------------------------------------------------- fit
+    @one_thread
     def fit(self, embeddings: np.ndarray, train_idx: np.ndarray | None = None) -> "PSETokenizer":
         """Learn PCA/rotation/codebooks from ``embeddings[train_idx]`` (all rows if None)."""
         cfg = self.config
@@ -136,6 +158,7 @@ class PSETokenizer:
             raise DiffGRMError(f"embeddings have {x.shape[1]} dims, the tokenizer was fit on {int(self.state['dim'][0])}")
         return x
 
+    @one_thread
     def distances(self, embeddings: np.ndarray) -> np.ndarray:
         """Squared distance of every item's sub-vector to every code: ``[N, n_digits, K]``.
 
@@ -175,6 +198,7 @@ class PSETokenizer:
     def fit_transform(self, embeddings: np.ndarray, train_idx: np.ndarray | None = None) -> np.ndarray:
         return self.fit(embeddings, train_idx).transform(embeddings)
 
+    @one_thread
     def subvectors(self, embeddings: np.ndarray) -> np.ndarray:
         """The vectors that digit d quantizes: ``[N, n_digits, dsub]`` (opq/pq only; for plots)."""
         if self.config.method not in ("opq", "pq"):
@@ -188,17 +212,18 @@ class PSETokenizer:
     def save(self, folder: str | Path) -> None:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        save_file({k: np.ascontiguousarray(v) for k, v in self.state.items()}, str(folder / "tokenizer.safetensors"))
-        (folder / "tokenizer.json").write_text(json.dumps(self.config.to_dict(), indent=2))
+        arrays = {k: np.ascontiguousarray(v) for k, v in self.state.items()}
+        atomic_write(folder / "tokenizer.safetensors", lambda p: save_file(arrays, str(p)))
+        write_json(folder / "tokenizer.json", self.config.to_dict())
 
     @classmethod
     def load(cls, folder: str | Path) -> "PSETokenizer":
         folder = Path(folder)
         try:
-            cfg = TokenizerConfig.from_dict(json.loads((folder / "tokenizer.json").read_text()))
-            state = load_file(str(folder / "tokenizer.safetensors"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise DiffGRMError(f"cannot load the tokenizer from {folder}: {exc}") from None
+            cfg = TokenizerConfig.from_dict(read_json(folder / "tokenizer.json"))
+        except TypeError as exc:
+            raise DiffGRMError(f"{folder / 'tokenizer.json'} is not a tokenizer config ({exc})") from None
+        state = load_tensors(folder / "tokenizer.safetensors")
         tok = cls(cfg)
         tok.state = state
         return tok

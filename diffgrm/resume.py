@@ -18,15 +18,15 @@ weights as an uninterrupted run on the same machine and thread count.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from diffgrm.errors import DiffGRMError
+from diffgrm.safeio import atomic_write, load_tensors, read_json, require_keys
 
 STATE_FILE, META_FILE = "resume.safetensors", "resume.json"
 
@@ -61,8 +61,8 @@ def save_state(run: str | Path, state: TrainState, configs: dict, model: torch.n
         "stopped": state.stopped, "history": state.history, "configs": configs, "has_best": state.best_state is not None,
         "opt_groups": opt_state["param_groups"], "sched": sched.state_dict(), "numpy": rng.bit_generator.state,
     }
-    _atomic(run / STATE_FILE, lambda p: save_file(tensors, str(p)))
-    _atomic(run / META_FILE, lambda p: p.write_text(json.dumps(meta)))
+    atomic_write(run / STATE_FILE, lambda p: save_file(tensors, str(p)))
+    atomic_write(run / META_FILE, lambda p: p.write_text(json.dumps(meta)))
 
 
 def load_state(run: str | Path, configs: dict, model: torch.nn.Module, opt: torch.optim.Optimizer, sched,
@@ -72,14 +72,14 @@ def load_state(run: str | Path, configs: dict, model: torch.nn.Module, opt: torc
     if not (run / META_FILE).is_file() or not (run / STATE_FILE).is_file():
         return None
     try:
-        meta = json.loads((run / META_FILE).read_text())
-        tensors = load_file(str(run / STATE_FILE))
-    except Exception as exc:  # a damaged file: say which and what to do
-        raise DiffGRMError(f"{run}'s resume state is damaged ({type(exc).__name__}); delete {run / META_FILE} "
-                           f"and {run / STATE_FILE} to train from the start") from None
+        meta = read_json(run / META_FILE)
+        tensors = load_tensors(run / STATE_FILE, framework="torch")
+        require_keys(meta, ["configs", "epoch", "history", "opt_groups", "sched", "numpy"], run / META_FILE)
+    except DiffGRMError as exc:  # a damaged file: say which and what to do
+        raise DiffGRMError(f"the resume state of {run} is damaged ({exc}); pass --force to train from the start") from None
     if meta["configs"] != configs:
         raise DiffGRMError(f"{run} holds an unfinished run with other settings; train into another folder, "
-                           f"or delete {run / META_FILE} to start this one from the beginning")
+                           "or pass --force to start this one from the beginning")
     device = next(model.parameters()).device
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model/")})
     state: dict = {"state": {}, "param_groups": meta["opt_groups"]}
@@ -100,9 +100,3 @@ def load_state(run: str | Path, configs: dict, model: torch.nn.Module, opt: torc
 def clear_state(run: str | Path) -> None:
     for name in (STATE_FILE, META_FILE):
         (Path(run) / name).unlink(missing_ok=True)
-
-
-def _atomic(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)

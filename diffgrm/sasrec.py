@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -32,6 +32,7 @@ from diffgrm.errors import DiffGRMError
 from diffgrm.metrics import combined_score, ranking_metrics, sid_ranking_metrics
 from diffgrm.model import MASK, default_device
 from diffgrm.prepare import Prepared
+from diffgrm.safeio import atomic_write, load_tensors, read_json, require_keys, write_json, write_text
 from diffgrm.train import subsample
 
 
@@ -183,11 +184,12 @@ def save_sasrec(run: str | Path, model: SASRec, prepared: Prepared, history: lis
     """Weights as safetensors, config and training history as JSON (nothing is pickled)."""
     run = Path(run)
     run.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(run / "model.safetensors"))
+    tensors = {k: v.contiguous() for k, v in model.state_dict().items()}
+    atomic_write(run / "model.safetensors", lambda p: save_file(tensors, str(p)))
     meta = {"model": {"kind": "sasrec", "n_items": model.n_items}, "train": model.cfg.to_dict(),
             "fingerprint": prepared.catalogue.fingerprint, "data": str(Path(prepared.path).resolve())}
-    (run / "config.json").write_text(json.dumps(meta, indent=2))
-    (run / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
+    write_text(run / "history.jsonl", "".join(json.dumps(r) + "\n" for r in history))
+    write_json(run / "config.json", meta)  # last: a folder with config.json is complete
     return run
 
 
@@ -195,9 +197,18 @@ def load_sasrec(run: str | Path, device: str | torch.device = "cpu") -> SASRec:
     run = Path(run)
     if not (run / "model.safetensors").is_file() or not (run / "config.json").is_file():
         raise DiffGRMError(f"{run} holds no SASRec checkpoint (model.safetensors + config.json)")
-    meta = json.loads((run / "config.json").read_text())
-    if meta.get("model", {}).get("kind") != "sasrec":
+    meta = read_json(run / "config.json")
+    if not isinstance(meta.get("model"), dict) or meta["model"].get("kind") != "sasrec":
         raise DiffGRMError(f"{run} is not a SASRec run")
-    model = SASRec(int(meta["model"]["n_items"]), SASRecConfig.from_dict(meta["train"]))
-    model.load_state_dict(load_file(str(run / "model.safetensors")))
+    require_keys(meta, ["train"], run / "config.json")
+    try:
+        model = SASRec(int(meta["model"]["n_items"]), SASRecConfig.from_dict(meta["train"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DiffGRMError(f"{run / 'config.json'}: the model settings are damaged ({exc})") from None
+    weights = load_tensors(run / "model.safetensors", framework="torch")
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as exc:
+        raise DiffGRMError(f"{run / 'model.safetensors'} does not match {run / 'config.json'}; retrain the run "
+                           f"({str(exc).splitlines()[-1].strip()[:160]})") from None
     return model.to(device).eval()

@@ -11,6 +11,7 @@ import hashlib
 import html
 import os
 import re
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -144,7 +145,9 @@ def embed_texts(
     name = encoder or DEFAULT_ENCODER
     path = cache_dir() / "embeddings" / _slug(name) / f"{_cache_key(name, texts)}.npy"
     if cache and path.exists():
-        return np.load(path)
+        cached = _load_cached(path, len(texts))
+        if cached is not None:
+            return cached
     vectors = _encode(list(texts), model_ref, batch_size=batch_size, device=device, progress=progress)
     if cache:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -152,6 +155,20 @@ def embed_texts(
         np.save(tmp, vectors)
         tmp.replace(path)
     return vectors
+
+
+def _load_cached(path: Path, n: int) -> np.ndarray | None:
+    """A cache entry, or ``None`` (with a note) when it is damaged and must be rebuilt."""
+    try:
+        vectors = np.load(path, allow_pickle=False)
+        if vectors.ndim == 2 and len(vectors) == n and vectors.dtype == np.float32 and np.isfinite(vectors).all():
+            return vectors
+        problem = f"shape {vectors.shape}, dtype {vectors.dtype}"
+    except (OSError, ValueError, EOFError) as exc:
+        problem = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    print(f"note: the embedding cache {path} is damaged ({problem}); embedding again and replacing it",
+          file=sys.stderr)
+    return None
 
 
 def _encode(texts: list[str], model_ref: str, *, batch_size: int, device: str | None, progress: bool) -> np.ndarray:

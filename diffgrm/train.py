@@ -31,6 +31,7 @@ from diffgrm.model import ARGenerator, DiffGRM, GenerativeRecommender, build_mod
 from diffgrm.ocn import ocn_loss
 from diffgrm.prepare import Prepared, load_prepared
 from diffgrm.resume import TrainState, clear_state, load_state, save_state
+from diffgrm.safeio import atomic_write, check_output, clear_folder, load_tensors, read_json, require_keys, write_json, write_text
 
 
 def ar_loss(model: ARGenerator, history: torch.Tensor, targets: torch.Tensor, label_smoothing: float) -> torch.Tensor:
@@ -145,13 +146,17 @@ class TrainResult:
 
 
 def train(prepared: Prepared, model_cfg: ModelConfig, cfg: TrainConfig, out: str | Path | None = None, *,
-          device: str | torch.device | None = None, progress: bool = True,
+          device: str | torch.device | None = None, progress: bool = True, force: bool = False,
           on_epoch: Callable[[int, GenerativeRecommender, dict], None] | None = None) -> TrainResult:
     """Train on ``prepared``'s training split, validate with the model's own decoder, keep the best.
 
-    ``on_epoch(epoch, model, row)`` is called after every epoch (row = that epoch's history line),
-    for notebooks that watch the model learn; the model is in eval mode during the call.
+    ``out`` must be new, empty, or an unfinished run with the same settings (which continues
+    after its last epoch); a finished or different run there is replaced, as a whole, only with
+    ``force``. ``on_epoch(epoch, model, row)`` is called after every epoch (row = that epoch's
+    history line), for notebooks that watch the model learn; the model is in eval mode during it.
     """
+    if out is not None and check_output(out, "run", force=force, inputs=(prepared.path,)) == "run" and force:
+        clear_folder(out)
     device = default_device(device)
     torch.manual_seed(cfg.seed)
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
@@ -184,7 +189,7 @@ def train(prepared: Prepared, model_cfg: ModelConfig, cfg: TrainConfig, out: str
     t_start = time.perf_counter()
     if out is not None:
         Path(out).mkdir(parents=True, exist_ok=True)
-        (Path(out) / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
+        write_text(Path(out) / "history.jsonl", "".join(json.dumps(r) + "\n" for r in history))
     for epoch in range(first, cfg.epochs + 1):
         if stopped:
             break
@@ -217,9 +222,8 @@ def train(prepared: Prepared, model_cfg: ModelConfig, cfg: TrainConfig, out: str
         if on_epoch is not None:
             model.eval()
             on_epoch(epoch, model, row)
-        if out is not None:
-            with open(Path(out) / "history.jsonl", "a") as fh:
-                fh.write(json.dumps(row) + "\n")
+        if out is not None:  # rewritten whole: an interrupt leaves the previous complete file
+            write_text(Path(out) / "history.jsonl", "".join(json.dumps(r) + "\n" for r in history))
         if progress:
             msg = f"epoch {epoch}: loss {row['loss']:.4f}, {row['samples_per_second']:.0f} samples/s"
             if "valid" in row:
@@ -248,7 +252,7 @@ def save_checkpoint(run: str | Path, model: GenerativeRecommender, cfg: TrainCon
                     extra: dict | None = None) -> Path:
     run = Path(run)
     run.mkdir(parents=True, exist_ok=True)
-    save_model(model, str(run / "model.safetensors"))
+    atomic_write(run / "model.safetensors", lambda p: save_model(model, str(p)))
     meta = {
         "model": model.config.to_dict(),
         "train": cfg.to_dict(),
@@ -257,17 +261,24 @@ def save_checkpoint(run: str | Path, model: GenerativeRecommender, cfg: TrainCon
         "diffgrm_version": __version__,
         **(extra or {}),
     }
-    (run / "config.json").write_text(json.dumps(meta, indent=2))
+    write_json(run / "config.json", meta)  # written last: a run folder with config.json is complete
     return run
 
 
 def load_run(run: str | Path, data: str | Path | None = None,
              device: str | torch.device | None = None) -> tuple[GenerativeRecommender, Prepared, dict]:
-    """Model, prepared data and metadata of a run; refuses a catalogue with another fingerprint."""
+    """Model, prepared data and metadata of a run; refuses a catalogue with another fingerprint,
+    and a damaged or mismatched checkpoint, with one clear error."""
     run = Path(run)
     if not (run / "model.safetensors").is_file() or not (run / "config.json").is_file():
-        raise DiffGRMError(f"{run} holds no checkpoint (model.safetensors + config.json); train one with `diffgrm train`")
-    meta = json.loads((run / "config.json").read_text())
+        hint = " (an unfinished run: train again with the same settings to continue it)" if (run / "resume.json").is_file() else ""
+        raise DiffGRMError(f"{run} holds no checkpoint (model.safetensors + config.json){hint}; "
+                           "train one with `diffgrm train`")
+    meta = read_json(run / "config.json")
+    require_keys(meta, ["model", "fingerprint", "data"], run / "config.json")
+    if data is None and not Path(meta["data"]).is_dir():
+        raise DiffGRMError(f"the data this run was trained on ({meta['data']}, from {run / 'config.json'}) is gone; "
+                           "pass --data with the prepared folder")
     prepared = load_prepared(data or meta["data"])
     if prepared.catalogue.fingerprint != meta["fingerprint"]:
         raise DiffGRMError(
@@ -275,6 +286,16 @@ def load_run(run: str | Path, data: str | Path | None = None,
             f"data has {prepared.catalogue.fingerprint}); prepare the same data or retrain"
         )
     device = default_device(device)
-    model = build_model(ModelConfig.from_dict(meta["model"]), torch.from_numpy(prepared.catalogue.codes))
-    load_model(model, str(run / "model.safetensors"), device=str(device))
+    try:
+        model_cfg = ModelConfig.from_dict(meta["model"])
+        model = build_model(model_cfg, torch.from_numpy(prepared.catalogue.codes))
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise DiffGRMError(f"{run / 'config.json'}: the model settings are damaged ({exc})") from None
+    load_tensors(run / "model.safetensors", framework="torch")  # a damaged file: its own clear error
+    try:
+        load_model(model, str(run / "model.safetensors"), device=str(device))  # re-ties shared weights
+    except RuntimeError as exc:
+        detail = str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else str(exc)
+        raise DiffGRMError(f"{run / 'model.safetensors'} does not match {run / 'config.json'} ({detail[:160]}); "
+                           "the run folder is inconsistent: retrain it") from None
     return model.to(device).eval(), prepared, meta

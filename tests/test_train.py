@@ -273,5 +273,5 @@ def test_a_damaged_resume_state_is_a_clear_error(chain_prepared, tmp_path):
         train(prepared, model_cfg, cfg, tmp_path / "run", device="cpu", progress=False, on_epoch=interrupt)
     state = tmp_path / "run" / "resume.safetensors"
     state.write_bytes(state.read_bytes()[:100])
-    with pytest.raises(DiffGRMError, match="resume state is damaged"):
+    with pytest.raises(DiffGRMError, match="resume state of .* is damaged"):
         train(prepared, model_cfg, cfg, tmp_path / "run", device="cpu", progress=False)

@@ -1,0 +1,198 @@
+"""Files in and out: every bad file becomes one clear error, and nothing is ever half-written.
+
+Reading: :func:`read_text` decodes UTF-8 (a byte-order mark is dropped, not glued to the first
+user id) and names the file and what to do when it is UTF-16 or not text at all; :func:`read_json`
+and :func:`load_tensors` do the same for JSON and safetensors files.
+
+Writing: :func:`atomic_write` writes a temporary file beside the target and renames it, so an
+interrupt leaves either the old complete file or the new one; :func:`staged_folder` does the same
+for a whole folder. :func:`check_output` decides whether a command may write into ``--out``: a
+new or empty folder always, a previous result of the same kind only with ``--force``, and never
+a folder that holds the input or anything else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from diffgrm.errors import DiffGRMError
+
+_BOMS = {b"\xff\xfe\x00\x00": "UTF-32", b"\x00\x00\xfe\xff": "UTF-32", b"\xff\xfe": "UTF-16", b"\xfe\xff": "UTF-16"}
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def read_text(path: str | Path) -> str:
+    """The text of a UTF-8 file (a leading byte-order mark removed); a clear error otherwise."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except IsADirectoryError:
+        raise DiffGRMError(f"{path} is a folder, expected a file") from None
+    except OSError as exc:
+        raise DiffGRMError(f"cannot read {path}: {exc.strerror or exc}") from None
+    for bom, name in _BOMS.items():
+        if raw.startswith(bom):
+            raise DiffGRMError(f"{path} is encoded as {name}; save it as UTF-8 and try again")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        hint = " (it looks like UTF-16 without a byte-order mark)" if raw[1:2] == b"\x00" or raw[:1] == b"\x00" else ""
+        raise DiffGRMError(f"{path}:{line}: not UTF-8 text{hint}; save it as UTF-8 and try again") from None
+
+
+def read_json(path: str | Path, kind: type = dict) -> Any:
+    """A JSON file holding one ``kind`` (a dict unless said otherwise)."""
+    path = Path(path)
+    try:
+        value = json.loads(read_text(path))
+    except json.JSONDecodeError as exc:
+        raise DiffGRMError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg}); the file is damaged") from None
+    if not isinstance(value, kind):
+        raise DiffGRMError(f"{path}: expected a JSON {kind.__name__}, found {type(value).__name__}")
+    return value
+
+
+def load_tensors(path: str | Path, framework: str = "numpy", device: str = "cpu") -> dict:
+    """The arrays of a safetensors file; a truncated or foreign file is one clear error."""
+    path = Path(path)
+    if not path.is_file():
+        raise DiffGRMError(f"missing file {path}")
+    try:
+        if framework == "numpy":
+            from safetensors.numpy import load_file
+
+            return load_file(str(path))
+        from safetensors.torch import load_file as load_torch
+
+        return load_torch(str(path), device=device)
+    except Exception as exc:  # safetensors raises its own error types (and OSError, ValueError)
+        raise DiffGRMError(f"{path} is damaged or not a safetensors file ({_first_line(exc)})") from None
+
+
+def require_keys(mapping: dict, keys: list[str], path: str | Path) -> None:
+    missing = [k for k in keys if k not in mapping]
+    if missing:
+        raise DiffGRMError(f"{path} lacks {', '.join(map(repr, missing))}; the file is damaged or from another tool")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:200]
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp)`` for a temporary file beside ``path``, then rename it over ``path``."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    return atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
+
+
+def write_json(path: str | Path, value: Any, indent: int | None = 2) -> Path:
+    return write_text(path, json.dumps(value, indent=indent) + "\n")
+
+
+# --------------------------------------------------------------------------- output folders
+
+RUN_FILES = ("config.json", "model.safetensors", "resume.json", "resume.safetensors", "history.jsonl")
+PREPARED_FILES = ("tokenizer_report.json", "catalogue.safetensors", "splits")
+DATA_FILES = ("user_sequence.txt", "items.jsonl")
+KIND_NAMES = {"run": "a trained run", "prepared": "a prepared dataset", "data": "a dataset (user_sequence.txt, items.jsonl)"}
+
+
+def folder_kind(path: str | Path) -> str:
+    """What a would-be output path holds: missing, empty, file, run, prepared, data or other."""
+    path = Path(path)
+    if not path.exists():
+        return "missing"
+    if not path.is_dir():
+        return "file"
+    names = {p.name for p in path.iterdir()}
+    if not names:
+        return "empty"
+    if names & set(PREPARED_FILES):  # a prepared folder also has items.jsonl: check it first
+        return "prepared"
+    if names & set(RUN_FILES):
+        return "run"
+    if names & set(DATA_FILES):
+        return "data"
+    return "other"
+
+
+def check_output(out: str | Path, kind: str, *, force: bool = False, inputs: tuple[str | Path, ...] = ()) -> str:
+    """Refuse an ``--out`` that would lose data; returns what the folder holds now.
+
+    ``kind`` is what the command writes (``run`` or ``prepared``). A folder of the same kind is
+    replaced only with ``force``; the command's inputs, and folders of another kind or holding
+    anything else, are never written into.
+    """
+    out = Path(out)
+    found = folder_kind(out)
+    if found == "file":
+        raise DiffGRMError(f"--out {out} is a file, not a folder; choose a folder path")
+    resolved = out.resolve()
+    for src in inputs:
+        src = Path(src).resolve()
+        if resolved == src or resolved in src.parents:
+            raise DiffGRMError(f"--out {out} holds this command's input ({src}); choose another folder")
+    if found in ("missing", "empty"):
+        return found
+    if found != kind:
+        what = KIND_NAMES.get(found, "other files")
+        raise DiffGRMError(f"--out {out} is not empty: it holds {what}, not {KIND_NAMES[kind]}; "
+                           "choose a new or empty folder (--force only replaces a previous result of this command)")
+    if not force and not (kind == "run" and not (out / "config.json").is_file()):  # unfinished runs resume
+        raise DiffGRMError(f"--out {out} already holds {KIND_NAMES[kind]}; pass --force to replace it, "
+                           "or choose another folder")
+    return found
+
+
+def clear_folder(path: str | Path) -> None:
+    """Empty a folder that :func:`check_output` allowed to be replaced (keeps the folder itself)."""
+    for child in Path(path).iterdir():
+        shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+
+
+@contextlib.contextmanager
+def staged_folder(out: str | Path) -> Iterator[Path]:
+    """Write a folder beside ``out`` and swap it in only when complete.
+
+    On an error or an interrupt the partial folder is removed and ``out`` is as it was (absent,
+    empty or the previous complete result).
+    """
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = out.with_name(f".{out.name}.partial{os.getpid()}")
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir()
+    try:
+        yield stage
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    old = out.with_name(f".{out.name}.old{os.getpid()}")
+    if out.exists():
+        os.replace(out, old)
+    os.replace(stage, out)
+    shutil.rmtree(old, ignore_errors=True)
