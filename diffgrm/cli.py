@@ -70,9 +70,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
                             label_smoothing=args.label_smoothing)
     model_changes = {"input_dropout": args.input_dropout, "item_id_emb": args.item_id_emb or None}
     model_cfg = replace(model_cfg, **{k: v for k, v in model_changes.items() if v is not None})
-    n_samples = len(training_samples(prepared, cfg.min_history))
-    print(f"training {args.model} ({args.preset} preset) on {prepared.path}: {n_samples:,} samples",
-          file=sys.stderr)
+    if not args.quiet:
+        n_samples = len(training_samples(prepared, cfg.min_history))
+        print(f"training {args.model} ({args.preset} preset) on {prepared.path}: {n_samples:,} samples",
+              file=sys.stderr)
     result = train(prepared, model_cfg, cfg, args.out, device=args.device, progress=not args.quiet, force=args.force)
     v = result.best_valid or {}
     print(f"{args.model}: {count_params(result.model)} parameters, best epoch {result.best_epoch}, "

@@ -41,12 +41,16 @@ def read_text(path: str | Path) -> str:
     for bom, name in _BOMS.items():
         if raw.startswith(bom):
             raise DiffGRMError(f"{path} is encoded as {name}; save it as UTF-8 and try again")
+    nul = raw.find(b"\x00")  # valid UTF-8 for ASCII-only UTF-16, but never in a text file
+    if nul >= 0:
+        line = raw[:nul].count(b"\n") + 1
+        raise DiffGRMError(f"{path}:{line}: not UTF-8 text (it holds NUL bytes; it looks like UTF-16 or a binary "
+                           "file); save it as UTF-8 and try again")
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        hint = " (it looks like UTF-16 without a byte-order mark)" if raw[1:2] == b"\x00" or raw[:1] == b"\x00" else ""
-        raise DiffGRMError(f"{path}:{line}: not UTF-8 text{hint}; save it as UTF-8 and try again") from None
+        raise DiffGRMError(f"{path}:{line}: not UTF-8 text; save it as UTF-8 and try again") from None
 
 
 def read_json(path: str | Path, kind: type = dict) -> Any:

@@ -137,3 +137,43 @@ def test_bad_states_are_shown_in_the_page(app, tmp_path, monkeypatch):
     assert not at.exception
     assert "No trained run" in at.error[0].value
     assert at.button(key="train_tiny").label.startswith("Train the tiny")
+
+
+@pytest.mark.parametrize("damage", ["truncated weights", "another d_model"])
+def test_a_damaged_run_is_an_error_in_the_page_not_a_stack_trace(chain_run, tmp_path, monkeypatch, damage):
+    import json
+    import shutil
+
+    run = Path(shutil.copytree(chain_run, tmp_path / "run"))
+    if damage == "truncated weights":
+        (run / "model.safetensors").write_bytes((run / "model.safetensors").read_bytes()[:200])
+        expect = "model.safetensors is damaged"
+    else:
+        meta = json.loads((run / "config.json").read_text())
+        meta["model"]["d_model"] = 96
+        (run / "config.json").write_text(json.dumps(meta))
+        expect = "does not match"
+    monkeypatch.setenv("DIFFGRM_RUN", str(run))
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    assert not at.exception, at.exception
+    assert f"Cannot open the run `{run}`" in at.error[0].value and expect in at.error[0].value
+    assert "Traceback" not in at.error[0].value
+
+
+def test_a_damaged_projection_cache_is_reported_rebuilt_and_replaced(chain_run, tmp_path, capsys):
+    import shutil
+
+    from diffgrm.explorer import Explorer
+
+    run = Path(shutil.copytree(chain_run, tmp_path / "run"))
+    first = Explorer(run).codebook_coords("pca")
+    cache = run / "codebook_pca.csv"
+    cache.write_text("digit,x\n0,")  # cut short
+    again = Explorer(run).codebook_coords("pca")
+    assert "is damaged" in capsys.readouterr().err
+    assert sorted(again) == sorted(first) and all(again[d].shape == first[d].shape for d in first)
+    import pandas as pd
+
+    rebuilt = pd.read_csv(cache)  # replaced on disk, not only computed
+    assert {"digit", "x", "y"} <= set(rebuilt.columns) and len(rebuilt) == sum(len(g) for g in first.values())

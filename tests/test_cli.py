@@ -136,3 +136,43 @@ def test_app_dry_run_prints_the_streamlit_command(chain_run, chain_ar_run, capsy
 def test_app_refuses_a_folder_without_a_checkpoint(tmp_path, capsys):
     code, _, err = run(capsys, "app", str(tmp_path), "--dry-run")
     assert code == 2 and "holds no checkpoint" in err
+
+
+def test_a_byte_order_mark_does_not_join_the_first_user_id(folder_dataset, tmp_path, capsys):
+    seq = folder_dataset / "user_sequence.txt"
+    seq.write_bytes(b"\xef\xbb\xbf" + seq.read_bytes())
+    items = folder_dataset / "items.jsonl"
+    items.write_bytes(b"\xef\xbb\xbf" + items.read_bytes())
+    assert run(capsys, "prepare", "--dataset", str(folder_dataset), "--out", str(tmp_path / "o"), "--codebook", "16",
+               "--quiet")[0] == 0
+    prepared = load_prepared(tmp_path / "o")
+    assert "U0" in prepared.users and not any(u.startswith("\ufeff") for u in prepared.users)
+
+
+def test_prepare_force_replaces_the_whole_folder(folder_dataset, tmp_path, capsys):
+    out = tmp_path / "o"
+    args = ["prepare", "--dataset", str(folder_dataset), "--out", str(out), "--codebook", "16", "--quiet"]
+    assert run(capsys, *args)[0] == 0
+    (out / "notes.txt").write_text("stale")
+    code, _, err = run(capsys, *args, "--seed", "5")
+    assert code == 2 and "pass --force" in err and (out / "notes.txt").is_file()
+    assert run(capsys, *args, "--seed", "5", "--force")[0] == 0
+    assert not (out / "notes.txt").exists()
+    assert json.loads((out / "tokenizer.json").read_text())["seed"] == 5
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "a staging folder was left behind"
+
+
+def test_train_force_replaces_the_whole_run(chain_prepared, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    args = ["train", str(chain_prepared), "--out", str(run_dir), "--preset", "tiny", "--epochs", "1", "--max-steps", "2",
+            "--quiet"]
+    assert run(capsys, *args)[0] == 0
+    for stale in ("metrics.json", "codebook_umap.csv", "codebook_umap.json"):
+        (run_dir / stale).write_text("{}")
+    weights = (run_dir / "model.safetensors").read_bytes()
+    code, _, err = run(capsys, *args, "--seed", "4")
+    assert code == 2 and "pass --force" in err and (run_dir / "model.safetensors").read_bytes() == weights
+    assert run(capsys, *args, "--seed", "4", "--force")[0] == 0
+    assert sorted(p.name for p in run_dir.iterdir()) == ["config.json", "history.jsonl", "model.safetensors"]
+    assert (run_dir / "model.safetensors").read_bytes() != weights
+    assert json.loads((run_dir / "config.json").read_text())["train"]["seed"] == 4

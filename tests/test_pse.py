@@ -142,3 +142,34 @@ def test_bad_settings_and_inputs(clustered_embeddings):
     with pytest.raises(DiffGRMError, match="unknown tokenizer preset"):
         tokenizer_preset("huge")
     assert tokenizer_preset("small", seed=5, n_digits=None).codebook_size == 64
+
+
+DETERMINISM = """
+import hashlib, numpy as np
+from diffgrm.config import TokenizerConfig
+from diffgrm.pse import PSETokenizer, build_catalogue
+rng = np.random.default_rng(0)
+centres = rng.normal(size=(60, 384)).astype(np.float32)
+x = centres[rng.integers(0, 60, size=3000)] + 0.5 * rng.normal(size=(3000, 384)).astype(np.float32)
+tok = PSETokenizer(TokenizerConfig(codebook_size=64, kmeans_iters=10, opq_iters=5))
+cat = build_catalogue(tok, x)
+h = hashlib.sha256(cat.codes.tobytes())
+for k in sorted(tok.state):
+    h.update(np.ascontiguousarray(tok.state[k]).tobytes())
+print(h.hexdigest())
+"""
+
+
+def test_the_catalogue_is_bit_identical_on_any_thread_count():
+    """Multi-threaded BLAS (the PCA's SVD) and faiss gave another catalogue on 1 and 2 threads."""
+    import os
+    import subprocess
+    import sys
+
+    digests = set()
+    for threads in ("1", "2", "3"):
+        env = {**os.environ, "OMP_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+        proc = subprocess.run([sys.executable, "-c", DETERMINISM], env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        digests.add(proc.stdout.strip())
+    assert len(digests) == 1, digests

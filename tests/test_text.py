@@ -59,3 +59,14 @@ def test_embedding_refuses_empty_text(tmp_cache):
 def test_unknown_encoder_is_a_clear_error(tmp_cache, tmp_path):
     with pytest.raises(DiffGRMError, match="cannot load sentence encoder"):
         embed_texts(["hello"], str(tmp_path / "no-such-model"), progress=False)
+
+
+def test_a_damaged_embedding_cache_entry_is_reported_rebuilt_and_replaced(tmp_cache, capsys):
+    texts = ["Title: Rose water toner.", "Title: Matte red lipstick."]
+    first = embed_texts(texts, progress=False)
+    (entry,) = (tmp_cache / "embeddings").rglob("*.npy")
+    entry.write_bytes(entry.read_bytes()[:60])  # an interrupted copy, a full disk
+    again = embed_texts(texts, progress=False)
+    assert "is damaged" in capsys.readouterr().err
+    np.testing.assert_allclose(again, first, atol=1e-6)
+    np.testing.assert_array_equal(np.load(entry), again)  # replaced, so the next call reads it
