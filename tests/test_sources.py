@@ -147,3 +147,23 @@ def test_movielens_missing_wheel_is_explained(tmp_cache):
     (tmp_cache / "broken.whl").write_text("not a zip")
     with pytest.raises(DiffGRMError, match="not the recbole 1.2.1 wheel"):
         sources.load_movielens_100k(tmp_cache / "broken.whl")
+
+
+def test_a_damaged_cached_wheel_is_reported_fetched_again_and_replaced(tmp_path, monkeypatch, capsys):
+    real = sources._find_wheel()  # the set-up's download
+    monkeypatch.setenv("DIFFGRM_CACHE", str(tmp_path / "cache"))
+    cached = sources.wheel_dir() / sources.RECBOLE_WHEEL
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(real.read_bytes()[:5000])  # an interrupted copy
+    fetched = []
+
+    def fake_fetch(dest=None, quiet=False):  # the network, replaced by the good file
+        fetched.append(True)
+        cached.write_bytes(real.read_bytes())
+        return cached
+
+    monkeypatch.setattr(sources, "fetch_movielens", fake_fetch)
+    ds = sources.load_movielens_100k()
+    assert fetched and ds.n_items == 1682
+    assert "is damaged; downloading it again" in capsys.readouterr().err
+    assert cached.read_bytes() == real.read_bytes()
