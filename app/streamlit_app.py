@@ -158,6 +158,7 @@ def main() -> None:
     # Tabs that track state run only the open tab's code: a user switch then redraws one view, not five.
     views = {
         "Denoising": lambda: denoising_tab(ex, rec),
+        "Why not?": lambda: why_tab(ex, case, rec),
         "Compare orders": lambda: compare_tab(ex, run, case, beam, k),
         "Codebook spaces": lambda: codebook_tab(ex, run, case, rec),
         "Codebook health": lambda: health_tab(ex),
@@ -186,6 +187,25 @@ def denoising_tab(ex: Explorer, rec) -> None:
     with b:
         metric = st.radio("Confidence as", ["max_prob", "entropy_bits"], horizontal=True, key="conf_metric")
         st.plotly_chart(viz.confidence_heatmap(trace, beam=0, metric=metric), width="stretch", key="confidence")
+
+
+def why_tab(ex: Explorer, case, rec) -> None:
+    st.caption("Where an item's SID left the search: the step and digit at which no kept beam agreed with it "
+               "any more, the score its best candidate would have had against the lowest kept beam, and the "
+               "beams that displaced it.")
+    choices = {f"held-out next item: {ex.titles[case.target]}": case.target}
+    query = st.text_input("Or find an item by title", key="why_query", placeholder="a word of the title")
+    if query:
+        for row in ex.search_titles(query, limit=30).itertuples():
+            choices.setdefault(f"{row.title} (item {row.item})", int(row.item))
+    label = st.selectbox("Item", list(choices), key="why_item")
+    item = choices.get(label, case.target)
+    why = ex.why_not(case.history, rec, item)
+    st.markdown(f"**{ex.titles[item]}** (SID `{viz.sid_text(ex.codes[item])}`): {why.message}.")
+    st.plotly_chart(viz.why_not_figure(why), width="stretch", key="why")
+    if not why.displaced_by.empty:
+        st.markdown(f"The kept beams just above it at step {why.step + 1} (lowest first; `_` = still masked):")
+        st.dataframe(why.displaced_by, hide_index=True, width="stretch")
 
 
 def compare_tab(ex: Explorer, run: Path, case, beam: int, k: int) -> None:

@@ -76,6 +76,32 @@ class Recommender:
 
         return ar_search(next_fn, self.index, len(histories), beam=beam, topk=topk, trace=trace, constrain=constrain)
 
+    @torch.no_grad()
+    def digit_logprobs(self, history: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+        """Log-probabilities ``[m, n, K]`` the decoder gives every digit of ``m`` partial SIDs
+        ``[m, n]`` (``MASK`` = -1 where unknown) for one history: what a search would have seen
+        there. The AR decoder predicts only the next digit (partial SIDs must be left-aligned
+        prefixes); its other digits are ``-inf``."""
+        tokens = np.atleast_2d(np.asarray(tokens, dtype=np.int64))
+        c = self.model.config
+        if tokens.shape[1] != c.n_digits or ((tokens < MASK) | (tokens >= c.codebook_size)).any():
+            raise DiffGRMError(f"partial SIDs must be [m, {c.n_digits}] with codes in 0..{c.codebook_size - 1} or -1")
+        hist = pad_histories([np.asarray(history, dtype=np.int64)], c.max_history, self.model.device)
+        memory, keep = self.model.encode(hist)
+        kv = self.model.cross_kv(memory)
+        t = torch.from_numpy(tokens).to(self.model.device)[None]  # [1, m, n]
+        if isinstance(self.model, DiffGRM):
+            return self.model.denoise(t, kv, keep).log_softmax(-1)[0].cpu().numpy()
+        out = np.full((len(tokens), c.n_digits, c.codebook_size), -np.inf, dtype=np.float32)
+        filled = (tokens != MASK).sum(1)
+        for k in np.unique(filled):
+            rows = np.flatnonzero(filled == k)
+            if (tokens[rows, :k] == MASK).any():
+                raise DiffGRMError("the AR decoder reads left-aligned prefixes: fill digits 0..t-1 only")
+            if k < c.n_digits:
+                out[rows, k] = self.model.next_logits(t[:, rows, :k], kv, keep).log_softmax(-1)[0].cpu().numpy()
+        return out
+
     def evaluate(self, samples: Samples, *, beam: int = 32, topk: int = 10, batch_users: int = 32,
                  order: str = "confidence", progress: bool = True, desc: str = "evaluate") -> dict:
         """Item-level (headline) and SID-level Recall/NDCG@5/10 over ``samples``."""

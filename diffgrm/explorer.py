@@ -20,6 +20,7 @@ from diffgrm.errors import DiffGRMError
 from diffgrm.safeio import atomic_write, read_json, write_json
 from diffgrm.trace import DenoisingTrace, SearchResult
 from diffgrm.train import load_run
+from diffgrm.why import WhyNot, why_not
 
 MIN_HISTORY = 1
 
@@ -92,6 +93,13 @@ class Explorer:
             for r, (i, s) in enumerate(zip(items, scores), 1) if i >= 0
         ]
         return Recommendation(result=result, trace=result.traces[0], table=pd.DataFrame(rows))
+
+    def why_not(self, history: np.ndarray, rec: Recommendation, item: int) -> WhyNot:
+        """Where ``item``'s SID left the search that produced ``rec`` (same history), and why."""
+        if not 0 <= int(item) < len(self.codes):
+            raise DiffGRMError(f"item {item} is not in the catalogue (0..{len(self.codes) - 1})")
+        return why_not(rec.trace, self.codes[int(item)], lambda toks: self.recommender.digit_logprobs(history, toks),
+                       item=int(item), topk=len(rec.table))
 
     def history_table(self, history: np.ndarray) -> pd.DataFrame:
         """The history as titles and SIDs, most recent first."""

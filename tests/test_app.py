@@ -32,7 +32,7 @@ def test_page_renders_a_user(app):
     topk = table(app, 1)
     assert list(topk.columns[:3]) == ["rank", "title", "sid"] and len(topk) == 10
     assert topk["title"].str.startswith("Chain item").all()
-    assert len(app.tabs) == 5
+    assert len(app.tabs) == 6
 
 
 def test_picking_another_user_changes_the_page(app):
@@ -177,3 +177,18 @@ def test_a_damaged_projection_cache_is_reported_rebuilt_and_replaced(chain_run, 
 
     rebuilt = pd.read_csv(cache)  # replaced on disk, not only computed
     assert {"digit", "x", "y"} <= set(rebuilt.columns) and len(rebuilt) == sum(len(g) for g in first.values())
+
+
+def test_why_not_tab_tells_where_an_item_left_the_search(app):
+    open_view(app, "Why not?")
+    assert not app.exception, app.exception
+    text = markdown(app)
+    assert "Chain item" in text and ("recommended at rank" in text or "left the beam" in text or "survived" in text)
+    assert "this item's best partial SID" in figure_names(app)
+    app.text_input(key="why_query").set_value("Chain item 3").run()
+    options = app.selectbox(key="why_item").options
+    assert len(options) > 1 and options[0].startswith("held-out next item")
+    far = next(o for o in options[1:] if o.startswith("Chain item 3"))
+    app.selectbox(key="why_item").set_value(far).run()
+    assert not app.exception, app.exception
+    assert far.split(" (item")[0] in markdown(app)

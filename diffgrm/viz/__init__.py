@@ -27,9 +27,11 @@ from diffgrm.viz.denoising import (
                                    strip_frame_data,
 )
 from diffgrm.viz.style import HIGHLIGHT, HISTORY, MASKED_GREY, METHODS, METRICS, PALETTE, PROB_SCALE, STATES, sid_text
+from diffgrm.viz.why import why_not_figure
 
 __all__ = [
     "HIGHLIGHT", "HISTORY", "MASKED_GREY", "METHODS", "METRICS", "PALETTE", "PROB_SCALE", "STATES",
     "alternatives_figure", "codebook_figure", "codebook_health", "compare_orders", "confidence_heatmap",
     "denoising_strip", "project_codebook", "sid_information_figure", "sid_text", "strip_frame_data",
+    "why_not_figure",
 ]
