@@ -246,11 +246,20 @@ def codebook_tab(ex: Explorer, run: Path, case, rec) -> None:
         st.info(str(exc))
         return
     digit = st.selectbox("Digit", list(range(ex.n_digits)), key="digit")
-    st.caption("Each point is an item's sub-vector for this digit; diamonds are the codebook's centroids. "
+    st.caption("Each point is an item's sub-vector for this digit, coloured by its code; diamonds are the "
+               "codebook's centroids; rings mark the codes the final beams chose, the history's codes and the "
+               "held-out item's code. "
                "Distances between clusters in a UMAP mean little: read neighbourhoods, not gaps.")
     st.plotly_chart(viz.codebook_figure(coords[digit], digit=digit, titles=ex.titles, sids=ex.codes,
-                                        history=case.history.tolist(), recommended=rec.table["item"].tolist()),
+                                        history=case.history.tolist(), recommended=rec.table["item"].tolist(),
+                                        target=case.target, beam_codes=final_codes(rec.trace, digit)),
                     width="stretch", key="codebook")
+
+
+def final_codes(trace, digit: int) -> list[int]:
+    """The codes the last step's kept beams hold in ``digit``."""
+    last = trace.n_steps - 1
+    return [int(c) for c in trace.tokens[last, trace.alive[last], digit] if c >= 0]
 
 
 def health_tab(ex: Explorer) -> None:

@@ -152,6 +152,18 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from diffgrm.report import write_report
+
+    _check_beam(args.beam, args.k)
+    out = Path(args.out)
+    if out.suffix.lower() not in (".html", ".htm") or not out.parent.is_dir() or out.is_dir():
+        raise DiffGRMError(f"--out {out}: give an .html file in an existing folder")
+    write_report(args.run, args.user, out, beam=args.beam, k=args.k, order=args.order, items=args.item or ())
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, opens offline in any browser)", file=sys.stderr)
+    return 0
+
+
 DEMO_DATA = "runs/movielens-100k"
 DEMO_RUN = "runs/ml-tiny"
 
@@ -338,6 +350,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default=None)
     p.add_argument("--device", default=None)
     p.set_defaults(func=_cmd_recommend)
+
+    p = sub.add_parser("report", help="one user's Top-K, denoising and 'why not?' as a self-contained HTML file")
+    p.add_argument("run", metavar="RUN")
+    p.add_argument("--user", required=True, metavar="ID")
+    p.add_argument("--out", required=True, metavar="FILE.html")
+    p.add_argument("--k", type=_int(1), default=10)
+    p.add_argument("--beam", type=_int(1), default=32)
+    p.add_argument("--order", choices=["confidence", "fixed", "random"], default="confidence")
+    p.add_argument("--item", type=_int(0), action="append", metavar="INDEX",
+                   help="also explain why this item (catalogue index) was or was not recommended; repeatable")
+    p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("app", help="open the Streamlit explorer (prepares and trains the MovieLens demo run if missing)")
     p.add_argument("run", metavar="RUN", nargs="?", default=DEMO_RUN, help=f"run folder (default {DEMO_RUN})")

@@ -283,8 +283,9 @@ def test_codebook_figure_highlights_exactly_the_given_items(subspaces, codes):
     outside = next(i for i in range(ITEMS) if i not in in_sample)
     history, recommended = [inside[0], outside, inside[1]], [inside[5], outside]
     fig = viz.codebook_figure(coords, digit=2, titles=TITLES, sids=codes, history=history, recommended=recommended)
-    assert [t.name for t in fig.data] == ["items", "centroids", "history", "recommended"]
-    items, cents, hist, rec = fig.data
+    assert [t.name for t in fig.data] == ["items (colour = code)", "centroids", "history", "recommended",
+                                          "codes of the final beams", "codes of the history", "code of the held-out item"]
+    items, cents, hist, rec = fig.data[:4]
     assert len(items.x) == 100 and len(cents.x) == K
     assert [c[0] for c in hist.customdata] == history and [c[0] for c in rec.customdata] == recommended
     for trace in (items, hist, rec):
@@ -303,6 +304,35 @@ def test_codebook_figure_highlights_exactly_the_given_items(subspaces, codes):
     umap_fig = viz.codebook_figure(coords, digit=2, titles=TITLES, sids=codes)
     assert "distances between clusters mean little" in umap_fig.layout.annotations[0].text
     assert len(umap_fig.data[2].x) == 0 and len(umap_fig.data[3].x) == 0
+
+
+def test_codebook_figure_colours_items_by_code_and_rings_the_codes_that_matter(subspaces, codes):
+    sub, centroids = subspaces
+    coords = viz.project_codebook(sub, centroids, method="pca", max_items=None, seed=0)[1]
+    history, target, beam_codes = [0, 1, 2], 7, [3, 3, 5]
+    fig = viz.codebook_figure(coords, digit=1, titles=TITLES, sids=codes, history=history, target=target,
+                              beam_codes=beam_codes)
+    items = fig.data[0]
+    item_ids = coords.loc[coords["kind"] == "item", "item"].to_numpy()
+    colours = dict(zip(items.marker.color, codes[item_ids, 1]))
+    by_code: dict = {}
+    for colour, code in zip(items.marker.color, codes[item_ids, 1]):
+        by_code.setdefault(int(code), set()).add(colour)
+    assert all(len(c) == 1 for c in by_code.values()), "one colour per code"
+    assert len(set(colours)) > 1
+    named = {t.name: t for t in fig.data}
+    cents = coords[coords["kind"] == "centroid"].set_index("code")
+    ring = named["codes of the final beams"]
+    assert [c[0] for c in ring.customdata] == [3, 5]  # unique, in order
+    assert (ring.x[0], ring.y[0]) == (cents.loc[3, "x"], cents.loc[3, "y"])
+    assert [c[0] for c in named["codes of the history"].customdata] == list(dict.fromkeys(int(codes[i, 1]) for i in history))
+    assert [c[0] for c in named["code of the held-out item"].customdata] == [int(codes[target, 1])]
+    held = named["held-out next item"]
+    assert held.customdata[0][0] == target and held.customdata[0][2] == viz.sid_text(codes[target])
+    with pytest.raises(DiffGRMError, match="target"):
+        viz.codebook_figure(coords, digit=1, titles=TITLES, sids=codes, target=ITEMS)
+    with pytest.raises(DiffGRMError, match="beam_codes"):
+        viz.codebook_figure(coords, digit=1, titles=TITLES, sids=codes, beam_codes=[K])
 
 
 def test_codebook_figure_errors(subspaces, codes):

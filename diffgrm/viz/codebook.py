@@ -13,6 +13,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+from plotly import colors as px_colors
 from plotly.subplots import make_subplots
 
 from diffgrm.errors import DiffGRMError
@@ -108,6 +109,17 @@ def project_codebook(
     return out
 
 
+CODE_COLOURS = tuple(px_colors.qualitative.Dark24)
+"""Item colours by code (cycled): neighbouring code numbers mean nothing, so a qualitative palette."""
+TARGET = "#009E73"
+"""Okabe-Ito bluish green: the held-out next item and its code."""
+
+
+def _max_code(coords: pd.DataFrame) -> int:
+    cents = coords.loc[coords["kind"] == "centroid", "code"]
+    return int(cents.max()) if len(cents) else -1
+
+
 def codebook_figure(
     coords: pd.DataFrame,
     *,
@@ -116,12 +128,16 @@ def codebook_figure(
     sids: np.ndarray,
     history: Sequence[int] = (),
     recommended: Sequence[int] = (),
+    target: int | None = None,
+    beam_codes: Sequence[int] = (),
 ) -> go.Figure:
-    """One digit's codebook as a map: items, centroids, and where a user's history and recommendations sit.
+    """One digit's codebook as a map: items coloured by their code in this digit, centroids, and
+    where a user's history, recommendations and held-out ``target`` sit.
 
-    ``coords`` is ``project_codebook(...)[digit]``. A history or recommended item that was not in
-    the projected sample is drawn at its code's centroid (its hover says so), so the highlighted
-    traces always hold exactly the given items.
+    ``coords`` is ``project_codebook(...)[digit]``. Rings mark the codes that matter: the codes the
+    final beams chose in this digit (``beam_codes``), the history's codes and the target's code.
+    A highlighted item that was not in the projected sample is drawn at its code's centroid (its
+    hover says so), so the highlighted traces always hold exactly the given items.
     """
     sids = np.asarray(sids)
     if sids.ndim != 2 or not 0 <= digit < sids.shape[1]:
@@ -131,6 +147,12 @@ def codebook_figure(
     missing = {"x", "y", "kind", "code", "item"} - set(coords.columns)
     if missing:
         raise DiffGRMError(f"coords lacks the columns {sorted(missing)}: pass project_codebook(...)[digit]")
+    if target is not None and not 0 <= int(target) < len(sids):
+        raise DiffGRMError(f"target must be an item index in 0..{len(sids) - 1}, got {target}")
+    k = int(_max_code(coords)) + 1
+    bad_codes = [int(c) for c in beam_codes if not 0 <= int(c) < max(k, 1)]
+    if bad_codes:
+        raise DiffGRMError(f"beam_codes hold codes outside 0..{k - 1}: {bad_codes[:5]}")
     for name, chosen in (("history", history), ("recommended", recommended)):
         bad = [int(i) for i in chosen if not 0 <= int(i) < len(sids)]
         if bad:
@@ -148,10 +170,11 @@ def codebook_figure(
     item_hover = ("%{customdata[1]}<br>SID %{customdata[2]} (digit " + str(digit) + ": code %{customdata[3]})"
                   "<br>item %{customdata[0]}%{customdata[4]}<extra>%{fullData.name}</extra>")
     fig = go.Figure()
+    item_codes = sids[item_rows["item"].to_numpy(dtype=np.int64), digit] if len(item_rows) else np.zeros(0, np.int64)
     fig.add_trace(
         go.Scattergl(
-            name="items", x=item_rows["x"], y=item_rows["y"], mode="markers",
-            marker={"size": 4, "color": "#9aa5b1", "opacity": 0.5},
+            name="items (colour = code)", x=item_rows["x"], y=item_rows["y"], mode="markers",
+            marker={"size": 5, "color": [CODE_COLOURS[c % len(CODE_COLOURS)] for c in item_codes], "opacity": 0.6},
             customdata=[info(int(i)) for i in item_rows["item"]], hovertemplate=item_hover,
         )
     )
@@ -177,6 +200,28 @@ def codebook_figure(
             xs.append(x), ys.append(y), data.append(info(i, note))
         fig.add_trace(go.Scatter(name=name, x=xs, y=ys, mode="markers", marker=style, customdata=data,
                                  hovertemplate=item_hover))
+
+    rings = (
+        ("codes of the final beams", beam_codes, {"size": 22, "color": HIGHLIGHT}),
+        ("codes of the history", [int(sids[i, digit]) for i in history], {"size": 17, "color": HISTORY}),
+        ("code of the held-out item", [] if target is None else [int(sids[int(target), digit])],
+         {"size": 27, "color": TARGET}),
+    )
+    for name, codes, ring in rings:
+        codes = [c for c in dict.fromkeys(int(c) for c in codes) if c in cent_xy]
+        fig.add_trace(go.Scatter(
+            name=name, x=[cent_xy[c][0] for c in codes], y=[cent_xy[c][1] for c in codes], mode="markers",
+            marker={"size": ring["size"], "symbol": "circle-open", "color": ring["color"], "line": {"width": 2}},
+            customdata=[[c, int(per_code[c]) if c < len(per_code) else 0] for c in codes],
+            hovertemplate=f"digit {digit}, code %{{customdata[0]}}<br>%{{customdata[1]}} items<extra>{name}</extra>",
+        ))
+    if target is not None:
+        t = int(target)
+        (x, y), note = (item_xy[t], "") if t in item_xy else (
+            cent_xy.get(int(sids[t, digit]), (math.nan, math.nan)), "<br>(not in the projected sample: at its code's centroid)")
+        fig.add_trace(go.Scatter(name="held-out next item", x=[x], y=[y], mode="markers",
+                                 marker={"size": 14, "symbol": "square", "color": TARGET, "line": {"width": 1, "color": "black"}},
+                                 customdata=[info(t, note)], hovertemplate=item_hover))
 
     method = coords.attrs.get("method", "umap")
     note = (
