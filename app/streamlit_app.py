@@ -122,6 +122,15 @@ def main() -> None:
     side.title("diffgrm explorer")
     side.caption(f"run `{run}` · {ex.kind} · {ex.prepared.report['dataset']} · "
                  f"{ex.prepared.n_items:,} items · SIDs of {ex.n_digits} digits x {ex.prepared.catalogue.codebook_size} codes")
+    metrics = ex.metrics()
+    if metrics:
+        pop = (metrics.get("popularity") or {}).get("ndcg@10")
+        side.metric(f"NDCG@10 on the {metrics.get('split', 'test')} split ({metrics.get('users', 0):,} users)",
+                    f"{metrics['item']['ndcg@10']:.4f}",
+                    delta=None if pop is None else f"{metrics['item']['ndcg@10'] / pop:.1f}x popularity ({pop:.4f})",
+                    delta_color="normal" if pop is None or metrics["item"]["ndcg@10"] >= pop else "inverse",
+                    help="item level, beam " + str(metrics.get("beam", "?")) + "; popularity recommends the 10 most "
+                         "frequent training items to everyone")
     user_id = pick_user(ex)
     side.subheader("Decoding")
     beam = side.slider("Beam size", 10, 128, 32, step=2, key="beam")

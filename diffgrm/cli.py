@@ -91,13 +91,16 @@ def _check_beam(beam: int, k: int) -> None:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from diffgrm.decode import Recommender
-    from diffgrm.train import load_run, subsample
+    from diffgrm.metrics import popularity_metrics
+    from diffgrm.train import load_run, subsample, training_samples
 
     _check_beam(args.beam, 10)
     model, prepared, meta = load_run(args.run, data=args.data, device=args.device)
     samples = subsample(prepared.splits[args.split], args.users, seed=0)
     metrics = Recommender(model).evaluate(samples, beam=args.beam, order=args.order, progress=not args.quiet)
-    metrics.update(split=args.split, order=args.order if model.config.kind == "diffgrm" else "left-to-right")
+    metrics.update(split=args.split, order=args.order if model.config.kind == "diffgrm" else "left-to-right",
+                   popularity=popularity_metrics(training_samples(prepared, 1).targets, samples.targets,
+                                                 prepared.n_items))
     print(format_metrics(metrics))
     write_json(Path(args.run) / "metrics.json", metrics)
     return 0
@@ -168,25 +171,52 @@ DEMO_DATA = "runs/movielens-100k"
 DEMO_RUN = "runs/ml-tiny"
 
 
-def ensure_demo_run(run: str | Path = DEMO_RUN, data: str | Path = DEMO_DATA, progress: bool = True) -> Path:
-    """The demo run: MovieLens-100K prepared and the tiny preset trained, each only if missing."""
-    from diffgrm.config import DATASET_TOKENIZER_PRESET, preset, tokenizer_preset
-    from diffgrm.data import load_dataset
-    from diffgrm.prepare import load_prepared, prepare
-    from diffgrm.train import train
+DEMO_CHANGES = {"model": {"item_id_emb": True}, "train": {"epochs": 8, "max_minutes": 0},
+                "label": "item-id embedding, 8 x 120 batches"}
+"""What the demo run changes in the `tiny` preset (chosen with bench/demo.py, see bench/results/demo.md)."""
 
-    run, data = Path(run), Path(data)
-    if (run / "model.safetensors").is_file():
-        return run
+
+def ensure_demo_data(data: str | Path = DEMO_DATA, progress: bool = True) -> Path:
+    """MovieLens-100K prepared into ``data``, only if missing."""
+    from diffgrm.config import DATASET_TOKENIZER_PRESET, tokenizer_preset
+    from diffgrm.data import load_dataset
+    from diffgrm.prepare import prepare
+
+    data = Path(data)
     if not (data / "tokenizer_report.json").is_file():
         print(f"preparing movielens-100k into {data} ...", file=sys.stderr)
         prepare(load_dataset("movielens-100k"), data, tokenizer_preset(DATASET_TOKENIZER_PRESET["movielens-100k"]),
                 progress=progress, force=True)  # only ever replaces an incomplete demo folder
-    prepared = load_prepared(data)
+    return data
+
+
+def ensure_demo_run(run: str | Path = DEMO_RUN, data: str | Path = DEMO_DATA, progress: bool = True) -> Path:
+    """The demo: MovieLens-100K prepared, the demo DiffGRM run and its AR companion (``RUN-ar``)
+    trained and evaluated on the test split beside popularity, each only if missing."""
+    from diffgrm.config import preset
+    from diffgrm.decode import Recommender
+    from diffgrm.metrics import popularity_metrics
+    from diffgrm.prepare import load_prepared
+    from diffgrm.train import load_run, train, training_samples
+
+    run, data = Path(run), Path(data)
+    prepared = load_prepared(ensure_demo_data(data, progress))
     cat = prepared.catalogue
-    model_cfg, cfg = preset("tiny", n_digits=cat.n_digits, codebook_size=cat.codebook_size)
-    print(f"training the tiny preset into {run} (a few minutes on a CPU) ...", file=sys.stderr)
-    train(prepared, model_cfg, cfg, run, progress=progress)
+    test = prepared.splits["test"]
+    for kind, folder in (("diffgrm", run), ("ar", Path(f"{run}-ar"))):
+        if (folder / "metrics.json").is_file():
+            continue
+        if not (folder / "model.safetensors").is_file():
+            model_cfg, cfg = preset("tiny", kind=kind, n_digits=cat.n_digits, codebook_size=cat.codebook_size)
+            model_cfg, cfg = replace(model_cfg, **DEMO_CHANGES["model"]), replace(cfg, **DEMO_CHANGES["train"])
+            print(f"training the demo {kind} run into {folder} (a few minutes on a CPU) ...", file=sys.stderr)
+            train(prepared, model_cfg, cfg, folder, progress=progress)
+        print(f"evaluating {folder} on the test split ...", file=sys.stderr)
+        model = load_run(folder, data=data)[0]
+        metrics = Recommender(model).evaluate(test, beam=32, progress=progress)
+        metrics.update(split="test", order="confidence" if kind == "diffgrm" else "left-to-right",
+                       popularity=popularity_metrics(training_samples(prepared, 1).targets, test.targets, prepared.n_items))
+        write_json(folder / "metrics.json", metrics)
     return run
 
 
@@ -204,10 +234,10 @@ def _cmd_app(args: argparse.Namespace) -> int:
         raise DiffGRMError(f"the explorer app is missing ({app}); reinstall diffgrm (`pip install \"diffgrm[app]\"`, "
                            "or `pip install -e .` in a clone)")
     run = Path(args.run)
-    if not (run / "model.safetensors").is_file():
-        if args.run != DEMO_RUN:
-            raise DiffGRMError(f"{run} holds no checkpoint; train one with `diffgrm train` or omit RUN for the demo")
-        ensure_demo_run(run)
+    if args.run == DEMO_RUN:
+        ensure_demo_run(run)  # trains and evaluates only what is missing
+    elif not (run / "model.safetensors").is_file():
+        raise DiffGRMError(f"{run} holds no checkpoint; train one with `diffgrm train` or omit RUN for the demo")
     from diffgrm.explorer import Explorer
 
     method = os.environ.get("DIFFGRM_PROJECTION", "umap")
@@ -246,25 +276,23 @@ def _int(low: int, high: int | None = None):
     return parse
 
 
-def _fraction(text: str) -> float:
-    """A probability-like value in [0, 1)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"must be at least 0 and below 1, got {text}")
-    return value
+def _float(ok, need: str):
+    """An argparse type: a number for which ``ok(value)`` holds, else "must be <need>"."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"must be {need}, got {text}")
+        return value
+
+    return parse
 
 
-def _minutes(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of minutes, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number of minutes, got {text}")
-    return value
+_fraction = _float(lambda v: 0.0 <= v < 1.0, "at least 0 and below 1")  # probabilities: dropout, smoothing
+_minutes = _float(lambda v: 0.0 < v < float("inf"), "a positive number of minutes")
 
 
 def _power_of_two(text: str) -> int:

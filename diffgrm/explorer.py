@@ -53,6 +53,19 @@ class Explorer:
         test = self.prepared.splits["test"]
         self._rows = {self.prepared.users[u]: i for i, u in enumerate(test.users)}
 
+    def metrics(self) -> dict | None:
+        """The run's ``metrics.json`` (written by ``diffgrm evaluate`` or the demo set-up), if any."""
+        path = self.run / "metrics.json"
+        if not path.is_file():
+            return None
+        try:
+            metrics = read_json(path)
+            float(metrics["item"]["ndcg@10"])
+        except (DiffGRMError, KeyError, TypeError, ValueError):
+            print(f"note: {path} is damaged; ignored (run `diffgrm evaluate` to write it again)", file=sys.stderr)
+            return None
+        return metrics
+
     @property
     def kind(self) -> str:
         return self.model.config.kind

@@ -139,6 +139,15 @@ def popularity_ranking(train_targets, n_items: int, k: int) -> np.ndarray:
     return order
 
 
+def popularity_metrics(train_targets, targets, n_items: int, ks: Iterable[int] = (5, 10)) -> dict[str, float]:
+    """Item-level metrics of recommending the most frequent training targets to every user: the
+    floor a personal recommender has to clear."""
+    ks = tuple(ks)
+    pop = popularity_ranking(train_targets, n_items, max(ks))
+    targets = _np(targets, "targets").reshape(-1)
+    return ranking_metrics(np.broadcast_to(pop, (len(targets), len(pop))), targets, ks)
+
+
 def combined_score(metrics: Mapping[str, float]) -> float:
     """The early-stopping criterion: ``0.8 * ndcg@10 + 0.2 * recall@10``."""
     missing = [key for key in ("ndcg@10", "recall@10") if key not in metrics]

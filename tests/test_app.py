@@ -192,3 +192,19 @@ def test_why_not_tab_tells_where_an_item_left_the_search(app):
     app.selectbox(key="why_item").set_value(far).run()
     assert not app.exception, app.exception
     assert far.split(" (item")[0] in markdown(app)
+
+
+def test_the_sidebar_shows_the_runs_test_score_beside_popularity(chain_run, tmp_path, monkeypatch):
+    import json
+    import shutil
+
+    run = Path(shutil.copytree(chain_run, tmp_path / "run"))
+    (run / "metrics.json").write_text(json.dumps({"item": {"ndcg@10": 0.2}, "popularity": {"ndcg@10": 0.05},
+                                                  "split": "test", "users": 150, "beam": 32}))
+    monkeypatch.setenv("DIFFGRM_RUN", str(run))
+    monkeypatch.setenv("DIFFGRM_PROJECTION", "pca")
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    assert not at.exception, at.exception
+    metric = at.sidebar.get("metric")[0]
+    assert metric.value == "0.2000" and "4.0x popularity (0.0500)" in metric.proto.delta

@@ -134,6 +134,15 @@ def test_popularity_ranking_ties_by_lower_index():
     assert m["recall@5"] == pytest.approx(2 / 3)
 
 
+def test_popularity_metrics_by_hand():
+    from diffgrm.metrics import popularity_metrics
+
+    train = np.array([4, 4, 2, 2, 7, 1, 1, 1])  # ranking 1, 2, 4, 7, 0, 3, 5, 6
+    m = popularity_metrics(train, np.array([1, 4, 6]), n_items=8, ks=(1, 5))
+    assert m["recall@1"] == pytest.approx(1 / 3) and m["recall@5"] == pytest.approx(2 / 3)
+    assert m["ndcg@5"] == pytest.approx((1.0 + 1 / np.log2(4)) / 3)
+
+
 def test_combined_score():
     m = {"recall@10": 0.5, "ndcg@10": 0.25, "recall@5": 0.0, "ndcg@5": 0.0}
     assert combined_score(m) == pytest.approx(0.8 * 0.25 + 0.2 * 0.5)

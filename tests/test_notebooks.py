@@ -1,4 +1,8 @@
-"""The tutorial notebooks: stored without outputs, in sync with their builder, and runnable top to bottom.
+"""The tutorial notebooks: stored without outputs, in sync with their text twins, and runnable top to bottom.
+
+Each ``notebooks/NN_name.ipynb`` is paired (jupytext, ``formats: ipynb,py:percent``) with
+``notebooks/NN_name.py``, the same cells as plain Python: edit either one, then
+``jupytext --sync notebooks/*.ipynb`` brings the other up to date.
 
 Each notebook runs in a fresh kernel with ``DIFFGRM_QUICK=1`` (small sizes, about two minutes
 each on a 2-core CPU), from the ``notebooks/`` folder as the notebooks expect. The wall time of
@@ -12,10 +16,9 @@ import os
 import time
 from pathlib import Path
 
+import jupytext
 import nbformat
 import pytest
-
-from tests.conftest import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
@@ -25,10 +28,6 @@ TIMES = Path(os.environ.get("DIFFGRM_ARTIFACTS", ROOT / "test-artifacts")) / "no
 
 def _read(name: str) -> nbformat.NotebookNode:
     return nbformat.read(NOTEBOOKS / name, as_version=4)
-
-
-def _builder():
-    return load_script("notebooks/build_notebooks.py")
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -45,13 +44,28 @@ def test_notebook_is_stored_clean_and_framed(name):
         assert cell.outputs == [] and cell.execution_count is None, "commit notebooks with outputs stripped"
 
 
-def test_notebooks_match_their_builder():
-    built = _builder().build()
-    assert sorted(built) == sorted(NAMES)
-    for name, nb in built.items():
-        assert nbformat.writes(nb).rstrip("\n") == (NOTEBOOKS / name).read_text().rstrip("\n"), (
-            f"{name} differs from notebooks/build_notebooks.py: run `.venv/bin/python notebooks/build_notebooks.py`"
-        )
+def _cells(nb: nbformat.NotebookNode) -> list[tuple[str, str]]:
+    return [(cell.cell_type, cell.source) for cell in nb.cells]
+
+
+def test_every_notebook_has_a_text_twin():
+    assert sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")) == sorted(NAMES)
+    assert sorted(p.name for p in NOTEBOOKS.glob("*.py")) == sorted(name.replace(".ipynb", ".py") for name in NAMES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_notebook_and_its_py_have_the_same_cells(name):
+    """Editing one side only (the .ipynb in Jupyter, or the .py as text) fails here until the pair is synced."""
+    nb = _read(name)
+    text_file = NOTEBOOKS / name.replace(".ipynb", ".py")
+    text = jupytext.read(text_file)
+    assert nb.metadata.get("jupytext", {}).get("formats") == "ipynb,py:percent", f"{name} is not paired with its .py"
+    assert "jupytext_version" not in text_file.read_text(), "keep jupytext's version out of the .py header"
+    hint = f"{name} and {text_file.name} differ: run `jupytext --sync notebooks/*.ipynb` (it updates the older file)"
+    ipynb_cells, py_cells = _cells(nb), _cells(text)
+    for i, (a, b) in enumerate(zip(ipynb_cells, py_cells)):
+        assert a == b, f"{hint}; first difference in cell {i}"
+    assert len(ipynb_cells) == len(py_cells), f"{hint}; {len(ipynb_cells)} cells vs {len(py_cells)}"
 
 
 @pytest.mark.slow
