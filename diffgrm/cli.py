@@ -332,8 +332,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train DiffGRM (OCN) or the AR baseline on a prepared folder")
     p.add_argument("data", metavar="DIR", help="a folder written by `diffgrm prepare`")
     p.add_argument("--model", choices=["diffgrm", "ar"], default="diffgrm")
-    p.add_argument("--preset", choices=["tiny", "cpu", "paper"], default="cpu",
-                   help="sizes and optimiser: tiny (MovieLens demo), cpu (Beauty < 30 min on 2 cores), paper")
+    p.add_argument("--preset", choices=["tiny", "cpu", "cpu-long", "paper"], default="cpu",
+                   help="sizes and optimiser: tiny (MovieLens demo), cpu (Beauty < 30 min on 2 cores), "
+                        "cpu-long (cpu + the winning levers, 18 epochs), paper")
     p.add_argument("--out", required=True, metavar="RUN", help="run folder to write")
     p.add_argument("--epochs", type=_int(1), default=None)
     p.add_argument("--noising", choices=["ocn", "most", "sequential", "random", "random_t"], default=None,

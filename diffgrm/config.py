@@ -179,6 +179,15 @@ PRESETS: dict[str, tuple[ModelConfig, TrainConfig]] = {
         TrainConfig(epochs=14, batch_size=256, lr=3e-3, warmup_steps=400, label_smoothing=0.2,
                     patience=3, eval_start=6, eval_beam=32, eval_users=2000, max_minutes=28),
     ),
+    # The `cpu` sizes with the levers that won the validation screen (bench/ablate.py): the item-id
+    # embedding (an extension beyond the paper), dropout 0.1 on the decoder's input, label smoothing
+    # 0.1, and 18 epochs with no time cap (about 1.5 h for DiffGRM on Beauty on 2 cores).
+    "cpu-long": (
+        ModelConfig(d_model=128, n_heads=4, d_ff=512, enc_layers=1, dec_layers=2, dropout=0.1, input_dropout=0.1,
+                    item_id_emb=True),
+        TrainConfig(epochs=18, batch_size=256, lr=3e-3, warmup_steps=400, label_smoothing=0.1,
+                    patience=3, eval_start=6, eval_beam=32, eval_users=2000, max_minutes=0),
+    ),
     # MovieLens-100K in a few minutes: demos, notebooks and tests (3 x 120 batches of 256 samples).
     "tiny": (
         ModelConfig(d_model=64, n_heads=4, d_ff=256, enc_layers=1, dec_layers=2, dropout=0.1, max_history=20),

@@ -275,3 +275,16 @@ def test_a_damaged_resume_state_is_a_clear_error(chain_prepared, tmp_path):
     state.write_bytes(state.read_bytes()[:100])
     with pytest.raises(DiffGRMError, match="resume state of .* is damaged"):
         train(prepared, model_cfg, cfg, tmp_path / "run", device="cpu", progress=False)
+
+
+def test_the_cpu_long_preset_is_the_cpu_preset_plus_the_screened_levers():
+    from dataclasses import asdict
+
+    from diffgrm.config import preset
+
+    cpu_model, cpu_train = preset("cpu")
+    model, cfg = preset("cpu-long", kind="ar")
+    changed_model = {k for k, v in asdict(model).items() if asdict(cpu_model)[k] != v}
+    changed_train = {k for k, v in asdict(cfg).items() if asdict(cpu_train)[k] != v}
+    assert changed_model == {"kind", "input_dropout", "item_id_emb"} and model.item_id_emb and model.input_dropout == 0.1
+    assert changed_train == {"epochs", "label_smoothing", "max_minutes"} and cfg.max_minutes == 0 and cfg.epochs == 18
