@@ -13,7 +13,7 @@ BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.diffgrm-installed
 RUNS   ?= runs
 
-.PHONY: setup data chromium app test clean
+.PHONY: setup data chromium app test docs clean
 
 setup: $(STAMP)
 
@@ -40,6 +40,12 @@ app: data
 
 test: data chromium
 	$(BIN)/python -m pytest
+
+# The documentation site, offline, into site/ (open site/index.html): the README, the architecture,
+# the API from docstrings and the five notebooks executed in quick mode (a few minutes; see mkdocs.yml).
+# It needs `data`: the notebooks read MovieLens-100K, fetched once by the set-up; the build itself is offline.
+docs: data
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --clean --site-dir site
 
 clean:
 	rm -rf $(VENV) $(RUNS) test-artifacts

@@ -1,0 +1,198 @@
+"""mkdocs hooks that build diffgrm's documentation site offline (``make docs``; configured in mkdocs.yml).
+
+- The five tutorial notebooks (``notebooks/NN_name.ipynb``) are executed during the build in a fresh
+  kernel, from a ``notebooks/`` folder as they expect, in quick mode (``DIFFGRM_QUICK=1`` unless the
+  environment sets it), and any failing cell stops the build. mkdocs-jupyter then renders the executed
+  copies. They run in a scratch mirror of the repository (every top-level entry linked, ``notebooks/``
+  copied, ``runs/`` new and empty), so ``../runs/notebooks`` starts empty on every build: the site
+  shows what a fresh clone gets, and a build neither reuses nor disturbs the runs of a test run or of
+  a person working in the notebooks.
+- Their plotly figures render without a network: each figure output (``application/vnd.plotly.v1+json``,
+  which nbconvert's HTML drops) gets a ``text/html`` twin made by ``plotly.io.to_html`` without
+  plotly.js, and the notebook pages load the ``plotly.min.js`` of the installed plotly package, shipped
+  with the site under ``assets/javascripts/``. No page loads anything from a CDN.
+- One API reference page per module of the ``diffgrm`` package (mkdocstrings), found by listing
+  the package, so a new module gets its page without touching mkdocs.yml.
+
+``DIFFGRM_DOCS_EXECUTE=0`` renders the notebooks without running them (code only, for editing the
+site quickly); ``DIFFGRM_DOCS_EXECUTE=00_quickstart,01_pse`` runs only the named ones (the test does,
+since ``tests/test_notebooks.py`` runs all five already).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from mkdocs.exceptions import PluginError
+from mkdocs.plugins import event_priority
+from mkdocs.structure.files import File, Files
+from mkdocs.utils import get_relative_url
+
+log = logging.getLogger("mkdocs.hooks.diffgrm")
+
+ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOKS = ROOT / "notebooks"
+PACKAGE = ROOT / "diffgrm"
+PLOTLY_JS = "assets/javascripts/plotly.min.js"
+PLOTLY_MIME = "application/vnd.plotly.v1+json"
+
+_workdir: Path | None = None
+_modules: list[str] = []  # the API pages of this build, listed once (on_config) for the nav and the files
+
+
+def notebook_names() -> list[str]:
+    """The tutorial notebooks, in reading order (``00_quickstart.ipynb`` ...)."""
+    return sorted(p.name for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+
+
+def api_modules() -> list[str]:
+    """The modules of the package, ``config`` for ``diffgrm.config`` (a subpackage such as ``viz`` is one page)."""
+    names = [p.stem for p in PACKAGE.glob("*.py") if not p.stem.startswith("_")]
+    names += [p.name for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").is_file()]
+    return sorted(names)
+
+
+def on_config(config):
+    """Append the notebook and API sections to the nav that mkdocs.yml starts."""
+    _modules[:] = api_modules()
+    nav = list(config.nav or [])
+    nav.append({"Notebooks": [f"notebooks/{name}" for name in notebook_names()]})
+    nav.append({"API reference": [{f"diffgrm.{m}": f"api/{m}.md"} for m in _modules]})
+    config.nav = nav
+    return config
+
+
+def plotly_html(figure: dict, div_id: str) -> str:
+    """A figure output as a div plus the script that draws it with the page's global ``Plotly``."""
+    import plotly.io as pio
+
+    height = (figure.get("layout") or {}).get("height")
+    return pio.to_html(
+        {"data": figure.get("data", []), "layout": figure.get("layout", {})},
+        config=figure.get("config"), include_plotlyjs=False, full_html=False, validate=False, div_id=div_id,
+        default_width="100%", default_height=f"{height}px" if height else "450px",
+    )
+
+
+def add_plotly_html(nb, stem: str) -> int:
+    """Give every plotly output of ``nb`` a ``text/html`` rendering; returns how many there were."""
+    count = 0
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            figure = output.get("data", {}).get(PLOTLY_MIME)
+            if figure is not None:
+                count += 1
+                output["data"]["text/html"] = plotly_html(figure, f"{stem}-figure-{count}")
+    return count
+
+
+def mirror_repository(scratch: Path) -> Path:
+    """``scratch/<repo>``: the repository's top-level entries as links, ``notebooks/`` copied, ``runs/`` empty.
+
+    A notebook's relative paths (``../runs/notebooks``, ``../bench/results``, ``../../shared``) mean
+    what they mean in the repository, except that its runs go to the new ``runs/``.
+    """
+    repo = scratch / ROOT.name
+    repo.mkdir()
+    for entry in ROOT.iterdir():
+        if entry.name not in ("runs", "notebooks", "site"):
+            (repo / entry.name).symlink_to(entry)
+    shutil.copytree(NOTEBOOKS, repo / "notebooks", ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    (repo / "runs").mkdir()
+    if (ROOT.parent / "shared").exists():
+        (scratch / "shared").symlink_to(ROOT.parent / "shared")
+    return repo / "notebooks"
+
+
+def execute_notebook(source: Path, target: Path, cwd: Path | None) -> None:
+    """Write ``source`` to ``target``, executed from ``cwd``, its plotly figures drawable (``cwd=None``: as is)."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(source, as_version=4)
+    if cwd is not None:
+        env = {**os.environ, "DIFFGRM_QUICK": os.environ.get("DIFFGRM_QUICK", "1")}
+        client = NotebookClient(nb, timeout=600, kernel_name="python3", store_widget_state=False,
+                                resources={"metadata": {"path": str(cwd)}})
+        t0 = time.perf_counter()
+        try:
+            client.execute(env=env)
+        except Exception as err:  # CellExecutionError shows the cell and its traceback: the build stops
+            raise PluginError(f"notebooks/{source.name} failed while building the docs:\n{err}") from err
+        figures = add_plotly_html(nb, source.stem)
+        log.info("executed %s in %.0f s (%d plotly figures)", source.name, time.perf_counter() - t0, figures)
+    nbformat.write(nb, target)
+
+
+def _cleanup() -> None:
+    global _workdir
+    if _workdir is not None:
+        shutil.rmtree(_workdir, ignore_errors=True)
+        _workdir = None
+
+
+@event_priority(100)  # before mkdocs-jupyter's on_files, which claims the .ipynb files
+def on_files(files: Files, config) -> Files:
+    global _workdir
+    _cleanup()
+    _workdir = Path(tempfile.mkdtemp(prefix="diffgrm-docs-"))  # executed notebooks/ and the scratch/ mirror
+    (_workdir / "notebooks").mkdir()
+    (_workdir / "scratch").mkdir()
+    wanted = os.environ.get("DIFFGRM_DOCS_EXECUTE", "1")
+    names = notebook_names()
+    run = set(names) if wanted == "1" else set() if wanted == "0" else {f"{n.strip()}.ipynb" for n in wanted.split(",")}
+    unknown = run - set(names)
+    if unknown:
+        raise PluginError(f"DIFFGRM_DOCS_EXECUTE names no notebook: {sorted(unknown)} (choose among {names})")
+    cwd = mirror_repository(_workdir / "scratch") if run else None
+    for name in names:
+        execute_notebook(NOTEBOOKS / name, _workdir / "notebooks" / name, cwd if name in run else None)
+        # a plain File, not File.generated: mkdocs-jupyter's wrapper only sees a file's src_dir
+        files.append(File(f"notebooks/{name}", str(_workdir), config.site_dir, config.use_directory_urls))
+    for module in _modules:
+        page = f"# `diffgrm.{module}`\n\n::: diffgrm.{module}\n"
+        files.append(File.generated(config, f"api/{module}.md", content=page))
+    import plotly
+
+    plotly_js = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+    files.append(File.generated(config, PLOTLY_JS, abs_src_path=str(plotly_js)))
+    return files
+
+
+_ROLE = re.compile(r":(?:py:)?(?:class|func|meth|attr|mod|data|obj|exc|const):(?=<code>)")
+_TILDE = re.compile(r"<code>~(?:\w+\.)*(\w+)</code>")
+
+
+def on_page_content(html: str, page, config, files) -> str:
+    """API pages: Sphinx roles in docstrings (:class:`~diffgrm.trace.DenoisingTrace`) print as plain code."""
+    if page.file.src_uri.startswith("api/"):
+        html = _TILDE.sub(r"<code>\1</code>", _ROLE.sub("", html))
+    return html
+
+
+# nbconvert's page template loads MathJax (the notebooks have no maths) and a mermaid loader from CDNs.
+_MATHJAX = re.compile(r"<!-- Load mathjax -->.*?<!-- End of mathjax configuration -->", re.S)
+_MERMAID = re.compile(r"<script type=\"module\">(?:(?!</script>).)*?mermaid(?:(?!</script>).)*</script>", re.S)
+
+
+def on_post_page(output: str, page, config) -> str:
+    if not page.file.src_uri.endswith(".ipynb"):
+        return output
+    output = _MERMAID.sub("", _MATHJAX.sub("", output))
+    script = f'<script src="{get_relative_url(PLOTLY_JS, page.url)}"></script>'
+    return output.replace("</head>", f"{script}\n</head>", 1)
+
+
+def on_post_build(config) -> None:
+    _cleanup()
+
+
+def on_build_error(error) -> None:
+    _cleanup()
+
