@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -32,12 +31,18 @@ ROWS = {
     "tiny": ({}, {}, "the `tiny` preset as it is (3 x 120 batches)"),
     "tiny-item-id": ({"item_id_emb": True}, {}, "+ item-id embedding"),
     "tiny-long": ({}, {"epochs": 8}, "8 x 120 batches"),
-    "hist50-drop0.3": ({"max_history": 50, "dropout": 0.3}, {"epochs": 6, "eval_users": 0}, "history 50, dropout 0.3, 6 epochs, validate on all users"),
-    "drop0.3-lr1e-3": ({"max_history": 50, "dropout": 0.3}, {"epochs": 6, "eval_users": 0, "lr": 1e-3}, "as above, lr 1e-3"),
-    "d128-item-id": ({"d_model": 128, "d_ff": 512, "max_history": 50, "dropout": 0.2, "item_id_emb": True},
-                     {"epochs": 6, "eval_users": 0}, "d 128, history 50, dropout 0.2, item-id embedding, 6 epochs"),
+    "hist50-drop0.3": ({"max_history": 50, "dropout": 0.3}, {"epochs": 6, "eval_users": 0},
+                       "history 50, dropout 0.3, 6 epochs, validate on all users"),
+    "long-12": ({}, {"epochs": 12, "patience": 4}, "12 x 120 batches"),
+    "long-12-item-id": ({"item_id_emb": True}, {"epochs": 12, "patience": 4}, "12 x 120 batches, item-id embedding"),
     "demo": (DEMO_CHANGES["model"], DEMO_CHANGES["train"], "the demo: " + DEMO_CHANGES["label"]),
 }
+
+
+def run_seconds(run: Path) -> float:
+    """Training plus validation time of a run, from its history (so a reused run keeps its time)."""
+    rows = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines() if line.strip()]
+    return sum(r.get("train_seconds", 0) + r.get("valid_seconds", 0) for r in rows)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -57,7 +62,10 @@ def main(argv: list[str] | None = None) -> dict:
 
         test = subsample(test, 50, seed=0)
     pop = popularity_metrics(training_samples(prepared, 1).targets, test.targets, prepared.n_items)
+    out = Path(args.out)
     results = {"popularity": {"label": "the 10 most frequent training items, for everyone", "item": pop}}
+    if out.with_suffix(".json").is_file() and not args.quick:  # rows measured by an earlier call stay
+        results.update({k: v for k, v in json.loads(out.with_suffix(".json").read_text()).items() if k != "popularity"})
     for name in args.rows:
         model_changes, train_changes, label = ROWS[name]
         for kind in args.kinds:
@@ -65,29 +73,35 @@ def main(argv: list[str] | None = None) -> dict:
             run = Path(args.runs) / key
             cat = prepared.catalogue
             model_cfg, cfg = preset("tiny", kind=kind, n_digits=cat.n_digits, codebook_size=cat.codebook_size)
-            model_cfg, cfg = replace(model_cfg, **model_changes), replace(cfg, max_minutes=0, **train_changes)
+            model_cfg, cfg = replace(model_cfg, **model_changes), replace(cfg, **{"max_minutes": 0, **train_changes})
             if args.quick:
                 cfg = replace(cfg, epochs=1, max_steps=3, eval_users=20)
-            t0 = time.perf_counter()
             if not (run / "model.safetensors").is_file():
                 train(prepared, model_cfg, cfg, run, progress=not args.quick)
-            seconds = time.perf_counter() - t0
+            seconds = run_seconds(run)
             model = Recommender(load_run(run, device="cpu")[0])
             metrics = model.evaluate(test, beam=args.beam, progress=not args.quick)
             results[key] = {"label": label + (" (AR)" if kind == "ar" else ""), "item": metrics["item"],
-                            "train_seconds": round(seconds, 1), "eval_seconds": metrics["seconds"]}
+                            "train_seconds": round(seconds, 1), "eval_seconds": metrics["seconds"],
+                            "epochs": len((run / "history.jsonl").read_text().splitlines())}
             print(f"{key}: N@10 {metrics['item']['ndcg@10']:.4f} ({seconds:.0f} s)", file=sys.stderr)
+    for key, r in results.items():  # times from the runs' histories, also for rows measured earlier
+        history = Path(args.runs) / key / "history.jsonl"
+        if key != "popularity" and history.is_file():
+            r.update(train_seconds=round(run_seconds(history.parent), 1), epochs=len(history.read_text().splitlines()))
+    order = ["popularity"] + [k for name in ROWS for k in (name, f"{name}-ar") if k in results]
+    results = {k: results[k] for k in order}
     lines = [f"MovieLens-100K test split ({len(test)} users), item level, beam {args.beam}; training time on this machine",
-             "", "| row | setting | N@10 | R@10 | vs popularity | training s |", "|---|---|---|---|---|---|"]
+             "", "| row | setting | N@10 | R@10 | vs popularity | epochs run | training s |", "|---|---|---|---|---|---|---|"]
     base = pop["ndcg@10"]
     for key, r in results.items():
         n10 = r["item"]["ndcg@10"]
         lines.append(f"| {key} | {r['label']} | {n10:.4f} | {r['item']['recall@10']:.4f} | "
-                     f"{'' if key == 'popularity' else f'{n10 / base:.2f}x'} | {r.get('train_seconds', '')} |")
+                     f"{'' if key == 'popularity' else f'{n10 / base:.2f}x'} | {r.get('epochs', '')} | "
+                     f"{r.get('train_seconds', '')} |")
     text = "\n".join(lines)
     print(text)
     if not args.quick:
-        out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.with_suffix(".md").write_text(text + "\n")
         out.with_suffix(".json").write_text(json.dumps(results, indent=2))

@@ -171,8 +171,8 @@ DEMO_DATA = "runs/movielens-100k"
 DEMO_RUN = "runs/ml-tiny"
 
 
-DEMO_CHANGES = {"model": {"item_id_emb": True}, "train": {"epochs": 8, "max_minutes": 0},
-                "label": "item-id embedding, 8 x 120 batches"}
+DEMO_CHANGES = {"model": {"item_id_emb": True}, "train": {"epochs": 12, "patience": 4, "max_minutes": 0},
+                "label": "item-id embedding, up to 12 x 120 batches"}
 """What the demo run changes in the `tiny` preset (chosen with bench/demo.py, see bench/results/demo.md)."""
 
 
