@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> dict:
         test = subsample(test, 50, seed=0)
     pop = popularity_metrics(training_samples(prepared, 1).targets, test.targets, prepared.n_items)
     out = Path(args.out)
-    results = {"popularity": {"label": "the 10 most frequent training items, for everyone", "item": pop}}
+    results = {"popularity": {"label": "the 10 most frequent training items, for everyone", "item": pop,
+                              "distinct_top10": 10}}
     if out.with_suffix(".json").is_file() and not args.quick:  # rows measured by an earlier call stay
         results.update({k: v for k, v in json.loads(out.with_suffix(".json").read_text()).items() if k != "popularity"})
     for name in args.rows:
@@ -82,6 +83,7 @@ def main(argv: list[str] | None = None) -> dict:
             model = Recommender(load_run(run, device="cpu")[0])
             metrics = model.evaluate(test, beam=args.beam, progress=not args.quick)
             results[key] = {"label": label + (" (AR)" if kind == "ar" else ""), "item": metrics["item"],
+                            "distinct_top10": metrics["distinct_top10"],
                             "train_seconds": round(seconds, 1), "eval_seconds": metrics["seconds"],
                             "epochs": len((run / "history.jsonl").read_text().splitlines())}
             print(f"{key}: N@10 {metrics['item']['ndcg@10']:.4f} ({seconds:.0f} s)", file=sys.stderr)
@@ -92,12 +94,14 @@ def main(argv: list[str] | None = None) -> dict:
     order = ["popularity"] + [k for name in ROWS for k in (name, f"{name}-ar") if k in results]
     results = {k: results[k] for k in order}
     lines = [f"MovieLens-100K test split ({len(test)} users), item level, beam {args.beam}; training time on this machine",
-             "", "| row | setting | N@10 | R@10 | vs popularity | epochs run | training s |", "|---|---|---|---|---|---|---|"]
+             "", "| row | setting | N@10 | R@10 | vs popularity | distinct items in the Top-10s | epochs run | training s |",
+             "|---|---|---|---|---|---|---|---|"]
     base = pop["ndcg@10"]
     for key, r in results.items():
         n10 = r["item"]["ndcg@10"]
         lines.append(f"| {key} | {r['label']} | {n10:.4f} | {r['item']['recall@10']:.4f} | "
-                     f"{'' if key == 'popularity' else f'{n10 / base:.2f}x'} | {r.get('epochs', '')} | "
+                     f"{'' if key == 'popularity' else f'{n10 / base:.2f}x'} | {r.get('distinct_top10', '')} | "
+                     f"{r.get('epochs', '')} | "
                      f"{r.get('train_seconds', '')} |")
     text = "\n".join(lines)
     print(text)

@@ -116,9 +116,12 @@ class Recommender:
             sids.append(res.sids.cpu().numpy())
         ranked, ranked_sids = np.concatenate(items), np.concatenate(sids)
         codes = self.model.item_codes.cpu().numpy()
+        top = ranked[:, :10]
         return {
             "item": ranking_metrics(ranked, samples.targets),
             "sid": sid_ranking_metrics(ranked_sids, codes[samples.targets]),
+            # how personal the lists are: distinct items over all users' Top-10s (popularity: 10)
+            "distinct_top10": int(len(np.unique(top[top >= 0]))),
             "beam": beam,
             "users": len(samples),
             "model": self.kind,
