@@ -30,11 +30,10 @@ from diffgrm.train import load_run, train, training_samples  # noqa: E402
 ROWS = {
     "tiny": ({}, {}, "the `tiny` preset as it is (3 x 120 batches)"),
     "tiny-item-id": ({"item_id_emb": True}, {}, "+ item-id embedding"),
-    "tiny-long": ({}, {"epochs": 8}, "8 x 120 batches"),
+    "tiny-long": ({}, {"epochs": 8}, "up to 8 x 120 batches (early stopping, patience 2)"),
     "hist50-drop0.3": ({"max_history": 50, "dropout": 0.3}, {"epochs": 6, "eval_users": 0},
                        "history 50, dropout 0.3, 6 epochs, validate on all users"),
-    "long-12": ({}, {"epochs": 12, "patience": 4}, "12 x 120 batches"),
-    "long-12-item-id": ({"item_id_emb": True}, {"epochs": 12, "patience": 4}, "12 x 120 batches, item-id embedding"),
+    "long-12": ({}, {"epochs": 12, "patience": 4}, "up to 12 x 120 batches (patience 4)"),
     "demo": (DEMO_CHANGES["model"], DEMO_CHANGES["train"], "the demo: " + DEMO_CHANGES["label"]),
 }
 
@@ -89,6 +88,9 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"{key}: N@10 {metrics['item']['ndcg@10']:.4f} ({seconds:.0f} s)", file=sys.stderr)
     for key, r in results.items():  # times from the runs' histories, also for rows measured earlier
         history = Path(args.runs) / key / "history.jsonl"
+        base_name = key[:-3] if key.endswith("-ar") else key
+        if base_name in ROWS:  # labels from the current ROWS
+            r["label"] = ROWS[base_name][2] + (" (AR)" if key.endswith("-ar") else "")
         if key != "popularity" and history.is_file():
             r.update(train_seconds=round(run_seconds(history.parent), 1), epochs=len(history.read_text().splitlines()))
     order = ["popularity"] + [k for name in ROWS for k in (name, f"{name}-ar") if k in results]
