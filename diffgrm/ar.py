@@ -40,6 +40,7 @@ def ar_search(
     trace: bool = False,
     runners_up: int = 3,
     device: torch.device | str | None = None,
+    on_reorder: Callable[[torch.Tensor], None] | None = None,
 ) -> SearchResult:
     """Beam search digit by digit, left to right, for ``batch_size`` users at once.
 
@@ -62,6 +63,10 @@ def ar_search(
     codes for the same digit from the same parent, among the allowed codes when ``constrain``
     (code ``-1``, probability 0 where there are fewer). Dead beams have ``alive = False``,
     ``parent = code = -1``, ``score = -inf`` and tokens all ``-1``.
+
+    ``on_reorder(parent)`` is called after every step with ``parent [B, R']``, the previous beam
+    each kept beam came from, so a network wrapper can keep per-beam state in step with the
+    search (the decoder's key/value cache: see ``Recommender.search``).
     """
     n, k = index.n_digits, index.codebook_size
     check_search_sizes(batch_size, beam, topk, runners_up)
@@ -104,6 +109,8 @@ def ar_search(
         sids = torch.gather(sids, 1, parent[..., None].expand(b, r_new, n)).clone()
         sids[..., t] = code
         scores, alive = top_val, new_alive
+        if on_reorder is not None:  # a caller that caches per-beam state (keys/values) follows the beams
+            on_reorder(parent)
 
         if trace:
             par_logp = torch.gather(logp, 1, parent[..., None].expand(b, r_new, k))  # [B, R', K]

@@ -19,7 +19,7 @@ from diffgrm.cpd import cpd_search
 from diffgrm.data import Samples
 from diffgrm.errors import DiffGRMError
 from diffgrm.metrics import ranking_metrics, sid_ranking_metrics
-from diffgrm.model import MASK, ARGenerator, DiffGRM, GenerativeRecommender
+from diffgrm.model import MASK, ARGenerator, DiffGRM, GenerativeRecommender, reorder_cache
 from diffgrm.sid_index import SIDIndex
 from diffgrm.trace import SearchResult
 
@@ -49,8 +49,10 @@ class Recommender:
 
     @torch.no_grad()
     def search(self, histories: Sequence[np.ndarray], *, beam: int = 32, topk: int = 10, order: str = "confidence",
-               trace: bool = False, seed: int = 0, constrain: bool = True) -> SearchResult:
-        """Top-K for each history. ``order`` (CPD only): confidence, fixed or random.
+               trace: bool = False, seed: int = 0, constrain: bool = True, kv_cache: bool = True) -> SearchResult:
+        """Top-K for each history. ``order`` (CPD only): confidence, fixed or random. ``kv_cache``
+        (AR only): compute one new slot per step from cached keys/values (the default), or the
+        whole prefix at every step (the same results, for checking).
 
         ``constrain=False`` lets beams leave the catalogue (SIDs naming no item are dropped at the
         end, so fewer than K items may come back): the ablation that shows why the mask matters.
@@ -70,11 +72,22 @@ class Recommender:
             return cpd_search(logprob_fn, self.index, len(histories), beam=beam, topk=topk, order=order,
                               seed=seed, trace=trace, constrain=constrain, masked_only=not trace)
         assert isinstance(self.model, ARGenerator)
+        if not kv_cache:
+            def next_fn(prefix: torch.Tensor) -> torch.Tensor:
+                return self.model.next_logits(prefix, kv, keep).log_softmax(-1)
 
-        def next_fn(prefix: torch.Tensor) -> torch.Tensor:
-            return self.model.next_logits(prefix, kv, keep).log_softmax(-1)
+            return ar_search(next_fn, self.index, len(histories), beam=beam, topk=topk, trace=trace,
+                             constrain=constrain)
+        # a real AR decoder: each step computes the new slot only, reading earlier slots' keys/values
+        cache: list = [None] * len(self.model.decoder)
 
-        return ar_search(next_fn, self.index, len(histories), beam=beam, topk=topk, trace=trace, constrain=constrain)
+        def step_fn(prefix: torch.Tensor) -> torch.Tensor:
+            t = prefix.shape[-1]
+            last = prefix[..., t - 1] if t else None
+            return self.model.step_logits(last, t, kv, keep, cache).log_softmax(-1)
+
+        return ar_search(step_fn, self.index, len(histories), beam=beam, topk=topk, trace=trace, constrain=constrain,
+                         on_reorder=lambda parent: reorder_cache(cache, parent))
 
     @torch.no_grad()
     def digit_logprobs(self, history: np.ndarray, tokens: np.ndarray) -> np.ndarray:

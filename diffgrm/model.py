@@ -124,6 +124,20 @@ class DecoderBlock(nn.Module):
         x = x + self.drop(self.cross_attn(h, kv, mask=keep)).view(shape)
         return x + self.drop(self.ff(self.ln3(x)))
 
+    def forward_step(self, x: torch.Tensor, kv: tuple[torch.Tensor, torch.Tensor], keep: torch.Tensor,
+                     cache: list, layer: int) -> torch.Tensor:
+        """One new slot ``x [B, R, 1, d]`` of a causal decoder, reading the earlier slots' keys and
+        values from ``cache[layer]`` (``[B * R, heads, t, dh]`` each, or ``None`` at t = 0) and
+        appending its own: the AR decoder's key/value cache, one slot per layer per step."""
+        b, r, _, d = x.shape
+        h = self.ln1(x).reshape(b * r, 1, d)
+        k, v = self.self_attn.project_kv(h)
+        if cache[layer] is not None:
+            k, v = torch.cat([cache[layer][0], k], dim=2), torch.cat([cache[layer][1], v], dim=2)
+        cache[layer] = (k, v)
+        x = x + self.drop(self.self_attn(h, (k, v))).view(b, r, 1, d)  # slot t sees slots <= t: causal
+        return self._cross_ff(x, kv, keep)
+
     def forward_selected(self, x: torch.Tensor, kv: tuple[torch.Tensor, torch.Tensor], keep: torch.Tensor,
                          idx: torch.Tensor) -> torch.Tensor:
         """Only the slots ``idx [B, Q]`` (flat ``row * n + slot`` positions per user, any rows):
@@ -295,6 +309,23 @@ class ARGenerator(GenerativeRecommender):
         """Logits of digit t given the first t digits ``[B, R, t]`` -> ``[B, R, K]``."""
         return self._prefix_logits(prefix, kv, keep)[..., prefix.shape[-1], :]
 
+    def step_logits(self, last: torch.Tensor | None, t: int, kv: list, keep: torch.Tensor, cache: list) -> torch.Tensor:
+        """Logits ``[B, R, K]`` of digit t computing slot t only: ``last [B, R]`` is digit t-1's code
+        (``None`` at t = 0) and ``cache`` (one entry per decoder layer, ``[None] * layers`` at t = 0)
+        holds the keys/values of slots < t in the current beam order (see :func:`reorder_cache`).
+        The same numbers as :meth:`next_logits` on the whole prefix, without recomputing it."""
+        b = keep.shape[0]
+        d = self.config.d_model
+        if t == 0:
+            x = self.bos.expand(b, 1, 1, d)
+        else:
+            x = self.code_emb(last + self.digit_offset[t - 1])[:, :, None, :]
+        x = self.dec_in_drop(x + self.slot_pos.weight[t])
+        for i, block in enumerate(self.decoder):
+            x = block.forward_step(x, kv[i], keep, cache, i)
+        table = self.code_emb.weight.view(self.config.n_digits, self.config.codebook_size, -1)
+        return self.dec_ln(x)[:, :, 0] @ table[t].T
+
     def _prefix_logits(self, prefix: torch.Tensor, kv: list, keep: torch.Tensor) -> torch.Tensor:
         b, r, t = prefix.shape
         d = self.config.d_model
@@ -303,6 +334,16 @@ class ARGenerator(GenerativeRecommender):
             x = torch.cat([x, self.code_emb(prefix + self.digit_offset[:t])], dim=2)
         x = self.dec_in_drop(x + self.slot_pos.weight[: t + 1])
         return self._decode(x, kv, keep)  # [B, R, t+1, K]
+
+
+def reorder_cache(cache: list, parent: torch.Tensor) -> None:
+    """Follow the beams a search kept: ``parent [B, R']`` indexes the previous step's R beams."""
+    b, r_new = parent.shape
+    for i, entry in enumerate(cache):
+        if entry is not None:
+            k, v = entry
+            rows = (parent + torch.arange(b, device=parent.device)[:, None] * (k.shape[0] // b)).reshape(-1)
+            cache[i] = (k[rows], v[rows])
 
 
 def build_model(config: ModelConfig, item_codes: torch.Tensor) -> GenerativeRecommender:
