@@ -97,13 +97,27 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     _check_beam(args.beam, 10)
     model, prepared, meta = load_run(args.run, data=args.data, device=args.device)
     samples = subsample(prepared.splits[args.split], args.users, seed=0)
-    metrics = Recommender(model).evaluate(samples, beam=args.beam, order=args.order, progress=not args.quiet)
+    metrics = Recommender(model).evaluate(samples, beam=args.beam, order=args.order, progress=not args.quiet,
+                                          steps=_steps(args.steps, model))
     metrics.update(split=args.split, order=args.order if model.config.kind == "diffgrm" else "left-to-right",
+                   steps=args.steps or model.config.n_digits,
                    popularity=popularity_metrics(training_samples(prepared, 1).targets, samples.targets,
                                                  prepared.n_items))
     print(format_metrics(metrics))
     write_json(Path(args.run) / "metrics.json", metrics)
     return 0
+
+
+def _steps(steps: int | None, model) -> int | None:
+    """``--steps`` checked against the run: 1..n for DiffGRM; the AR decoder has one pass per digit."""
+    n = model.config.n_digits
+    if steps is None:
+        return None
+    if model.config.kind != "diffgrm" and steps != n:
+        raise DiffGRMError(f"--steps applies to DiffGRM runs; this AR run fills its {n} digits one per pass")
+    if steps > n:
+        raise DiffGRMError(f"--steps must be at most the SID's {n} digits, got {steps}")
+    return steps
 
 
 def format_metrics(m: dict) -> str:
@@ -132,7 +146,8 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
     test = prepared.splits["test"]
     row = int(np.flatnonzero(test.users == u)[0])
     history, target = test.histories[row], int(test.targets[row])
-    res = Recommender(model).search([history], beam=args.beam, topk=args.k, order=args.order, trace=bool(args.trace))
+    res = Recommender(model).search([history], beam=args.beam, topk=args.k, order=args.order, trace=bool(args.trace),
+                                    steps=_steps(args.steps, model))
     titles = prepared.items["title"].tolist()
     print(f"user {args.user}: {len(history)} items in history; most recent last")
     for i in history[-args.history :]:
@@ -362,6 +377,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=["test", "valid"], default="test")
     p.add_argument("--beam", type=_int(1), default=32)
     p.add_argument("--order", choices=["confidence", "fixed", "random"], default="confidence", help="CPD fill order")
+    p.add_argument("--steps", type=_int(1), default=None, metavar="S",
+                   help="CPD network passes, 1..n (default n: one digit per pass; fewer fill several digits per pass)")
     p.add_argument("--users", type=_int(0), default=0, help="evaluate a seeded sample of this many users (0 = all)")
     p.add_argument("--data", default=None, help="prepared folder (default: the one the run was trained on)")
     p.add_argument("--device", default=None)
@@ -375,6 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--beam", type=_int(1), default=32)
     p.add_argument("--order", choices=["confidence", "fixed", "random"], default="confidence")
     p.add_argument("--history", type=_int(0), default=10, help="how many recent history items to show")
+    p.add_argument("--steps", type=_int(1), default=None, metavar="S", help="CPD network passes, 1..n (default n)")
     p.add_argument("--trace", default=None, metavar="FILE", help="write the denoising trace (.csv or .jsonl)")
     p.add_argument("--data", default=None)
     p.add_argument("--device", default=None)

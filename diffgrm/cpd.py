@@ -54,8 +54,15 @@ def cpd_search(
     trace: bool = False,
     runners_up: int = 3,
     masked_only: bool = False,
+    steps: int | None = None,
 ) -> SearchResult:
     """Beam search over partial SIDs for ``batch_size`` users; returns the Top-``topk`` items per user.
+
+    ``steps`` (S, 1 <= S <= n, default n) is how many network passes the search takes. With S < n
+    a pass fills several digits from one prediction: its fills are chained (digit, code) choices
+    scored by the pass's log-probabilities, each pruned to the beam and kept inside the catalogue,
+    so a pass ranks joint choices of its digits by their summed log-probabilities. Passes fill
+    ``n // S`` or ``n // S + 1`` digits, the larger ones first. S = n is the one-digit-per-pass search.
 
     ``order``: "confidence" lets every beam fill any masked digit; "fixed" fills the digits in
     ``fixed_order`` (default ``0..n-1``); "random" draws one digit order per user from ``seed``.
@@ -78,28 +85,42 @@ def cpd_search(
     n, k = index.n_digits, index.codebook_size
     schedule = _schedule(order, fixed_order, seed, batch_size, n)
     check_search_sizes(batch_size, beam, topk, runners_up)
+    fills = pass_sizes(n, n if steps is None else steps)
     if trace and masked_only:
         raise DiffGRMError("a trace records every digit's prediction: use masked_only=False with trace=True")
+    if masked_only and max(fills) > 1:
+        raise DiffGRMError("a pass that fills several digits reads every digit's prediction: use masked_only=False")
     device = index.codes.device
     schedule = schedule.to(device) if schedule is not None else None
 
     tokens = torch.full((batch_size, 1, n), MASK, dtype=torch.long, device=device)
     scores = torch.zeros(batch_size, 1, device=device)
-    steps: list[dict[str, torch.Tensor]] = []
-    for s in range(n):
+    records: list[dict[str, torch.Tensor]] = []
+    s = 0
+    for size in fills:
         logp = _call(logprob_fn, tokens, n - s if masked_only else n, k)
         if scores.device != logp.device:  # follow the network's device from the first call on
             tokens, scores = tokens.to(logp.device), scores.to(logp.device)
             schedule = schedule.to(logp.device) if schedule is not None else None
-        tokens, scores, step = _step(index, tokens, scores, logp, s, schedule, beam, constrain, trace, runners_up,
-                                     masked_only)
-        if trace:
-            steps.append(step)
+        for _ in range(size):  # one prediction, `size` chained fills: each child reads its parent's row
+            tokens, scores, step, par = _step(index, tokens, scores, logp, s, schedule, beam, constrain, trace,
+                                              runners_up, masked_only)
+            logp = logp.gather(1, par[..., None, None].expand(-1, -1, *logp.shape[2:]))
+            s += 1
+            if trace:
+                records.append(step)
 
     result = _finish(index, tokens, scores, topk)
     if trace:
-        result.traces = _traces(steps, result, order)
+        result.traces = _traces(records, result, order, fills)
     return result
+
+
+def pass_sizes(n: int, steps: int) -> list[int]:
+    """How many digits each of ``steps`` passes fills: ``n // steps`` or one more, larger first."""
+    if not isinstance(steps, int) or not 1 <= steps <= n:
+        raise DiffGRMError(f"steps must be a whole number between 1 and {n} (the SID's digits), got {steps}")
+    return [n // steps + (1 if i < n % steps else 0) for i in range(steps)]
 
 
 # --- checks -------------------------------------------------------------------------------------
@@ -148,8 +169,9 @@ def _step(
     trace: bool,
     runners_up: int,
     masked_only: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-    """Expand every parent by one (digit, code), keep the best ``beam`` distinct children per user.
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+    """Expand every parent by one (digit, code), keep the best ``beam`` distinct children per user;
+    returns their tokens, scores, the trace record and each child's parent ``[B, beam]``.
 
     All parents of a step have the same number of masked digits (one fill per step), so the
     candidate digits form a dense ``[B, P, m]`` tensor: the ``n - s`` masked digits (confidence) or
@@ -224,7 +246,7 @@ def _step(
         if blocked is not None:
             lp = lp.masked_fill(blocked, NEG_INF)
         step = _trace_step(logp, lp, par, slot, digit, code, new_scores, new_tokens, runners_up)
-    return new_tokens, new_scores, step
+    return new_tokens, new_scores, step, par
 
 
 def _first_occurrence(keys: torch.Tensor) -> torch.Tensor:
@@ -411,12 +433,15 @@ def _trace_step(logp, lp, par, slot, digit, code, scores, tokens, runners_up) ->
     }
 
 
-def _traces(steps: list[dict[str, torch.Tensor]], result: SearchResult, order: str) -> list[DenoisingTrace]:
+def _traces(steps: list[dict[str, torch.Tensor]], result: SearchResult, order: str,
+            fills: Sequence[int]) -> list[DenoisingTrace]:
     """Stack the per-step records into one ``[step, beam, ...]`` trace per user."""
+    passes = np.repeat(np.arange(len(fills)), fills)
     stacked = {name: torch.stack([st[name] for st in steps], dim=1).numpy() for name in steps[0]}  # [B, S, ...]
     items, item_scores = result.items.cpu().numpy(), result.scores.cpu().numpy()
     traces = []
     for u in range(items.shape[0]):
         fields = {name: np.ascontiguousarray(arr[u]) for name, arr in stacked.items()}
-        traces.append(DenoisingTrace(decoder="cpd", order=order, items=items[u], item_scores=item_scores[u], **fields))
+        traces.append(DenoisingTrace(decoder="cpd", order=order, items=items[u], item_scores=item_scores[u],
+                                     passes=passes, **fields))
     return traces

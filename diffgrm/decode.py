@@ -49,8 +49,10 @@ class Recommender:
 
     @torch.no_grad()
     def search(self, histories: Sequence[np.ndarray], *, beam: int = 32, topk: int = 10, order: str = "confidence",
-               trace: bool = False, seed: int = 0, constrain: bool = True, kv_cache: bool = True) -> SearchResult:
-        """Top-K for each history. ``order`` (CPD only): confidence, fixed or random. ``kv_cache``
+               trace: bool = False, seed: int = 0, constrain: bool = True, kv_cache: bool = True,
+               steps: int | None = None) -> SearchResult:
+        """Top-K for each history. ``order`` and ``steps`` (CPD only): confidence, fixed or random
+        fill order, and the number of network passes (1..n, default n: one digit per pass). ``kv_cache``
         (AR only): compute one new slot per step from cached keys/values (the default), or the
         whole prefix at every step (the same results, for checking).
 
@@ -65,12 +67,16 @@ class Recommender:
         memory, keep = self.model.encode(hist)
         kv = self.model.cross_kv(memory)
         if isinstance(self.model, DiffGRM):
+            # one digit per pass and no trace: the search reads the masked digits only, so skip the filled slots
+            masked_only = not trace and (steps is None or steps == self.model.config.n_digits)
+
             def logprob_fn(tokens: torch.Tensor) -> torch.Tensor:
-                # without a trace the search reads the masked digits only: skip the filled slots
-                return self.model.denoise(tokens, kv, keep, masked_only=not trace).log_softmax(-1)
+                return self.model.denoise(tokens, kv, keep, masked_only=masked_only).log_softmax(-1)
 
             return cpd_search(logprob_fn, self.index, len(histories), beam=beam, topk=topk, order=order,
-                              seed=seed, trace=trace, constrain=constrain, masked_only=not trace)
+                              seed=seed, trace=trace, constrain=constrain, masked_only=masked_only, steps=steps)
+        if steps is not None and steps != self.model.config.n_digits:
+            raise DiffGRMError("the AR decoder fills one digit per pass: --steps applies to DiffGRM only")
         assert isinstance(self.model, ARGenerator)
         if not kv_cache:
             def next_fn(prefix: torch.Tensor) -> torch.Tensor:
@@ -116,7 +122,8 @@ class Recommender:
         return out
 
     def evaluate(self, samples: Samples, *, beam: int = 32, topk: int = 10, batch_users: int = 32,
-                 order: str = "confidence", progress: bool = True, desc: str = "evaluate") -> dict:
+                 order: str = "confidence", progress: bool = True, desc: str = "evaluate",
+                 steps: int | None = None) -> dict:
         """Item-level (headline) and SID-level Recall/NDCG@5/10 over ``samples``."""
         if topk < 10:
             raise DiffGRMError("evaluation needs the Top-10 (topk >= 10)")
@@ -124,7 +131,7 @@ class Recommender:
         items, sids = [], []
         starts = range(0, len(samples), batch_users)
         for s in tqdm(starts, desc=desc, disable=not progress, leave=False, unit="batch"):
-            res = self.search(samples.histories[s : s + batch_users], beam=beam, topk=topk, order=order)
+            res = self.search(samples.histories[s : s + batch_users], beam=beam, topk=topk, order=order, steps=steps)
             items.append(res.items.cpu().numpy())
             sids.append(res.sids.cpu().numpy())
         ranked, ranked_sids = np.concatenate(items), np.concatenate(sids)

@@ -90,14 +90,14 @@ class Explorer:
         return UserCase(user=user_id, history=np.asarray(test.histories[row]), target=int(test.targets[row]))
 
     def recommend(self, history: np.ndarray, *, beam: int = 32, k: int = 10, order: str = "confidence",
-                  target: int | None = None, seed: int = 0) -> Recommendation:
+                  target: int | None = None, seed: int = 0, steps: int | None = None) -> Recommendation:
         """Top-``k`` items and the trace for one history (which may have been edited)."""
         if len(history) < MIN_HISTORY:
             raise DiffGRMError("the history is empty: keep at least one item")
         if beam < k:
             raise DiffGRMError(f"the beam ({beam}) must be at least K ({k})")
         result = self.recommender.search([np.asarray(history, dtype=np.int64)], beam=beam, topk=k, order=order,
-                                         trace=True, seed=seed)
+                                         trace=True, seed=seed, steps=steps)
         items = result.items[0].tolist()
         scores = result.scores[0].tolist()
         rows = [

@@ -26,7 +26,8 @@ class DenoisingTrace:
     ``score[s, r]`` is the beam's summed log-probability after the step and ``tokens[s, r]`` its
     partial SID (-1 = still masked). ``runner_up_codes/probs[s, r, j]`` are the next-best codes
     for the same digit. ``distributions[s, r]`` (``[n, K]``) is what the decoder predicted for
-    every digit of the parent beam before this step's fill. Dead beams (fewer valid candidates
+    every digit of the parent beam before this step's fill (with fewer passes than digits, the
+    prediction of the pass the step belongs to: ``passes[s]``). Dead beams (fewer valid candidates
     than the beam size) have ``alive[s, r] = False``.
     """
 
@@ -42,12 +43,18 @@ class DenoisingTrace:
     runner_up_codes: np.ndarray  # [S, R, J] int
     runner_up_probs: np.ndarray  # [S, R, J] float
     distributions: np.ndarray  # [S, R, n, K] float
+    passes: np.ndarray | None = None  # [S] the network pass each step's fill came from (None: one per step)
     items: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # final Top-K items
     item_scores: np.ndarray = field(default_factory=lambda: np.zeros(0))  # their scores
 
     @property
     def n_steps(self) -> int:
         return int(self.digit.shape[0])
+
+    @property
+    def n_passes(self) -> int:
+        """Network passes the search took (CPD with ``steps`` < n fills several digits per pass)."""
+        return self.n_steps if self.passes is None else int(self.passes.max()) + 1
 
     @property
     def beam(self) -> int:

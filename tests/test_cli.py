@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -194,3 +195,20 @@ def test_the_demo_trains_diffgrm_and_its_ar_companion_and_scores_them_against_po
     stamps = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
     cli.ensure_demo_run(run_dir, data=chain_prepared, progress=False)  # complete: nothing is redone
     assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()} == stamps
+
+
+def test_evaluate_and_recommend_with_fewer_passes(chain_run, chain_ar_run, tmp_path, capsys):
+    import shutil
+
+    run_dir = Path(shutil.copytree(chain_run, tmp_path / "run"))
+    code, out, _ = run(capsys, "evaluate", str(run_dir), "--users", "40", "--steps", "2", "--quiet")
+    assert code == 0 and "item" in out
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["steps"] == 2 and metrics["users"] == 40
+    trace = tmp_path / "t.csv"
+    code, out, _ = run(capsys, "recommend", str(run_dir), "--user", "U0", "--steps", "1", "--trace", str(trace))
+    assert code == 0 and "Top-10" in out and trace.is_file()
+    code, _, err = run(capsys, "evaluate", str(chain_ar_run), "--users", "5", "--steps", "2", "--quiet")
+    assert code == 2 and "applies to DiffGRM" in err
+    code, _, err = run(capsys, "evaluate", str(run_dir), "--users", "5", "--steps", "9", "--quiet")
+    assert code == 2 and "at most the SID's 4 digits" in err

@@ -370,3 +370,74 @@ def test_validity_mask_matches_sid_index(n_items):
         masked = torch.as_tensor(np.sort(digit_sets[:, filled:], axis=1)).reshape(2, 8, n - filled)
         want = ~index.allowed(tokens).gather(2, masked[..., None].expand(2, 8, n - filled, k))
         assert torch.equal(_blocked(index, tokens, index.keys(tokens), masked), want)
+
+
+# --- fewer passes than digits (steps < n) -------------------------------------------------------
+
+
+def multi_pass_brute_force(net: RandomNet, codes: np.ndarray, user: int, fills: list[int], topk: int):
+    """Top-K items by the best score over the ways to split the digits into passes of ``fills``
+    digits: a pass scores its digits with the prediction at the partial SID it starts from."""
+    n = codes.shape[1]
+    best = []
+    for i, sid in enumerate(codes):
+        top = -math.inf
+        for perm in itertools.permutations(range(n)):
+            partial = torch.full((n,), MASK, dtype=torch.long)
+            total, at = 0.0, 0
+            for size in fills:
+                row = net.table[user, net.rows(partial)]
+                group = perm[at : at + size]
+                total += sum(float(row[d, sid[d]]) for d in group)
+                for d in group:
+                    partial[d] = int(sid[d])
+                at += size
+            top = max(top, total)
+        best.append((top, i))
+    best.sort(key=lambda t: (-t[0], t[1]))
+    return [i for _, i in best[:topk]], [s for s, _ in best[:topk]]
+
+
+@pytest.mark.parametrize("steps", [1, 2, 3])
+@pytest.mark.parametrize("seed", range(4))
+def test_fewer_passes_find_the_best_joint_choices_with_a_full_beam(steps, seed):
+    codes = catalogue(3, 4, 30, seed)
+    index = SIDIndex(torch.from_numpy(codes), 4)
+    net = RandomNet(index, batch=2, seed=seed)
+    res = cpd_search(net, index, 2, beam=64, topk=5, steps=steps)
+    assert net.calls == steps
+    from diffgrm.cpd import pass_sizes
+
+    for user in range(2):
+        items, scores = multi_pass_brute_force(net, codes, user, pass_sizes(3, steps), 5)
+        assert res.items[user].tolist() == items
+        np.testing.assert_allclose(res.scores[user].numpy(), scores, rtol=1e-5)
+
+
+@pytest.mark.parametrize("steps", [1, 2])
+def test_fewer_passes_keep_beams_valid_and_trace_the_passes(steps):
+    codes = catalogue(4, 4, 120, 7)
+    index = SIDIndex(torch.from_numpy(codes), 4)
+    net = RandomNet(index, batch=3, seed=7, table_size=997)
+    res = cpd_search(net, index, 3, beam=8, topk=8, steps=steps, trace=True)
+    assert net.calls == steps
+    for u, trace in enumerate(res.traces):
+        items = res.items[u].tolist()
+        assert len(set(items)) == len(items) == 8 and min(items) >= 0
+        assert (np.diff(res.scores[u].numpy()) <= 1e-6).all()
+        assert trace.n_steps == 4 and trace.n_passes == steps
+        assert trace.passes.tolist() == ([0, 0, 0, 0] if steps == 1 else [0, 0, 1, 1])
+        for s in range(4):  # every kept partial SID is a prefix of some item, at every step
+            alive = trace.tokens[s][trace.alive[s]]
+            assert bool(index.exists(torch.from_numpy(alive)).all())
+
+
+def test_steps_out_of_range_is_a_clear_error():
+    codes = catalogue(3, 4, 30, 0)
+    index = SIDIndex(torch.from_numpy(codes), 4)
+    net = RandomNet(index, batch=1, seed=0)
+    for steps in (0, 4):
+        with pytest.raises(DiffGRMError, match="steps must be a whole number between 1 and 3"):
+            cpd_search(net, index, 1, beam=4, topk=2, steps=steps)
+    with pytest.raises(DiffGRMError, match="masked_only"):
+        cpd_search(net, index, 1, beam=4, topk=2, steps=1, masked_only=True)
