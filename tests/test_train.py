@@ -220,7 +220,7 @@ def test_cli_train_lever_options(chain_prepared, tmp_path, capsys):
     runp = tmp_path / "run"
     code, _, err = run(capsys, "train", chain_prepared, "--preset", "tiny", "--out", runp, "--epochs", "1", "--device", "cpu",
                        "--max-steps", "2", "--min-history", "1", "--label-smoothing", "0.0", "--input-dropout", "0.1",
-                       "--item-id-emb", "--quiet")
+                       "--item-id-emb")
     assert code == 0, err
     meta = json.loads((runp / "config.json").read_text())
     assert meta["train"]["min_history"] == 1 and meta["train"]["label_smoothing"] == 0.0
