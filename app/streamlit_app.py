@@ -47,8 +47,10 @@ def load_explorer(run: str) -> Explorer:
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
-def recommend(run: str, history: tuple[int, ...], beam: int, k: int, order: str, target: int):
-    return load_explorer(run).recommend(np.array(history, dtype=np.int64), beam=beam, k=k, order=order, target=target)
+def recommend(run: str, history: tuple[int, ...], beam: int, k: int, order: str, target: int,
+              steps: int | None = None):
+    return load_explorer(run).recommend(np.array(history, dtype=np.int64), beam=beam, k=k, order=order, target=target,
+                                        steps=steps)
 
 
 @st.cache_data(show_spinner="Projecting the codebooks (once per run)...")
@@ -138,6 +140,12 @@ def main() -> None:
     orders = ["confidence", "fixed", "random"] if ex.kind == "diffgrm" else ["left-to-right"]
     order = side.selectbox("Decoding order", orders, key="order",
                            help="confidence = CPD: fill the digit the model is surest of first")
+    steps = None
+    if ex.kind == "diffgrm":
+        n = ex.n_digits
+        steps = side.slider("Network passes", 1, n, n, key="steps",
+                            help=f"how many times the network runs: {n} fills one digit per pass; fewer passes fill "
+                                 "several digits from one prediction (faster, usually a little less accurate)")
     if beam < k:
         st.error(f"The beam ({beam}) must be at least K ({k}).")
         return
@@ -152,7 +160,7 @@ def main() -> None:
 
     st.title(f"User {case.user}: what comes next?")
     rec = recommend(str(run), tuple(int(i) for i in case.history), beam, k, order if ex.kind == "diffgrm" else "confidence",
-                    case.target)
+                    case.target, steps)
     hit = bool(rec.table["hit"].any()) if len(rec.table) else False
     left, right = st.columns([2, 3])
     with left:
@@ -186,8 +194,10 @@ def denoising_tab(ex: Explorer, rec) -> None:
     s = step - 1
     r = trace.lineage(0)[s]
     d, c, p = int(trace.digit[s, r]), int(trace.code[s, r]), float(trace.prob[s, r])
+    in_pass = (f" from network pass {int(trace.passes[s]) + 1} of {trace.n_passes}"
+               if trace.n_passes < n else "")
     st.markdown(f"**Step {step} of {n}:** the best beam fills digit {d} with code {c} "
-                f"(probability {p:.2f}); {n - step} digit(s) still masked.")
+                f"(probability {p:.2f}){in_pass}; {n - step} digit(s) still masked.")
     st.plotly_chart(viz.denoising_strip(trace, beams=min(8, len(rec.table)), titles=ex.titles, initial_step=s),
                     width="stretch", key="strip")
     a, b = st.columns(2)
@@ -328,7 +338,8 @@ def whatif_tab(ex: Explorer, run: Path, case, beam: int, k: int, order: str, rec
     edited = st.session_state[key]
     changed = edited != [int(i) for i in case.history]
     st.markdown(f"Edited history: {len(edited)} items" + (" (changed)" if changed else " (as recorded)"))
-    new_rec = recommend(str(run), tuple(edited), beam, k, order if ex.kind == "diffgrm" else "confidence", case.target)
+    new_rec = recommend(str(run), tuple(edited), beam, k, order if ex.kind == "diffgrm" else "confidence", case.target,
+                        rec.trace.n_passes if ex.kind == "diffgrm" else None)
     before = set(rec.table["item"])
     table = new_rec.table.assign(new=[i not in before for i in new_rec.table["item"]])
     st.dataframe(table[["rank", "title", "sid", "probability", "new"]], hide_index=True, width="stretch",

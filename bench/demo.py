@@ -22,10 +22,8 @@ sys.path.insert(0, str(ROOT))
 
 from diffgrm.cli import DEMO_CHANGES, DEMO_DATA, ensure_demo_data  # noqa: E402
 from diffgrm.config import preset  # noqa: E402
-from diffgrm.decode import Recommender  # noqa: E402
-from diffgrm.metrics import popularity_metrics  # noqa: E402
 from diffgrm.prepare import load_prepared  # noqa: E402
-from diffgrm.train import load_run, train, training_samples  # noqa: E402
+from diffgrm.train import evaluate_split, load_run, popularity_baseline, train  # noqa: E402
 
 ROWS = {
     "tiny": ({}, {}, "the `tiny` preset as it is (3 x 120 batches)"),
@@ -34,6 +32,9 @@ ROWS = {
     "hist50-drop0.3": ({"max_history": 50, "dropout": 0.3}, {"epochs": 6, "eval_users": 0},
                        "history 50, dropout 0.3, 6 epochs, validate on all users"),
     "long-12": ({}, {"epochs": 12, "patience": 4}, "up to 12 x 120 batches (patience 4)"),
+    "demo-e6": ({"item_id_emb": True}, {"epochs": 6, "patience": 6}, "item-id embedding, 6 x 120 batches"),
+    "demo-e8": ({"item_id_emb": True}, {"epochs": 8, "patience": 3, "eval_users": 0},
+                "item-id embedding, up to 8 x 120 batches, validated on all users"),
     "demo": (DEMO_CHANGES["model"], DEMO_CHANGES["train"], "the demo: " + DEMO_CHANGES["label"]),
 }
 
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> dict:
         from diffgrm.train import subsample
 
         test = subsample(test, 50, seed=0)
-    pop = popularity_metrics(training_samples(prepared, 1).targets, test.targets, prepared.n_items)
+    pop = popularity_baseline(prepared, test)
     out = Path(args.out)
     results = {"popularity": {"label": "the 10 most frequent training items, for everyone", "item": pop,
                               "distinct_top10": 10}}
@@ -74,13 +75,15 @@ def main(argv: list[str] | None = None) -> dict:
             cat = prepared.catalogue
             model_cfg, cfg = preset("tiny", kind=kind, n_digits=cat.n_digits, codebook_size=cat.codebook_size)
             model_cfg, cfg = replace(model_cfg, **model_changes), replace(cfg, **{"max_minutes": 0, **train_changes})
+            if name == "demo" and kind == "ar":  # the demo's AR companion trains for less
+                cfg = replace(cfg, **DEMO_CHANGES["ar_train"])
             if args.quick:
                 cfg = replace(cfg, epochs=1, max_steps=3, eval_users=20)
             if not (run / "model.safetensors").is_file():
                 train(prepared, model_cfg, cfg, run, progress=not args.quick)
             seconds = run_seconds(run)
-            model = Recommender(load_run(run, device="cpu")[0])
-            metrics = model.evaluate(test, beam=args.beam, progress=not args.quick)
+            metrics = evaluate_split(load_run(run, device="cpu")[0], prepared, "test", users=50 if args.quick else 0,
+                                     beam=args.beam, progress=not args.quick)
             results[key] = {"label": label + (" (AR)" if kind == "ar" else ""), "item": metrics["item"],
                             "distinct_top10": metrics["distinct_top10"],
                             "train_seconds": round(seconds, 1), "eval_seconds": metrics["seconds"],

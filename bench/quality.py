@@ -4,6 +4,8 @@
     .venv/bin/python bench/quality.py --seeds 0 1 2         # mean +- std over three seeds
     .venv/bin/python bench/quality.py --seeds 0 1 2 --trained-only   # a table of the runs that exist
     .venv/bin/python bench/quality.py --quick --data DIR    # a smoke run on any prepared folder
+    .venv/bin/python bench/quality.py --passes DIFFGRM_RUN AR_RUN --split valid --beams 32 256
+                                     # the speed/quality curve: CPD at S = n, n/2, 1 passes vs AR
 
 Variants (all on the same prepared data, the same SIDs and the same leave-one-out split):
 
@@ -71,7 +73,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="train nothing: report the (variant, seed) runs that exist and leave the others out")
     p.add_argument("--quick", action="store_true", help="tiny training (a few steps) for smoke tests")
     p.add_argument("--device", default=None)
-    return p.parse_args(argv)
+    p.add_argument("--passes", nargs=2, metavar=("DIFFGRM_RUN", "AR_RUN"),
+                   help="instead of the variants: two trained runs, DiffGRM decoded with S = n, n/2 and 1 network "
+                        "passes and AR, at each of --beams (OUT defaults to bench/results/passes)")
+    p.add_argument("--beams", nargs="+", type=int, default=[32, 256], help="beams of the --passes curve")
+    args = p.parse_args(argv)
+    if min(args.beams) < 10 or args.beam < 10:
+        p.error("beams must be at least 10 (the metrics read the Top-10)")
+    if args.passes and args.out == "bench/results/quality":
+        args.out = "bench/results/passes"
+    return args
 
 
 def ensure_data(args: argparse.Namespace) -> Path:
@@ -137,8 +148,70 @@ def table(results: dict[str, list[dict]], level: str) -> list[str]:
     return rows
 
 
+def passes_curve(args: argparse.Namespace) -> dict:
+    """NDCG@10 and users/s on one split of a DiffGRM run at S = n, n/2 and 1 network passes and of
+    an AR run, at each beam: the knob diffusion gives and AR does not. Each evaluation is kept in
+    the run folder (``passes_<split>_S<S>_b<beam>_u<users>.json``) and reused."""
+    from bench.speed import pass_counts
+
+    t0 = time.perf_counter()
+    loaded = {name: load_run(run, device=args.device) for name, run in zip(("diffgrm", "ar"), args.passes)}
+    (diff, prepared, _), (ar, ar_prepared, _) = loaded["diffgrm"], loaded["ar"]
+    if diff.config.kind != "diffgrm" or ar.config.kind != "ar":
+        raise SystemExit("error: --passes takes a DiffGRM run, then an AR run")
+    if prepared.catalogue.fingerprint != ar_prepared.catalogue.fingerprint:
+        raise SystemExit("error: the two runs were trained on different catalogues")
+    samples = subsample(prepared.splits[args.split], args.users, seed=0)
+    n = diff.config.n_digits
+    rows = []
+    for beam in args.beams:
+        for model, run, steps in [(diff, args.passes[0], s) for s in pass_counts(n)] + [(ar, args.passes[1], n)]:
+            cached = Path(run) / f"passes_{args.split}_S{steps}_b{beam}_u{args.users}.json"
+            if cached.is_file():
+                metrics = json.loads(cached.read_text())
+            else:
+                print(f"evaluating {run} at beam {beam}, {steps} passes ...", file=sys.stderr)
+                metrics = Recommender(model).evaluate(samples, beam=beam, steps=steps if model is diff else None,
+                                                      progress=not args.quick)
+                cached.write_text(json.dumps(metrics, indent=2))
+            rows.append({"beam": beam, "decoder": "DiffGRM (CPD)" if model is diff else "AR (cached)",
+                         "passes": steps, "run": str(run), **metrics})
+    for r in rows:  # quality relative to one digit per pass at the same beam
+        full = next(x for x in rows if x["beam"] == r["beam"] and x["decoder"] == r["decoder"] and x["passes"] == n)
+        r["ndcg10_vs_n_passes"] = r["item"]["ndcg@10"] / max(full["item"]["ndcg@10"], 1e-12)
+        r["users_per_s"] = r["users"] / r["seconds"]
+    lines = [f"{prepared.report['dataset']}, {args.split} split, {len(samples):,} users, item level; "
+             f"{args.passes[0]} and {args.passes[1]}; users/s end to end on this machine", "",
+             "| beam | decoder | passes | R@10 | N@10 | N@10 vs n passes | users/s |", "|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['beam']} | {r['decoder']} | {r['passes']} | {r['item']['recall@10']:.4f} | "
+              f"{r['item']['ndcg@10']:.4f} | {r['ndcg10_vs_n_passes']:.3f} | {r['users_per_s']:,.0f} |" for r in rows]
+    half = max(1, n // 2)
+    targets = {}
+    for beam in args.beams:
+        pick = {(r["decoder"], r["passes"]): r for r in rows if r["beam"] == beam}
+        h, ar_row = pick[("DiffGRM (CPD)", half)], pick[("AR (cached)", n)]
+        targets[beam] = {"half_within_5pct": h["ndcg10_vs_n_passes"] >= 0.95,
+                         "half_faster_than_ar": h["users_per_s"] > ar_row["users_per_s"]}
+        lines += ["", f"Beam {beam}: S = {half} keeps {h['ndcg10_vs_n_passes']:.1%} of the {n}-pass NDCG@10 "
+                      f"(target >= 95%: {'met' if targets[beam]['half_within_5pct'] else 'not met'}) at "
+                      f"{h['users_per_s'] / ar_row['users_per_s']:.2f}x the cached AR's users/s (target > 1: "
+                      f"{'met' if targets[beam]['half_faster_than_ar'] else 'not met'})."]
+    text = "\n".join(lines)
+    print(text)
+    out = Path(args.out)
+    if not args.quick:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.with_suffix(".md").write_text(text + "\n")
+        out.with_suffix(".json").write_text(json.dumps({"split": args.split, "users": len(samples), "rows": rows,
+                                                        "targets": targets,
+                                                        "seconds": round(time.perf_counter() - t0, 1)}, indent=2))
+    return {"rows": rows, "targets": targets}
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    if args.passes:
+        return passes_curve(args)
     prepared = load_prepared(ensure_data(args))
     runs_dir = Path(args.runs)
     results: dict[str, list[dict]] = {}

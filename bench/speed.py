@@ -14,6 +14,10 @@ the script); the full mode takes about two minutes on an otherwise idle 2-core C
    every time). CPD is timed end to end (``Recommender.search``: encoder + search) and search only
    (``cpd_search`` with the encoder output cached, like the floor). Targets: CPD within 1.5x of
    the floor, and CPD no slower than AR.
+1b. **Passes**: users/s of CPD at S = n, n/2 and 1 network passes (``--steps``) and of the AR
+   decoder with its key/value cache (and without it, for reference) at beams 32 and 256, with the
+   n-pass floor beside them. Targets: CPD at S = n/2 faster than the cached AR at the same beam;
+   CPD at S = n within 1.5x of its floor. Its quality twin is ``bench/quality.py --passes``.
 2. **Train**: samples/s of ``diffgrm.train.train`` for DiffGRM with OCN noising and with random
    masking (and the AR baseline), a fixed number of optimiser steps each, batches of similar
    history length (``train.length_batches``) padded to their longest.
@@ -28,7 +32,7 @@ Models are untrained (randomly initialised) ``cpu``-preset networks (d 128, 1 en
 layers) on synthetic catalogues with random one-to-one SIDs (4 digits x 256 codes) and random
 histories of 8-20 items: the network's cost does not depend on its weights, the search's
 bookkeeping only a little. ``--runs`` decodes real test users with two trained runs on the same
-catalogue instead (section 1 only).
+catalogue instead (sections 1 and 1b).
 
 Timing: torch, faiss and numpy's BLAS use ``--threads`` threads (default 1: less noise from
 whatever else runs on the machine). Every time is the best of ``--repeats`` rounds after a warm-up
@@ -69,7 +73,7 @@ from diffgrm.prepare import Prepared
 from diffgrm.pse import Catalogue, PSETokenizer, build_catalogue
 from diffgrm.train import length_batches, load_run, train
 
-SECTIONS = ("decode", "train", "tokenizer", "scaling")
+SECTIONS = ("decode", "passes", "train", "tokenizer", "scaling")
 N_DIGITS, CODEBOOK = 4, 256
 TOPK = 10
 CPD_FLOOR_TARGET = 1.5
@@ -90,6 +94,9 @@ SIZES = {
     "scale_beams": ((16, 32, 64, 128), (16, 32)),
     "scale_users": (32, 4),
     "scale_steps": (6, 2),
+    "passes_users": (64, 8),
+    "passes_batch": (32, 8),
+    "passes_beams": ((32, 256), (16, 32)),
     "repeats": (3, 1),
 }
 
@@ -212,10 +219,9 @@ def size(name: str, quick: bool):
 # --------------------------------------------------------------------------- 1. decode
 
 
-def bench_decode(args, rng: np.random.Generator) -> tuple[dict, str]:
-    q, repeats = args.quick, args.repeats
-    beam, batch = size("decode_beam", q), size("decode_batch", q)
-    users = size("decode_users", q)
+def decode_models(args, rng: np.random.Generator, users: int):
+    """(DiffGRM, AR, histories, description): the ``--runs`` pair on its first test users, or
+    untrained cpu-preset models on a synthetic catalogue."""
     if args.runs:
         diff_model, prepared, _ = load_run(args.runs[0], device="cpu")
         ar_model, ar_prepared, _ = load_run(args.runs[1], device="cpu")
@@ -224,12 +230,19 @@ def bench_decode(args, rng: np.random.Generator) -> tuple[dict, str]:
         if diff_model.config.kind != "diffgrm" or ar_model.config.kind != "ar":
             sys.exit("error: --runs takes a DiffGRM run, then an AR run")
         histories = prepared.splits["test"].histories[:users]
-        setup = f"trained runs {args.runs[0]} / {args.runs[1]}, {len(prepared.catalogue.codes):,} items"
-    else:
-        codes = random_catalogue(size("decode_items", q), rng)
-        diff_model, ar_model = untrained("diffgrm", codes), untrained("ar", codes)
-        histories = random_histories(users, len(codes), rng)
-        setup = f"untrained cpu-preset models, synthetic catalogue of {len(codes):,} items"
+        return diff_model, ar_model, histories, (f"trained runs {args.runs[0]} / {args.runs[1]}, "
+                                                 f"{len(prepared.catalogue.codes):,} items")
+    codes = random_catalogue(size("decode_items", args.quick), rng)
+    histories = random_histories(users, len(codes), rng)
+    return (untrained("diffgrm", codes), untrained("ar", codes), histories,
+            f"untrained cpu-preset models, synthetic catalogue of {len(codes):,} items")
+
+
+def bench_decode(args, rng: np.random.Generator) -> tuple[dict, str]:
+    q, repeats = args.quick, args.repeats
+    beam, batch = size("decode_beam", q), size("decode_batch", q)
+    users = size("decode_users", q)
+    diff_model, ar_model, histories, setup = decode_models(args, rng, users)
     best, _ = best_of(decoders(diff_model, ar_model, histories, batch, beam), repeats)
     n = len(histories)
     out = {
@@ -278,6 +291,60 @@ def bench_decode(args, rng: np.random.Generator) -> tuple[dict, str]:
         + f"\n\nThe floor itself takes {best['floor'] / best['ar']:.2f}x AR's time: every CPD pass runs all "
         f"{out['n_digits']} digit slots (bidirectional attention, nothing to cache between steps), while the AR "
         f"decoder's passes run 1, 2, ..., {out['n_digits']} slots (a causal prefix)."
+    )
+    return out, text
+
+
+# --------------------------------------------------------------------------- 1b. passes
+
+
+def pass_counts(n: int) -> list[int]:
+    """The pass counts the speed/quality curve compares: n (one digit per pass), n/2 and 1."""
+    return sorted({n, max(1, n // 2), 1}, reverse=True)
+
+
+def bench_passes(args, rng: np.random.Generator) -> tuple[dict, str]:
+    """Users/s of CPD at S = n, n/2 and 1 network passes and of the AR decoder with its key/value
+    cache (and without, for reference), end to end, at each beam; the n-pass floor beside them."""
+    q, repeats = args.quick, args.repeats
+    users, batch = size("passes_users", q), size("passes_batch", q)
+    diff_model, ar_model, histories, setup = decode_models(args, rng, users)
+    diff_rec, ar_rec = Recommender(diff_model), Recommender(ar_model)
+    n = diff_model.config.n_digits
+    chunks = [histories[s : s + batch] for s in range(0, len(histories), batch)]
+    rows, out = [], {"setup": setup, "users": len(histories), "batch": batch, "n_digits": n, "beams": {}}
+    for beam in size("passes_beams", q):
+        fns: dict[str, Callable[[], object]] = {"floor": decoders(diff_model, ar_model, histories, batch, beam)["floor"]}
+        for steps in pass_counts(n):
+            fns[f"cpd S={steps}"] = lambda steps=steps: [diff_rec.search(c, beam=beam, topk=TOPK, steps=steps)
+                                                          for c in chunks]
+        fns["ar cached"] = lambda: [ar_rec.search(c, beam=beam, topk=TOPK) for c in chunks]
+        fns["ar uncached"] = lambda: [ar_rec.search(c, beam=beam, topk=TOPK, kv_cache=False) for c in chunks]
+        best, _ = best_of(fns, repeats)
+        half = f"cpd S={max(1, n // 2)}"
+        out["beams"][beam] = {
+            "seconds": best,
+            "users_per_s": {k: len(histories) / v for k, v in best.items()},
+            "targets": {
+                "cpd_half_faster_than_cached_ar": best[half] < best["ar cached"],
+                f"cpd_n_within_{CPD_FLOOR_TARGET}x_floor": best[f"cpd S={n}"] / best["floor"] <= CPD_FLOOR_TARGET,
+            },
+        }
+        for name, sec in best.items():
+            rows.append([beam, name, len(histories) / sec, sec / best["ar cached"], sec / best["floor"]])
+    targets = [[f"beam {b}: CPD at S = {max(1, n // 2)} faster than the cached AR",
+                f"{r['seconds'][f'cpd S={max(1, n // 2)}'] / r['seconds']['ar cached']:.2f}x AR's time",
+                r["targets"]["cpd_half_faster_than_cached_ar"]] for b, r in out["beams"].items()]
+    targets += [[f"beam {b}: CPD at S = {n} within {CPD_FLOOR_TARGET}x of its {n}-pass floor",
+                 f"{r['seconds'][f'cpd S={n}'] / r['seconds']['floor']:.2f}x",
+                 r["targets"][f"cpd_n_within_{CPD_FLOOR_TARGET}x_floor"]] for b, r in out["beams"].items()]
+    text = (
+        f"### 1b. Network passes: CPD at S = {', '.join(map(str, pass_counts(n)))} and the AR decoder, "
+        f"{len(histories)} users in batches of {batch}, Top-{TOPK} ({setup})\n\n"
+        + table(["beam", "decoder", "users/s", "x cached AR time", "x floor"], rows)
+        + "\n\n" + table(["target", "measured", "met"], targets)
+        + f"\n\nfloor: {n} plain denoiser passes over batch x beam rows (encoder cached). `ar uncached` recomputes "
+        "the whole prefix at every step (what the AR baseline did before it cached keys and values)."
     )
     return out, text
 
@@ -617,7 +684,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--threads", type=int, default=1, help="torch, faiss and BLAS threads (default 1)")
     ap.add_argument("--repeats", type=int, default=None, help="timed rounds per measurement (default 3, quick 1)")
     ap.add_argument(
-        "--runs", nargs=2, metavar=("DIFFGRM_RUN", "AR_RUN"), help="decode with two trained runs (section 1)"
+        "--runs", nargs=2, metavar=("DIFFGRM_RUN", "AR_RUN"), help="decode with two trained runs (sections 1, 1b)"
     )
     ap.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}")
     ap.add_argument("--seed", type=int, default=0)
@@ -642,6 +709,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    if out.is_file() and not args.quick:  # sections not run this time keep their earlier numbers
+        results = {**json.loads(out.read_text()), **results}
     out.write_text(json.dumps(results, indent=2))
     print(f"wrote {out} ({results['meta']['seconds']:.0f} s in all)")
     return results
@@ -664,9 +733,8 @@ def run_sections(args: argparse.Namespace, sections: list[str], rng: np.random.G
     print(f"# diffgrm speed ({mode} mode, {args.threads} thread(s), best of {args.repeats} round(s))\n")
     for name in sections:
         t = time.perf_counter()
-        fn = {"decode": bench_decode, "train": bench_train, "tokenizer": bench_tokenizer, "scaling": bench_scaling}[
-            name
-        ]
+        fn = {"decode": bench_decode, "passes": bench_passes, "train": bench_train, "tokenizer": bench_tokenizer,
+              "scaling": bench_scaling}[name]
         results[name], text = fn(args, rng)
         print(text + f"\n\n({name}: {time.perf_counter() - t:.0f} s)\n", flush=True)
     results["meta"]["seconds"] = time.perf_counter() - t0

@@ -90,19 +90,12 @@ def _check_beam(beam: int, k: int) -> None:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from diffgrm.decode import Recommender
-    from diffgrm.metrics import popularity_metrics
-    from diffgrm.train import load_run, subsample, training_samples
+    from diffgrm.train import evaluate_split, load_run
 
     _check_beam(args.beam, 10)
-    model, prepared, meta = load_run(args.run, data=args.data, device=args.device)
-    samples = subsample(prepared.splits[args.split], args.users, seed=0)
-    metrics = Recommender(model).evaluate(samples, beam=args.beam, order=args.order, progress=not args.quiet,
-                                          steps=_steps(args.steps, model))
-    metrics.update(split=args.split, order=args.order if model.config.kind == "diffgrm" else "left-to-right",
-                   steps=args.steps or model.config.n_digits,
-                   popularity=popularity_metrics(training_samples(prepared, 1).targets, samples.targets,
-                                                 prepared.n_items))
+    model, prepared, _ = load_run(args.run, data=args.data, device=args.device)
+    metrics = evaluate_split(model, prepared, args.split, users=args.users, beam=args.beam, order=args.order,
+                             steps=_steps(args.steps, model), progress=not args.quiet)
     print(format_metrics(metrics))
     write_json(Path(args.run) / "metrics.json", metrics)
     return 0
@@ -187,8 +180,9 @@ DEMO_RUN = "runs/ml-tiny"
 
 
 DEMO_CHANGES = {"model": {"item_id_emb": True}, "train": {"epochs": 12, "patience": 4, "max_minutes": 0},
-                "label": "item-id embedding, up to 12 x 120 batches"}
-"""What the demo run changes in the `tiny` preset (chosen with bench/demo.py, see bench/results/demo.md)."""
+                "ar_train": {"epochs": 6, "patience": 6},
+                "label": "item-id embedding, up to 12 x 120 batches (the AR companion: 6 x 120)"}
+"""What the demo runs change in the `tiny` preset (chosen with bench/demo.py, see bench/results/demo.md)."""
 
 
 def ensure_demo_data(data: str | Path = DEMO_DATA, progress: bool = True) -> Path:
@@ -209,28 +203,24 @@ def ensure_demo_run(run: str | Path = DEMO_RUN, data: str | Path = DEMO_DATA, pr
     """The demo: MovieLens-100K prepared, the demo DiffGRM run and its AR companion (``RUN-ar``)
     trained and evaluated on the test split beside popularity, each only if missing."""
     from diffgrm.config import preset
-    from diffgrm.decode import Recommender
-    from diffgrm.metrics import popularity_metrics
     from diffgrm.prepare import load_prepared
-    from diffgrm.train import load_run, train, training_samples
+    from diffgrm.train import evaluate_split, load_run, train
 
     run, data = Path(run), Path(data)
     prepared = load_prepared(ensure_demo_data(data, progress))
     cat = prepared.catalogue
-    test = prepared.splits["test"]
     for kind, folder in (("diffgrm", run), ("ar", Path(f"{run}-ar"))):
         if (folder / "metrics.json").is_file():
             continue
         if not (folder / "model.safetensors").is_file():
             model_cfg, cfg = preset("tiny", kind=kind, n_digits=cat.n_digits, codebook_size=cat.codebook_size)
             model_cfg, cfg = replace(model_cfg, **DEMO_CHANGES["model"]), replace(cfg, **DEMO_CHANGES["train"])
+            if kind == "ar":  # the companion only has to show another order: a shorter run keeps the demo quick
+                cfg = replace(cfg, **DEMO_CHANGES["ar_train"])
             print(f"training the demo {kind} run into {folder} (a few minutes on a CPU) ...", file=sys.stderr)
             train(prepared, model_cfg, cfg, folder, progress=progress)
         print(f"evaluating {folder} on the test split ...", file=sys.stderr)
-        model = load_run(folder, data=data)[0]
-        metrics = Recommender(model).evaluate(test, beam=32, progress=progress)
-        metrics.update(split="test", order="confidence" if kind == "diffgrm" else "left-to-right",
-                       popularity=popularity_metrics(training_samples(prepared, 1).targets, test.targets, prepared.n_items))
+        metrics = evaluate_split(load_run(folder, data=data)[0], prepared, "test", beam=32, progress=progress)
         write_json(folder / "metrics.json", metrics)
     return run
 

@@ -73,9 +73,10 @@ def cpd_search(
     Missing results are padded with item ``-1``, score ``-inf`` and an all-``MASK`` SID.
 
     ``masked_only=True`` promises that ``logprob_fn`` returns the masked digits only, ``[B, R,
-    n - s, K]`` at step s in ascending digit order: the search reads nothing else, so the network
-    may skip the filled slots (``DiffGRM.denoise(..., masked_only=True)``). A trace needs every
-    digit's prediction, so it cannot be combined with ``masked_only``.
+    n - s, K]`` for a pass that starts with s digits filled, in ascending digit order: the search
+    reads nothing else, so the network may skip the filled slots (``DiffGRM.denoise(...,
+    masked_only=True)``). A trace needs every digit's prediction, so it cannot be combined with
+    ``masked_only``.
 
     With ``trace=True`` one :class:`DenoisingTrace` per user is attached. Step 0 has a single,
     virtual parent (the all-masked SID): ``parent[0, r] = 0`` refers to it, and its prediction is
@@ -88,8 +89,6 @@ def cpd_search(
     fills = pass_sizes(n, n if steps is None else steps)
     if trace and masked_only:
         raise DiffGRMError("a trace records every digit's prediction: use masked_only=False with trace=True")
-    if masked_only and max(fills) > 1:
-        raise DiffGRMError("a pass that fills several digits reads every digit's prediction: use masked_only=False")
     device = index.codes.device
     schedule = schedule.to(device) if schedule is not None else None
 
@@ -102,10 +101,16 @@ def cpd_search(
         if scores.device != logp.device:  # follow the network's device from the first call on
             tokens, scores = tokens.to(logp.device), scores.to(logp.device)
             schedule = schedule.to(logp.device) if schedule is not None else None
-        for _ in range(size):  # one prediction, `size` chained fills: each child reads its parent's row
+        chained = masked_only and size > 1
+        if chained and logp.shape[2] < n:  # later fills of this pass find their digits by position: lay
+            # the masked digits' rows out over all n (filled digits' rows are never read)
+            where = masked_digits(tokens, n - s)[..., None].expand(*logp.shape)
+            logp = logp.new_zeros(*logp.shape[:2], n, k).scatter_(2, where, logp)
+        for fill in range(size):  # one prediction, `size` chained fills: each child reads its parent's row
             tokens, scores, step, par = _step(index, tokens, scores, logp, s, schedule, beam, constrain, trace,
-                                              runners_up, masked_only)
-            logp = logp.gather(1, par[..., None, None].expand(-1, -1, *logp.shape[2:]))
+                                              runners_up, masked_only and not chained)
+            if fill < size - 1:
+                logp = logp.gather(1, par[..., None, None].expand(-1, -1, *logp.shape[2:]))
             s += 1
             if trace:
                 records.append(step)

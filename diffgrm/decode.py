@@ -67,8 +67,8 @@ class Recommender:
         memory, keep = self.model.encode(hist)
         kv = self.model.cross_kv(memory)
         if isinstance(self.model, DiffGRM):
-            # one digit per pass and no trace: the search reads the masked digits only, so skip the filled slots
-            masked_only = not trace and (steps is None or steps == self.model.config.n_digits)
+            # without a trace the search reads the masked digits only, so the network skips the filled slots
+            masked_only = not trace
 
             def logprob_fn(tokens: torch.Tensor) -> torch.Tensor:
                 return self.model.denoise(tokens, kv, keep, masked_only=masked_only).log_softmax(-1)

@@ -26,7 +26,7 @@ from diffgrm.config import ModelConfig, TrainConfig
 from diffgrm.data import Samples
 from diffgrm.decode import Recommender, pad_histories
 from diffgrm.errors import DiffGRMError
-from diffgrm.metrics import combined_score
+from diffgrm.metrics import combined_score, popularity_metrics
 from diffgrm.model import ARGenerator, DiffGRM, GenerativeRecommender, build_model, default_device
 from diffgrm.ocn import ocn_loss
 from diffgrm.prepare import Prepared, load_prepared
@@ -135,6 +135,26 @@ def training_samples(prepared: Prepared, min_history: int) -> Samples:
     if len(keep) == len(data):
         return data
     return Samples([data.histories[i] for i in keep], data.targets[keep], data.users[keep])
+
+
+def popularity_baseline(prepared: Prepared, samples: Samples) -> dict[str, float]:
+    """Item-level metrics on ``samples`` of recommending the most frequent training targets to
+    everyone: the number every run's score is shown beside."""
+    return popularity_metrics(prepared.splits["train"].targets, samples.targets, prepared.n_items)
+
+
+def evaluate_split(model: GenerativeRecommender, prepared: Prepared, split: str = "test", *, users: int = 0,
+                   beam: int = 32, order: str = "confidence", steps: int | None = None,
+                   progress: bool = True) -> dict:
+    """A run's metrics on one split (``users`` > 0: a fixed subsample) beside popularity's, in the
+    form ``RUN/metrics.json`` keeps them (what the explorer's sidebar reads)."""
+    if split not in prepared.splits:
+        raise DiffGRMError(f"no split {split!r} in {prepared.path} (have {', '.join(prepared.splits)})")
+    samples = subsample(prepared.splits[split], users, seed=0)
+    metrics = Recommender(model).evaluate(samples, beam=beam, order=order, progress=progress, steps=steps)
+    metrics.update(split=split, order=order if model.config.kind == "diffgrm" else "left-to-right",
+                   steps=steps or model.config.n_digits, popularity=popularity_baseline(prepared, samples))
+    return metrics
 
 
 @dataclass

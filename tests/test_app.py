@@ -54,6 +54,21 @@ def test_step_scrubber_changes_what_is_shown(app):
     assert first != last
 
 
+def test_fewer_network_passes_show_which_pass_filled_each_digit(app):
+    import json
+
+    assert app.slider(key="steps").value == 4 and app.slider(key="steps").max == 4
+    app.slider(key="steps").set_value(2).run()
+    assert not app.exception, app.exception
+    line = [m.value for m in app.markdown if m.value.startswith("**Step")][0]
+    assert "Step 4 of 4" in line and "network pass 2 of 2" in line
+    strip = json.loads(app.get("plotly_chart")[0].proto.spec)
+    assert "4 digits in 2 network passes" in strip["layout"]["title"]["text"]
+    assert [s["label"] for s in strip["layout"]["sliders"][0]["steps"]][-1] == "4 (pass 2)"
+    assert len(table(app, 1)) == 10  # still a full Top-10 of distinct items
+    assert table(app, 1)["title"].is_unique
+
+
 def open_view(at, name: str):
     at.session_state["view"] = name
     at.run()

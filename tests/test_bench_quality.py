@@ -40,3 +40,28 @@ def test_quality_bench_runs_every_variant_and_reuses_runs(chain_prepared, tmp_pa
     assert {p: p.stat().st_mtime for p in (tmp_path / "runs").rglob("*.safetensors")} == stamp
     with pytest.raises(SystemExit, match="no trained run"):
         bench.main([*argv, "--trained-only", "--runs", str(tmp_path / "empty")])
+
+
+def test_passes_curve_scores_each_pass_count_and_the_ar_run(chain_run, chain_ar_run, tmp_path, capsys):
+    bench = load_bench()
+    argv = ["--passes", str(chain_run), str(chain_ar_run), "--split", "valid", "--beams", "10", "16",
+            "--users", "12", "--out", str(tmp_path / "p"), "--device", "cpu"]
+    payload = bench.main(argv)
+    out = capsys.readouterr().out
+    rows = payload["rows"]
+    assert [(r["beam"], r["decoder"], r["passes"]) for r in rows] == [
+        (b, d, s) for b in (10, 16) for d, s in [("DiffGRM (CPD)", 4), ("DiffGRM (CPD)", 2), ("DiffGRM (CPD)", 1),
+                                                  ("AR (cached)", 4)]]
+    for r in rows:
+        assert r["users"] == 12 and 0 <= r["item"]["ndcg@10"] <= 1 and r["users_per_s"] > 0
+        if r["passes"] == 4:
+            assert r["ndcg10_vs_n_passes"] == (1.0 if r["item"]["ndcg@10"] > 0 else 0.0)
+    assert set(payload["targets"]) == {10, 16}
+    assert "| 16 | DiffGRM (CPD) | 2 |" in out and "S = 2 keeps" in out
+    saved = json.loads((tmp_path / "p.json").read_text())
+    assert saved["split"] == "valid" and len(saved["rows"]) == 8
+    # each evaluation is kept in its run folder and read back
+    assert len(list(chain_run.glob("passes_valid_S*_b*_u12.json"))) == 6
+    assert bench.main(argv)["rows"] == rows
+    with pytest.raises(SystemExit, match="a DiffGRM run, then an AR run"):
+        bench.main(["--passes", str(chain_ar_run), str(chain_run), "--out", str(tmp_path / "x")])

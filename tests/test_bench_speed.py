@@ -14,6 +14,8 @@ HEADERS = [
     "### 1. Decode: CPD vs AR",
     "| what | seconds | users/s | x floor |",
     "| target | measured | met |",
+    "### 1b. Network passes: CPD at S = 4, 2, 1 and the AR decoder",
+    "| beam | decoder | users/s | x cached AR time | x floor |",
     "### 2. Training throughput",
     "| model | samples/s | ms per step |",
     "### 3. Tokenizer",
@@ -50,9 +52,9 @@ def test_quick_bench_writes_every_section(tmp_path):
         assert header in proc.stdout, header
 
     result = json.loads(out.read_text())
-    assert set(result) == {"meta", "decode", "train", "tokenizer", "scaling"}
+    assert set(result) == {"meta", "decode", "passes", "train", "tokenizer", "scaling"}
     assert result["meta"]["quick"] is True and result["meta"]["threads"] == 1
-    for section in ("decode", "train", "tokenizer", "scaling"):
+    for section in ("decode", "passes", "train", "tokenizer", "scaling"):
         found = numbers(result[section])
         assert len(found) >= 5, section
         bad = [(path, value) for path, value in found if not value > 0]
@@ -62,6 +64,11 @@ def test_quick_bench_writes_every_section(tmp_path):
     assert set(decode["seconds"]) == {"floor", "cpd_search", "cpd", "ar"}
     assert set(decode["targets"]) == {"cpd_within_1.5x_floor", "cpd_not_slower_than_ar"}
     assert all(isinstance(v, bool) for v in decode["targets"].values())
+    passes = result["passes"]["beams"]
+    assert list(passes) == ["16", "32"]  # the quick beams (JSON keys)
+    for row in passes.values():
+        assert set(row["seconds"]) == {"floor", "cpd S=4", "cpd S=2", "cpd S=1", "ar cached", "ar uncached"}
+        assert set(row["targets"]) == {"cpd_half_faster_than_cached_ar", "cpd_n_within_1.5x_floor"}
     assert set(result["train"]["models"]) == {"DiffGRM, OCN noising", "DiffGRM, random masking", "AR, teacher forcing"}
     assert {"opq", "pq"} <= set(result["tokenizer"]["fit"])
     assert result["scaling"]["catalogue"] and result["scaling"]["beam"]

@@ -81,7 +81,7 @@ def test_denoising_strip_frames_slider_and_cells(traces):
     assert len(fig.frames) == tr.n_steps == len(fig.layout.sliders[0].steps)
     assert [list(st.args[0]) for st in fig.layout.sliders[0].steps] == [[f.name] for f in fig.frames]
     assert fig.layout.sliders[0].active == tr.n_steps - 1
-    assert [t.name for t in fig.data] == ["committed", "masked", "committed at this step"]
+    assert [t.name for t in fig.data] == ["committed", "masked", "committed by this pass"]
     initial, last = np.array(fig.data[0].z, float), np.array(fig.frames[-1].data[0].z, float)
     np.testing.assert_array_equal(initial, last)  # the figure opens on the last step
 
@@ -102,13 +102,34 @@ def test_denoising_strip_frames_slider_and_cells(traces):
                 assert math.isnan(grey[row.beam_rank, row.digit])
                 assert committed.text[row.beam_rank][row.digit] == str(row.code)
                 assert masked.text[row.beam_rank][row.digit] == ""
-                assert committed.customdata[row.beam_rank][row.digit][2] == row.committed_step + 1
+                assert committed.customdata[row.beam_rank][row.digit][2] == f"{row.committed_step + 1} (pass {row.committed_step + 1})"
         news = df[df["state"] == "new"]
         assert list(new.x) == news["digit"].tolist() and list(new.y) == news["beam_rank"].tolist()
 
     labels = list(fig.layout.yaxis.ticktext)
     assert labels == [f"#{k + 1} · Item {tr.items[k]} &lt;b&gt;" for k in range(3)]
     assert fig.layout.yaxis.autorange == "reversed"
+
+
+def test_denoising_strip_shows_which_digits_each_pass_filled(codes):
+    """Two passes of two digits each: a step marks as new every digit its pass has filled so far."""
+    index = SIDIndex(codes, K)
+    tr = cpd_search(RandomNet(index, 1, seed=3, table_size=1024), index, 1, beam=8, topk=6, steps=2,
+                    trace=True).traces[0]
+    assert tr.passes.tolist() == [0, 0, 1, 1]
+    for step in range(N):
+        df = viz.strip_frame_data(tr, step, beams=4)
+        for _, rows in df.groupby("beam_rank"):
+            new = rows[rows["state"] == "new"]
+            assert len(new) == step % 2 + 1  # the digits this step's pass filled up to this step
+            assert set(new["committed_pass"]) == {step // 2}
+            assert set(rows[rows["state"] == "earlier"]["committed_pass"]) == ({0} if step >= 2 else set())
+    fig = viz.denoising_strip(tr, beams=4)
+    assert [st.label for st in fig.layout.sliders[0].steps] == ["1 (pass 1)", "2 (pass 1)", "3 (pass 2)", "4 (pass 2)"]
+    assert "4 digits in 2 network passes" in fig.layout.title.text
+    committed = fig.frames[-1].data[0]
+    cells = {c[2] for row in committed.customdata for c in row}
+    assert {"3 (pass 2)", "4 (pass 2)"} <= cells
 
 
 def test_denoising_strip_labels_without_titles_and_with_a_lookup(traces):

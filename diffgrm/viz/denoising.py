@@ -139,12 +139,14 @@ def _step_sliders(names: Sequence[str], labels: Sequence[str], active: int) -> t
 def strip_frame_data(trace: DenoisingTrace, step: int, beams: int = 8) -> pd.DataFrame:
     """The state of every digit of the top ``beams`` final beams after step ``step`` (0-based).
 
-    One row per (beam_rank, digit); ``state`` is "masked" (not filled yet), "new" (filled at this
-    very step) or "earlier"; ``prob`` and ``committed_step`` are those of the step that filled the
-    digit (NaN / -1 while masked). Following the lineage means a row shows the ancestor of the
-    final beam at that step, so committed digits never change from one step to the next.
+    One row per (beam_rank, digit); ``state`` is "masked" (not filled yet), "new" (filled by this
+    step's network pass, up to this step: with one digit per pass, at this very step) or
+    "earlier"; ``prob``, ``committed_step`` and ``committed_pass`` are those of the step that
+    filled the digit (NaN / -1 while masked). Following the lineage means a row shows the ancestor
+    of the final beam at that step, so committed digits never change from one step to the next.
     """
     _check_step(trace, step)
+    passes = _passes(trace)
     rows = []
     for rank, final in enumerate(_final_beams(trace, beams)):
         fills = _fills(trace, final)
@@ -157,14 +159,20 @@ def strip_frame_data(trace: DenoisingTrace, step: int, beams: int = 8) -> pd.Dat
                     "final_beam": final,
                     "beam": fills[step].beam,
                     "digit": d,
-                    "state": "masked" if f is None else ("new" if f.step == step else "earlier"),
+                    "state": "masked" if f is None else ("new" if passes[f.step] == passes[step] else "earlier"),
                     "code": -1 if f is None else f.code,
                     "prob": math.nan if f is None else f.prob,
                     "committed_step": -1 if f is None else f.step,
+                    "committed_pass": -1 if f is None else int(passes[f.step]),
                     "runners_up": "" if f is None else f.runners_up,
                 }
             )
     return pd.DataFrame(rows)
+
+
+def _passes(trace: DenoisingTrace) -> np.ndarray:
+    """The network pass of every step (one pass per step unless the search took fewer)."""
+    return np.arange(trace.n_steps) if trace.passes is None else np.asarray(trace.passes)
 
 
 def _strip_traces(frame: pd.DataFrame, labels: Sequence[str], n_digits: int) -> list[go.BaseTraceType]:
@@ -182,7 +190,8 @@ def _strip_traces(frame: pd.DataFrame, labels: Sequence[str], n_digits: int) -> 
             continue
         z[r, d] = row.prob
         text[r][d] = str(row.code)
-        custom[r][d] = [labels[r], row.code, row.committed_step + 1, row.runners_up]
+        custom[r][d] = [labels[r], row.code, f"{row.committed_step + 1} (pass {row.committed_pass + 1})",
+                        row.runners_up]
     new = frame[frame["state"] == "new"]
     rows_y = list(range(n_rows))
     return [
@@ -203,7 +212,7 @@ def _strip_traces(frame: pd.DataFrame, labels: Sequence[str], n_digits: int) -> 
             hovertemplate="%{customdata[0]}<br>digit %{x}: still masked<extra></extra>",
         ),
         go.Scatter(
-            name="committed at this step",
+            name="committed by this pass",
             x=new["digit"].tolist(), y=new["beam_rank"].tolist(), mode="markers", hoverinfo="skip",
             marker={"symbol": "square-open", "size": _CELL_PX - 6, "color": HIGHLIGHT, "line": {"width": 3}},
         ),
@@ -237,10 +246,15 @@ def denoising_strip(
         go.Frame(name=names[s], data=_strip_traces(strip_frame_data(trace, s, beams), labels, n_digits))
         for s in range(n_steps)
     ]
-    sliders, menus = _step_sliders(names, [str(s + 1) for s in range(n_steps)], initial)
+    passes = _passes(trace)
+    fewer = trace.n_passes < n_steps  # several digits per pass: say which pass each step belongs to
+    ticks = [f"{s + 1} (pass {passes[s] + 1})" if fewer else str(s + 1) for s in range(n_steps)]
+    sliders, menus = _step_sliders(names, ticks, initial)
+    in_passes = f", {n_steps} digits in {trace.n_passes} network passes" if fewer else ""
     fig = go.Figure(data=frames[initial].data, frames=frames)
     fig.update_layout(
-        title={"text": f"Denoising, {trace.decoder.upper()} ({trace.order} order): top {len(finals)} final beams"},
+        title={"text": f"Denoising, {trace.decoder.upper()} ({trace.order} order{in_passes}): "
+                       f"top {len(finals)} final beams"},
         xaxis={"tickvals": list(range(n_digits)), "ticktext": [f"digit {d}" for d in range(n_digits)],
                "side": "top", "showgrid": False, "zeroline": False},
         yaxis={"tickvals": list(range(len(finals))), "ticktext": labels, "autorange": "reversed",
