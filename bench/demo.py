@@ -35,6 +35,8 @@ ROWS = {
     "demo-e6": ({"item_id_emb": True}, {"epochs": 6, "patience": 6}, "item-id embedding, 6 x 120 batches"),
     "demo-e8": ({"item_id_emb": True}, {"epochs": 8, "patience": 3, "eval_users": 0},
                 "item-id embedding, up to 8 x 120 batches, validated on all users"),
+    "demo-e12": ({"item_id_emb": True}, {"epochs": 12, "patience": 4},
+                 "item-id embedding, up to 12 x 120 batches (the demo until it took too long)"),
     "demo": (DEMO_CHANGES["model"], DEMO_CHANGES["train"], "the demo: " + DEMO_CHANGES["label"]),
 }
 

@@ -179,9 +179,9 @@ DEMO_DATA = "runs/movielens-100k"
 DEMO_RUN = "runs/ml-tiny"
 
 
-DEMO_CHANGES = {"model": {"item_id_emb": True}, "train": {"epochs": 12, "patience": 4, "max_minutes": 0},
+DEMO_CHANGES = {"model": {"item_id_emb": True}, "train": {"epochs": 8, "patience": 3, "eval_users": 0, "max_minutes": 0},
                 "ar_train": {"epochs": 6, "patience": 6},
-                "label": "item-id embedding, up to 12 x 120 batches (the AR companion: 6 x 120)"}
+                "label": "item-id embedding, up to 8 x 120 batches validated on all users (the AR companion: 6 x 120)"}
 """What the demo runs change in the `tiny` preset (chosen with bench/demo.py, see bench/results/demo.md)."""
 
 

@@ -101,16 +101,12 @@ def cpd_search(
         if scores.device != logp.device:  # follow the network's device from the first call on
             tokens, scores = tokens.to(logp.device), scores.to(logp.device)
             schedule = schedule.to(logp.device) if schedule is not None else None
-        chained = masked_only and size > 1
-        if chained and logp.shape[2] < n:  # later fills of this pass find their digits by position: lay
-            # the masked digits' rows out over all n (filled digits' rows are never read)
-            where = masked_digits(tokens, n - s)[..., None].expand(*logp.shape)
-            logp = logp.new_zeros(*logp.shape[:2], n, k).scatter_(2, where, logp)
-        for fill in range(size):  # one prediction, `size` chained fills: each child reads its parent's row
-            tokens, scores, step, par = _step(index, tokens, scores, logp, s, schedule, beam, constrain, trace,
-                                              runners_up, masked_only and not chained)
+        pred = _Prediction(logp, tokens if masked_only else None)
+        for fill in range(size):  # one prediction, `size` chained fills: each child reads its ancestor's row
+            tokens, scores, step, par = _step(index, tokens, scores, pred, s, schedule, beam, constrain, trace,
+                                              runners_up)
             if fill < size - 1:
-                logp = logp.gather(1, par[..., None, None].expand(-1, -1, *logp.shape[2:]))
+                pred = pred.follow(par)
             s += 1
             if trace:
                 records.append(step)
@@ -162,18 +158,59 @@ def _call(logprob_fn: LogProbFn, tokens: torch.Tensor, digits: int, k: int) -> t
 # --- one denoising step -------------------------------------------------------------------------
 
 
+class _Prediction:
+    """One network pass's log-probabilities and, for each current beam, the row it reads.
+
+    A pass that fills several digits keeps its one prediction: after each fill, a child reads the
+    row of the beam the pass started from (``rows``), and the log-probs are never copied per beam.
+    With masked-only log-probs (``start`` = the tokens at the pass's start), a digit's column is
+    its rank among the digits masked when the pass began.
+    """
+
+    def __init__(self, logp: torch.Tensor, start: torch.Tensor | None) -> None:
+        self.logp = logp  # [B, P0, D, K], D = n or the digits masked at the pass's start
+        self.rows: torch.Tensor | None = None  # [B, P] row of logp per current beam (None: beam p reads row p)
+        # [B, P0, n] the column of each digit (masked-only: its rank among the start's masked digits)
+        self.rank = None if start is None else torch.cumsum((start == MASK).long(), -1) - 1
+        self.fresh = True  # no fill yet: masked-only columns are exactly the parents' masked digits
+
+    def follow(self, parent: torch.Tensor) -> "_Prediction":
+        """The same prediction, read by the children ``[B, beam]`` of the current beams."""
+        self.rows = parent if self.rows is None else self.rows.gather(1, parent)
+        self.fresh = False
+        return self
+
+    def at(self, digits: torch.Tensor) -> torch.Tensor | None:
+        """Log-probs ``[B, P, m, K]`` of ``digits [B, P, m]`` for each current beam (None: ``logp`` itself)."""
+        b, p, m = digits.shape
+        if self.rank is not None and self.fresh and m == self.logp.shape[2]:
+            return None  # the masked digits of every beam, ascending: what the masked-only pass returned
+        col = digits
+        if self.rank is not None:
+            rank = self.rank if self.rows is None else self.rank.gather(1, self.rows[..., None].expand(-1, -1, self.rank.shape[2]))
+            col = rank.gather(2, digits)
+        rows = (torch.arange(p, device=digits.device).expand(b, p) if self.rows is None else self.rows)
+        batch = torch.arange(b, device=digits.device)[:, None, None]
+        return self.logp[batch, rows[..., None], col]
+
+    def full(self) -> torch.Tensor:
+        """Every digit's log-probs ``[B, P, n, K]`` per current beam (traces; never masked-only)."""
+        if self.rows is None:
+            return self.logp
+        return self.logp.gather(1, self.rows[..., None, None].expand(-1, -1, *self.logp.shape[2:]))
+
+
 def _step(
     index: SIDIndex,
     tokens: torch.Tensor,  # [B, P, n] parents, each with exactly s filled digits
     scores: torch.Tensor,  # [B, P]
-    logp: torch.Tensor,  # [B, P, n, K], or [B, P, n - s, K] (masked digits, ascending) with masked_only
+    pred: _Prediction,  # the pass's log-probs and the row each parent reads
     s: int,
     schedule: torch.Tensor | None,
     beam: int,
     constrain: bool,
     trace: bool,
     runners_up: int,
-    masked_only: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
     """Expand every parent by one (digit, code), keep the best ``beam`` distinct children per user;
     returns their tokens, scores, the trace record and each child's parent ``[B, beam]``.
@@ -184,20 +221,16 @@ def _step(
     ``n * K``, and the validity lookup touches no filled digit.
     """
     b, p, n = tokens.shape
-    k = logp.shape[-1]
-    device = logp.device
+    k = pred.logp.shape[-1]
+    device = pred.logp.device
     if schedule is None:  # masked digits first, in ascending digit order
         digits = masked_digits(tokens, n - s)
-        where = None if masked_only else digits  # masked-only log-probs are already these digits
     else:
         digits = schedule[:, s, None, None].expand(b, p, 1)
-        # masked-only log-probs hold the masked digits in ascending order: the scheduled digit's
-        # row is the number of masked digits before it
-        where = (((tokens == MASK) & (torch.arange(n, device=device) < digits)).sum(-1, keepdim=True)
-                 if masked_only else digits)
     m = digits.shape[-1]
 
-    lp = logp if where is None else logp.gather(2, where[..., None].expand(b, p, m, k))  # [B, P, m, K]
+    lp = pred.at(digits)
+    lp = pred.logp if lp is None else lp  # [B, P, m, K]
     parent_keys = index.keys(tokens)  # [B, P]
     cand = lp.to(torch.promote_types(lp.dtype, scores.dtype)) + scores[..., None, None]  # >= float32 sums
     blocked = _blocked(index, tokens, parent_keys, digits) if constrain else None
@@ -250,7 +283,7 @@ def _step(
     if trace:
         if blocked is not None:
             lp = lp.masked_fill(blocked, NEG_INF)
-        step = _trace_step(logp, lp, par, slot, digit, code, new_scores, new_tokens, runners_up)
+        step = _trace_step(pred.full(), lp, par, slot, digit, code, new_scores, new_tokens, runners_up)
     return new_tokens, new_scores, step, par
 
 
