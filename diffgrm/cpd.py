@@ -193,6 +193,13 @@ class _Prediction:
         batch = torch.arange(b, device=digits.device)[:, None, None]
         return self.logp[batch, rows[..., None], col]
 
+    def values(self, parent: torch.Tensor, digit: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+        """Log-prob of ``code`` in ``digit`` for current beam ``parent``, elementwise over ``[B, T]``."""
+        batch = torch.arange(parent.shape[0], device=parent.device)[:, None].expand_as(parent)
+        row = parent if self.rows is None else self.rows.gather(1, parent)
+        col = digit if self.rank is None else self.rank[batch, row, digit]
+        return self.logp[batch, row, col, code]
+
     def full(self) -> torch.Tensor:
         """Every digit's log-probs ``[B, P, n, K]`` per current beam (traces; never masked-only)."""
         if self.rows is None:
@@ -229,14 +236,28 @@ def _step(
         digits = schedule[:, s, None, None].expand(b, p, 1)
     m = digits.shape[-1]
 
-    lp = pred.at(digits)
-    lp = pred.logp if lp is None else lp  # [B, P, m, K]
     parent_keys = index.keys(tokens)  # [B, P]
-    cand = lp.to(torch.promote_types(lp.dtype, scores.dtype)) + scores[..., None, None]  # >= float32 sums
-    blocked = _blocked(index, tokens, parent_keys, digits) if constrain else None
-    if blocked is not None:
-        cand.masked_fill_(blocked, NEG_INF)
-    cand = cand.reshape(b, -1)  # [B, C], C = P * m * K
+    dtype = torch.promote_types(pred.logp.dtype, scores.dtype)  # >= float32 sums
+    # Deep in the search a parent matches a handful of items: list the children they allow and
+    # score only those. Otherwise (and for a trace, which records the masked distributions),
+    # score every (parent, digit, code) and mask what the catalogue rules out. Same candidates,
+    # same scores.
+    listed = _listed_children(index, tokens, parent_keys, digits) if constrain and not trace else None
+    lookup = blocked = None
+    if listed is not None:
+        lookup, valid = listed  # [B, T] flat indices into the dense [B, P * m * K] candidates
+        lpar, lrest = lookup // (m * k), lookup % (m * k)
+        ldigit = digits.reshape(b, -1).gather(1, lpar * m + lrest // k)
+        value = pred.values(lpar, ldigit, lrest % k).to(dtype) + scores.gather(1, lpar)
+        cand = torch.where(valid, value, torch.full_like(value, NEG_INF))
+    else:
+        lp = pred.at(digits)
+        lp = pred.logp if lp is None else lp  # [B, P, m, K]
+        cand = lp.to(dtype) + scores[..., None, None]
+        blocked = _blocked(index, tokens, parent_keys, digits) if constrain else None
+        if blocked is not None:
+            cand.masked_fill_(blocked, NEG_INF)
+        cand = cand.reshape(b, -1)  # [B, C], C = P * m * K
 
     # A child with s + 1 filled digits has at most s + 1 distinct parents, so the best `beam`
     # distinct children are the first distinct ones among the top (s + 1) * beam candidates.
@@ -252,6 +273,8 @@ def _step(
     while True:
         top_scores, top_idx = cand.topk(width, dim=1)
         top_idx = top_idx % c_total  # padded slots point at some real candidate; they stay dead
+        if lookup is not None:
+            top_idx = lookup.gather(1, top_idx)
         par, rest = top_idx // (m * k), top_idx % (m * k)
         slot, code = rest // k, rest % k
         digit = digits.reshape(b, -1).gather(1, par * m + slot)
@@ -394,6 +417,35 @@ def _matches(index: SIDIndex, device: torch.device) -> _Matches | None:
         n, k = index.n_digits, index.codebook_size
         per_device[device] = _Matches(index, device) if (1 << n) * (k + 1) ** n < 2**63 else None
     return per_device[device]
+
+
+def _listed_children(index: SIDIndex, tokens: torch.Tensor, parent_keys: torch.Tensor, digits: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The (parent, candidate digit, code) children the catalogue allows, as flat indices into
+    the dense ``[B, P * m * K]`` candidates, per user and padded: ``([B, T] indices, [B, T] valid)``.
+    None when the parents match so many items that scoring every candidate is cheaper."""
+    b, p, m = digits.shape
+    k = index.codebook_size
+    matches = _matches(index, tokens.device)
+    if matches is None:
+        return None
+    lo, count = matches.ranges(tokens, parent_keys)
+    if 4 * int(count.sum()) > b * p * k:  # listing pays off below a quarter of the dense candidates
+        return None
+    owner, items = matches.listed(lo, count)  # flat parent (b * P + p) of each matching item
+    code = matches.codes[items[:, None], digits.reshape(b * p, m)[owner]]  # [T, m] the codes they carry
+    slots = torch.arange(m, device=tokens.device)
+    flat = torch.unique(((owner[:, None] * m + slots) * k + code).reshape(-1))  # sorted: user by user
+    per_user = p * m * k
+    user = flat // per_user
+    counts = torch.bincount(user, minlength=b)
+    pos = torch.arange(len(flat), device=flat.device) - (torch.cumsum(counts, 0) - counts)[user]
+    width = max(int(counts.max()) if b else 0, 1)
+    lookup = torch.zeros(b, width, dtype=torch.long, device=flat.device)
+    valid = torch.zeros(b, width, dtype=torch.bool, device=flat.device)
+    lookup[user, pos] = flat % per_user
+    valid[user, pos] = True
+    return lookup, valid
 
 
 def _blocked(index: SIDIndex, tokens: torch.Tensor, parent_keys: torch.Tensor, digits: torch.Tensor) -> torch.Tensor:

@@ -443,3 +443,31 @@ def test_steps_out_of_range_is_a_clear_error():
     for steps in (0, 4):
         with pytest.raises(DiffGRMError, match="steps must be a whole number between 1 and 3"):
             cpd_search(net, index, 1, beam=4, topk=2, steps=steps)
+
+
+@pytest.mark.parametrize("steps", [None, 2, 1])
+@pytest.mark.parametrize("order", ["confidence", "fixed"])
+def test_listing_the_allowed_children_gives_the_dense_search(order, steps, monkeypatch):
+    """Deep steps score only the children the catalogue allows (`_listed_children`): the same
+    beams and scores as masking the dense (parent, digit, code) candidates."""
+    import diffgrm.cpd as cpd
+
+    n, k, batch = 4, 16, 3
+    codes = catalogue(n, k, 900, seed=11)
+    index = SIDIndex(torch.from_numpy(codes), k)
+    net = RandomNet(index, batch, seed=5, table_size=4099)
+    calls = []
+    real = cpd._listed_children
+
+    def spy(*args):
+        out = real(*args)
+        calls.append(out is not None)
+        return out
+
+    monkeypatch.setattr(cpd, "_listed_children", spy)
+    listed = cpd_search(net, index, batch, beam=24, topk=10, order=order, steps=steps)
+    assert any(calls) and not all(calls)  # early steps dense, deep steps listed
+    monkeypatch.setattr(cpd, "_listed_children", lambda *args: None)
+    dense = cpd_search(net, index, batch, beam=24, topk=10, order=order, steps=steps)
+    assert torch.equal(listed.items, dense.items) and torch.equal(listed.sids, dense.sids)
+    torch.testing.assert_close(listed.scores, dense.scores)
