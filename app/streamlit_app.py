@@ -66,7 +66,7 @@ def no_run_page(run: Path) -> None:
         "with an existing run: `diffgrm app RUN`."
     )
     if st.button("Train the tiny MovieLens-100K run", key="train_tiny"):
-        from diffgrm.cli import ensure_demo_run
+        from diffgrm.demo import ensure_demo_run
 
         with st.spinner("Preparing MovieLens-100K and training the tiny preset..."):
             try:

@@ -114,7 +114,8 @@ def prepared_for(row: Row, args: argparse.Namespace) -> Path:
                                     codebook_size=report["codebook_size"], n_digits=report["n_digits"])
         cfg = replace(base_tok, **row.tokenizer)
         print(f"preparing {folder} ({cfg}) ...", file=sys.stderr)
-        prepare(load_dataset(args.dataset), folder, cfg, encoder=report.get("encoder"), progress=not args.quick)
+        encoder = None if report.get("encoder") == EMBEDDINGS_FILE else report.get("encoder")  # vectors came with the data
+        prepare(load_dataset(args.dataset), folder, cfg, encoder=encoder, progress=not args.quick)
     return folder
 
 

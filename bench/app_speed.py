@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from diffgrm.cli import DEMO_RUN, ensure_demo_run  # noqa: E402
+from diffgrm.demo import DEMO_RUN, ensure_demo_run  # noqa: E402
 from diffgrm.explorer import Explorer  # noqa: E402
 
 CHROMIUM = os.environ.get("DIFFGRM_CHROMIUM", "/usr/bin/chromium")

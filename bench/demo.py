@@ -6,7 +6,7 @@
 Each row trains the `tiny` preset with some changes on the prepared MovieLens-100K folder and
 reports training time and item-level NDCG@10 / Recall@10 on the full test split (943 users,
 beam 32), beside recommending the 10 most frequent training items to everyone. The row the demo
-uses is `demo` (``diffgrm.cli.DEMO_CHANGES``); the table says why.
+uses is `demo` (``diffgrm.demo.DEMO_CHANGES``); the table says why.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from diffgrm.cli import DEMO_CHANGES, DEMO_DATA, ensure_demo_data  # noqa: E402
+from diffgrm.demo import DEMO_CHANGES, DEMO_DATA, ensure_demo_data  # noqa: E402
 from diffgrm.config import preset  # noqa: E402
 from diffgrm.prepare import load_prepared  # noqa: E402
 from diffgrm.train import evaluate_split, load_run, popularity_baseline, train  # noqa: E402

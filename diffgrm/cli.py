@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from diffgrm import __version__
+from diffgrm.demo import DEMO_RUN
 from diffgrm.errors import DiffGRMError
 from diffgrm.safeio import atomic_write, check_output, write_json
 
@@ -175,54 +176,16 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-DEMO_DATA = "runs/movielens-100k"
-DEMO_RUN = "runs/ml-tiny"
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from diffgrm.synth import synthesize
 
-
-DEMO_CHANGES = {"model": {"item_id_emb": True}, "train": {"epochs": 8, "patience": 3, "eval_users": 0, "max_minutes": 0},
-                "ar_train": {"epochs": 6, "patience": 6},
-                "label": "item-id embedding, up to 8 x 120 batches validated on all users (the AR companion: 6 x 120)"}
-"""What the demo runs change in the `tiny` preset (chosen with bench/demo.py, see bench/results/demo.md)."""
-
-
-def ensure_demo_data(data: str | Path = DEMO_DATA, progress: bool = True) -> Path:
-    """MovieLens-100K prepared into ``data``, only if missing."""
-    from diffgrm.config import DATASET_TOKENIZER_PRESET, tokenizer_preset
-    from diffgrm.data import load_dataset
-    from diffgrm.prepare import prepare
-
-    data = Path(data)
-    if not (data / "tokenizer_report.json").is_file():
-        print(f"preparing movielens-100k into {data} ...", file=sys.stderr)
-        prepare(load_dataset("movielens-100k"), data, tokenizer_preset(DATASET_TOKENIZER_PRESET["movielens-100k"]),
-                progress=progress, force=True)  # only ever replaces an incomplete demo folder
-    return data
-
-
-def ensure_demo_run(run: str | Path = DEMO_RUN, data: str | Path = DEMO_DATA, progress: bool = True) -> Path:
-    """The demo: MovieLens-100K prepared, the demo DiffGRM run and its AR companion (``RUN-ar``)
-    trained and evaluated on the test split beside popularity, each only if missing."""
-    from diffgrm.config import preset
-    from diffgrm.prepare import load_prepared
-    from diffgrm.train import evaluate_split, load_run, train
-
-    run, data = Path(run), Path(data)
-    prepared = load_prepared(ensure_demo_data(data, progress))
-    cat = prepared.catalogue
-    for kind, folder in (("diffgrm", run), ("ar", Path(f"{run}-ar"))):
-        if (folder / "metrics.json").is_file():
-            continue
-        if not (folder / "model.safetensors").is_file():
-            model_cfg, cfg = preset("tiny", kind=kind, n_digits=cat.n_digits, codebook_size=cat.codebook_size)
-            model_cfg, cfg = replace(model_cfg, **DEMO_CHANGES["model"]), replace(cfg, **DEMO_CHANGES["train"])
-            if kind == "ar":  # the companion only has to show another order: a shorter run keeps the demo quick
-                cfg = replace(cfg, **DEMO_CHANGES["ar_train"])
-            print(f"training the demo {kind} run into {folder} (a few minutes on a CPU) ...", file=sys.stderr)
-            train(prepared, model_cfg, cfg, folder, progress=progress)
-        print(f"evaluating {folder} on the test split ...", file=sys.stderr)
-        metrics = evaluate_split(load_run(folder, data=data)[0], prepared, "test", beam=32, progress=progress)
-        write_json(folder / "metrics.json", metrics)
-    return run
+    counts = synthesize(args.out, args.items, args.users, dim=args.dim, topics=args.topics,
+                        length=(args.min_length, args.max_length), seed=args.seed, force=args.force,
+                        progress=not args.quiet)
+    print(f"wrote {args.out}: {counts['items']:,} items in {counts['topics']:,} topics ({counts['dim']}-d vectors), "
+          f"{counts['users']:,} users, {counts['interactions']:,} interactions; next: "
+          f"diffgrm prepare --dataset {args.out} --out DIR", file=sys.stderr)
+    return 0
 
 
 def _cmd_app(args: argparse.Namespace) -> int:
@@ -240,7 +203,9 @@ def _cmd_app(args: argparse.Namespace) -> int:
                            "or `pip install -e .` in a clone)")
     run = Path(args.run)
     if args.run == DEMO_RUN:
-        ensure_demo_run(run)  # trains and evaluates only what is missing
+        from diffgrm.demo import ensure_demo_run
+
+        ensure_demo_run(run)  # trains and evaluates only what is missing  # trains and evaluates only what is missing
     elif not (run / "model.safetensors").is_file():
         raise DiffGRMError(f"{run} holds no checkpoint; train one with `diffgrm train` or omit RUN for the demo")
     from diffgrm.explorer import Explorer
@@ -316,6 +281,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dataset", help="movielens-100k, amazon-beauty, amazon-sports or amazon-toys")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=_cmd_fetch)
+
+    p = sub.add_parser("synth", help="write a synthetic dataset (clustered item vectors, texts, sequences) for scale tests")
+    p.add_argument("--items", type=_int(10), required=True, metavar="N")
+    p.add_argument("--users", type=_int(1), required=True, metavar="U")
+    p.add_argument("--out", required=True, metavar="DIR", help="data folder to write (items.jsonl, user_sequence.txt, "
+                   "item_embeddings.npy)")
+    p.add_argument("--dim", type=_int(2, 4096), default=64, help="vector dimensions (default 64)")
+    p.add_argument("--topics", type=_int(2), default=None, help="item clusters (default about sqrt(items))")
+    p.add_argument("--min-length", type=_int(2), default=5, help="shortest user sequence (default 5)")
+    p.add_argument("--max-length", type=_int(2), default=20, help="longest user sequence (default 20)")
+    p.add_argument("--seed", type=_int(0), default=0)
+    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--force", action="store_true", help="replace a dataset folder already at --out")
+    p.set_defaults(func=_cmd_synth)
 
     p = sub.add_parser("prepare", help="tokenize a dataset into semantic IDs and write a prepared folder")
     p.add_argument("--dataset", required=True, metavar="NAME_OR_FOLDER",

@@ -42,6 +42,7 @@ class Dataset:
     sequences: list[np.ndarray]
     skipped_users: int = 0
     source: str = ""
+    embeddings: np.ndarray | None = None  # [n_items, dim] vectors the data folder brought (item_embeddings.npy)
 
     @property
     def n_items(self) -> int:
@@ -72,13 +73,15 @@ def build_dataset(
     sequences: Iterable[tuple[str, Sequence[str]]],
     *,
     source: str = "",
+    need_text: bool = True,
 ) -> Dataset:
     """Validate raw records and index them.
 
     ``items`` are dicts with ``item_id`` and any of the text fields of :func:`diffgrm.text.item_text`
     (or a ready ``text``); ``sequences`` are ``(user_id, [item_id, ...])`` in time order.
-    Raises :class:`DiffGRMError` for duplicate ids, unknown items and items without any text;
-    users with fewer than :data:`MIN_SEQUENCE` items are skipped and counted.
+    Raises :class:`DiffGRMError` for duplicate ids, unknown items and items without any text
+    (unless ``need_text=False``: the items come with their own vectors, and an item without text
+    is shown by its id); users with fewer than :data:`MIN_SEQUENCE` items are skipped and counted.
     """
     ids: list[str] = []
     titles: list[str] = []
@@ -93,13 +96,14 @@ def build_dataset(
         text = (text.strip() if isinstance(text, str) else "") or item_text(rec)
         if not text:
             no_text.append(iid)
+            text = iid
         index[iid] = len(ids)
         ids.append(iid)
         titles.append(str(rec.get("title") or "").strip() or iid)
         texts.append(text)
     if not ids:
         raise DiffGRMError(f"dataset {name!r} has no items")
-    if no_text:
+    if no_text and need_text:
         raise DiffGRMError(
             f"{len(no_text)} item(s) have no text at all (no title, category or other field), "
             f"e.g. {no_text[0]!r}; give every item at least one text field"
@@ -140,7 +144,9 @@ def read_folder(path: str | Path, name: str | None = None) -> Dataset:
     ``user_sequence.txt``: one line per user, ``user_id item_id item_id ...`` (whitespace
     separated, oldest first). ``items.jsonl``: one JSON object per item with an ``item_id`` (or
     ``asin``) and text fields among ``title``, ``year``, ``price``, ``brand``, ``categories``,
-    ``genres``, ``description`` (or a ready ``text``).
+    ``genres``, ``description`` (or a ready ``text``). ``item_embeddings.npy`` (optional): one
+    float vector per item, row i for the i-th item of ``items.jsonl``, from any encoder; ``prepare``
+    then uses these vectors instead of embedding the texts.
     """
     folder = Path(path)
     if not folder.is_dir():
@@ -162,7 +168,38 @@ def read_folder(path: str | Path, name: str | None = None) -> Dataset:
         sequences.append((parts[0], parts[1:]))
     if not sequences:
         raise DiffGRMError(f"{seq_file} holds no user sequences (expected lines 'user_id item_id item_id ...')")
-    return build_dataset(name or folder.name, items, sequences, source=str(folder))
+    vectors = folder / EMBEDDINGS_FILE
+    embeddings = read_embeddings(vectors, len(items)) if vectors.is_file() else None
+    dataset = build_dataset(name or folder.name, items, sequences, source=str(folder), need_text=embeddings is None)
+    dataset.embeddings = embeddings
+    return dataset
+
+
+EMBEDDINGS_FILE = "item_embeddings.npy"
+
+
+def read_embeddings(path: Path, n_items: int, chunk: int = 1 << 16) -> np.ndarray:
+    """``item_embeddings.npy`` as float32 ``[n_items, dim]``, checked: a 2-D float array (no
+    pickles), one row per item of ``items.jsonl``, every value finite."""
+    try:
+        raw = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise DiffGRMError(f"{path} is not a readable .npy array ({exc}); save it with numpy.save") from None
+    if raw.ndim != 2 or raw.dtype.kind != "f":
+        raise DiffGRMError(f"{path} must be a 2-D float array [items, dim], got {raw.dtype} of shape {raw.shape}")
+    if raw.shape[0] != n_items:
+        raise DiffGRMError(f"{path} has {raw.shape[0]:,} rows but items.jsonl has {n_items:,} items: "
+                           "row i must be the vector of the i-th item")
+    if raw.shape[1] < 2:
+        raise DiffGRMError(f"{path} holds {raw.shape[1]}-d vectors; give at least 2 dimensions")
+    out = np.empty(raw.shape, dtype=np.float32)
+    for s in range(0, n_items, chunk):  # a chunk at a time: a million rows never sit in memory twice
+        block = np.asarray(raw[s : s + chunk], dtype=np.float32)
+        bad = ~np.isfinite(block).all(axis=1)
+        if bad.any():
+            raise DiffGRMError(f"{path}: row {s + int(np.argmax(bad))} holds NaN or infinite values")
+        out[s : s + chunk] = block
+    return out
 
 
 ID_TYPES = (str, int)

@@ -28,7 +28,7 @@ from safetensors.numpy import save_file
 
 from diffgrm import __version__
 from diffgrm.config import DEFAULT_ENCODER, TokenizerConfig
-from diffgrm.data import Dataset, Samples, leave_one_out, train_items
+from diffgrm.data import EMBEDDINGS_FILE, Dataset, Samples, leave_one_out, train_items
 from diffgrm.errors import DiffGRMError
 from diffgrm.pse import Catalogue, PSETokenizer, build_catalogue, collision_groups
 from diffgrm.safeio import check_output, load_tensors, read_json, read_text, require_keys, staged_folder
@@ -58,8 +58,14 @@ def prepare(
     inputs = (dataset.source,) if dataset.source and Path(dataset.source).is_dir() else ()
     check_output(out, "prepared", force=force, inputs=inputs)
     t0 = time.perf_counter()
-    texts = dataset.items["text"].tolist()
-    embeddings = embed_texts(texts, encoder, progress=progress)
+    if dataset.embeddings is not None:  # the data folder brought its own vectors
+        if encoder is not None:
+            raise DiffGRMError(f"{dataset.source} carries {EMBEDDINGS_FILE}, so there is nothing to encode: drop "
+                               f"the encoder, or remove the file to embed the item texts with {encoder}")
+        embeddings, encoder_name = dataset.embeddings, EMBEDDINGS_FILE
+    else:
+        embeddings = embed_texts(dataset.items["text"].tolist(), encoder, progress=progress)
+        encoder_name = encoder or DEFAULT_ENCODER
     t_embed = time.perf_counter() - t0
 
     train_idx = train_items(dataset.sequences)
@@ -75,7 +81,7 @@ def prepare(
         "n_interactions": dataset.n_interactions,
         "skipped_users": dataset.skipped_users,
         "n_train_items": int(len(train_idx)),
-        "encoder": encoder or DEFAULT_ENCODER,
+        "encoder": encoder_name,
         "embedding_dim": int(embeddings.shape[1]),
         "tokenizer": config.method,
         "seed": config.seed,

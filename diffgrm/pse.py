@@ -18,7 +18,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import heapq
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
