@@ -306,7 +306,8 @@ def health_tab(ex: Explorer) -> None:
     except DiffGRMError as exc:
         st.warning(str(exc))
         groups = []
-    st.markdown(f"**{len(groups)} SIDs were shared before repair**; the largest groups, with where their items moved:")
+    shared = ex.prepared.report.get("collision_groups_before", len(groups))
+    st.markdown(f"**{shared} SIDs were shared before repair**; the largest groups, with where their items moved:")
     for g in groups[:5]:
         items = "; ".join(f"{i['title']} -> {viz.sid_text(i['new_sid'])}" for i in g["items"][:6])
         st.markdown(f"- `{viz.sid_text(g['sid'])}` ({len(g['items'])} items): {items}")

@@ -47,6 +47,7 @@ class TokenizerConfig(_Serialisable):
     seed: int = 0
     kmeans_iters: int = 25
     opq_iters: int = 25
+    fit_items: int = 200_000  # fit on a seeded sample of at most this many training items (0: all)
 
     def __post_init__(self) -> None:
         if self.method not in TOKENIZER_METHODS:
@@ -62,6 +63,8 @@ class TokenizerConfig(_Serialisable):
             )
         if self.pca_dim < self.n_digits:
             raise DiffGRMError(f"pca_dim ({self.pca_dim}) must be at least n_digits ({self.n_digits})")
+        if self.fit_items < 0 or 0 < self.fit_items < 2:
+            raise DiffGRMError(f"fit_items must be 0 (all) or at least 2, got {self.fit_items}")
         if self.seed < 0 or self.kmeans_iters < 1 or self.opq_iters < 1:
             raise DiffGRMError(f"seed must be >= 0 and k-means / OPQ iterations >= 1, got seed {self.seed}, "
                                f"{self.kmeans_iters} and {self.opq_iters} iterations")

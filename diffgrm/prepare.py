@@ -9,7 +9,7 @@ A prepared folder is everything training, evaluation and the app need, readable 
 ``sids.tsv``               each item's SID after repair and before (``raw``)
 ``catalogue.safetensors``  the same codes plus the item embeddings, as arrays
 ``tokenizer.*``            the fitted tokenizer (safetensors + JSON config)
-``collisions.json``        items that shared a SID before repair, and where they moved
+``collisions.json``        items that shared a SID before repair, and where they moved (largest groups)
 ``tokenizer_report.json``  counts, collision rates, per-digit usage / dead codes / entropy,
                            information per digit before and after repair (``information``)
 =========================  ==========================================================
@@ -35,6 +35,9 @@ from diffgrm.safeio import check_output, load_tensors, read_json, read_text, req
 from diffgrm.text import embed_texts
 
 SPLITS = ("train", "valid", "test")
+COLLISION_GROUPS_KEPT = 1000
+"""``collisions.json`` lists the largest groups only (a million items can have tens of thousands);
+``tokenizer_report.json`` counts them all."""
 TRAIN_MIN_HISTORY = 1
 """``splits/train.tsv`` holds every prefix with at least this many history items; training picks
 its own minimum (``TrainConfig.min_history``). Folders written before it existed start at 2."""
@@ -126,7 +129,7 @@ def _write(out: Path, ds: Dataset, emb: np.ndarray, tok: PSETokenizer, cat: Cata
             "sid": cat.codes_raw[g[0]].tolist(),
             "items": [{"index": int(i), "item_id": ids[i], "title": titles[i], "new_sid": cat.codes[i].tolist()} for i in g],
         }
-        for g in collision_groups(cat.codes_raw)
+        for g in collision_groups(cat.codes_raw)[:COLLISION_GROUPS_KEPT]
     ]
     (out / "collisions.json").write_text(json.dumps(groups, indent=1))
     (out / "tokenizer_report.json").write_text(json.dumps(report, indent=2))

@@ -20,6 +20,7 @@ import hashlib
 import heapq
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import faiss
 import numpy as np
@@ -64,10 +65,15 @@ class PSETokenizer:
     # ---------------------------------------------------------------- fit
     @one_thread
     def fit(self, embeddings: np.ndarray, train_idx: np.ndarray | None = None) -> "PSETokenizer":
-        """Learn PCA/rotation/codebooks from ``embeddings[train_idx]`` (all rows if None)."""
+        """Learn PCA/rotation/codebooks from ``embeddings[train_idx]`` (all rows if None), or from
+        a seeded sample of ``config.fit_items`` of them: the codebooks of a million items are
+        learnt as well from a few hundred thousand, and every item is encoded afterwards."""
         cfg = self.config
         x = self._check(embeddings)
-        xt = x if train_idx is None else x[np.asarray(train_idx)]
+        rows = np.arange(len(x)) if train_idx is None else np.asarray(train_idx)
+        if cfg.fit_items and len(rows) > cfg.fit_items:
+            rows = np.sort(np.random.default_rng(cfg.seed).choice(rows, cfg.fit_items, replace=False))
+        xt = x if train_idx is None and len(rows) == len(x) else x[rows]
         k = cfg.codebook_size
         if len(xt) < k:
             raise DiffGRMError(
@@ -191,8 +197,12 @@ class PSETokenizer:
         return np.stack([_sqdist(sub[:, d], cents[d]) for d in range(n)], axis=1)
 
     def transform(self, embeddings: np.ndarray) -> np.ndarray:
-        """Nearest code per digit, ``[N, n_digits]`` int64 (before any collision repair)."""
-        return self.distances(embeddings).argmin(axis=2).astype(np.int64)
+        """Nearest code per digit, ``[N, n_digits]`` int64 (before any collision repair), a
+        :data:`CHUNK` of items at a time."""
+        if self.config.method == "random" or len(embeddings) <= CHUNK:  # random codes are drawn for all items at once
+            return self.distances(embeddings).argmin(axis=2).astype(np.int64)
+        return np.concatenate([self.distances(embeddings[s : s + CHUNK]).argmin(axis=2).astype(np.int64)
+                               for s in range(0, len(embeddings), CHUNK)])
 
     def fit_transform(self, embeddings: np.ndarray, train_idx: np.ndarray | None = None) -> np.ndarray:
         return self.fit(embeddings, train_idx).transform(embeddings)
@@ -238,10 +248,18 @@ def _sqdist(x: np.ndarray, c: np.ndarray) -> np.ndarray:
 
 
 def collision_groups(codes: np.ndarray) -> list[np.ndarray]:
-    """Groups (of two or more item indices) that share one SID, largest group first."""
+    """Groups (of two or more item indices) that share one SID, largest group first.
+
+    One sort over the items (no pass per group), so a million items take a second.
+    """
     _, inverse, counts = np.unique(codes, axis=0, return_inverse=True, return_counts=True)
     inverse = inverse.reshape(-1)
-    groups = [np.flatnonzero(inverse == g) for g in np.flatnonzero(counts > 1)]
+    shared = np.flatnonzero(counts[inverse] > 1)  # items in a group, ascending
+    if len(shared) == 0:
+        return []
+    order = shared[np.argsort(inverse[shared], kind="stable")]  # grouped by SID, ascending within a group
+    cuts = np.flatnonzero(np.diff(inverse[order])) + 1
+    groups = np.split(order, cuts)
     return sorted(groups, key=lambda g: (-len(g), int(g[0])))
 
 
@@ -253,24 +271,54 @@ def collision_rate(codes: np.ndarray) -> float:
     return collision_rates(codes)["sharing"]
 
 
-def repair_collisions(codes: np.ndarray, distances: np.ndarray) -> np.ndarray:
+DistanceFn = Callable[[int, int], np.ndarray]
+"""``(start, stop)`` -> squared distances of items ``start..stop-1`` to every code, ``[stop - start, n_digits, K]``."""
+
+CHUNK = 1 << 16
+"""Items measured at once. Chunks start at multiples of it, so the same item always sees the
+same floating-point distances (a BLAS product can round differently in another batch)."""
+
+
+def repair_collisions(codes: np.ndarray, distances: np.ndarray | DistanceFn, chunk: int = CHUNK) -> np.ndarray:
     """Make the SIDs unique by moving colliding items to their cheapest free SID.
 
     In each group of items sharing a SID, the item closest to that SID keeps it; every other
     item takes the free SID with the least extra distortion, found by a best-first walk over
     per-digit rank tuples (0 = its nearest code in that digit). Deterministic.
+
+    ``distances`` is the ``[N, n, K]`` array, or a function giving it for a slice of items: the
+    items are then measured ``chunk`` at a time and only colliding items' rows are kept, so a
+    million-item catalogue never holds ``N x n x K`` floats.
     """
     n_items, n = codes.shape
-    k = distances.shape[2]
+    groups = collision_groups(codes)
+    out = codes.copy()
+    if not groups:
+        return out
+    slice_of = distances if callable(distances) else (lambda start, stop: distances[start:stop])
+
+    def rows(wanted: np.ndarray):  # (item, its [n, K] distances) for the wanted items, chunk by chunk
+        flag = np.zeros(n_items, dtype=bool)
+        flag[wanted] = True
+        for start in range(0, n_items, chunk):
+            picked = np.flatnonzero(flag[start : start + chunk])
+            if len(picked):
+                block = slice_of(start, min(n_items, start + chunk))
+                yield from ((start + int(i), block[i]) for i in picked)
+
+    members = np.concatenate(groups)
+    own = {}  # each group member's distance to its own SID
+    for item, dist in rows(members):
+        own[item] = float(dist[np.arange(n), codes[item]].sum())
+        k = dist.shape[1]
     if k**n < n_items:
         raise DiffGRMError(f"{k}^{n} = {k**n} SIDs cannot hold {n_items} distinct items; raise --codebook or --digits")
-    out = codes.copy()
+    movers = [int(i) for g in groups for i in g[np.argsort([own[int(j)] for j in g], kind="stable")][1:]]
+    dist_of = {item: dist.copy() for item, dist in rows(np.asarray(movers))}
     taken = {row.tobytes() for row in out}
-    own = np.take_along_axis(distances, codes[:, :, None], axis=2)[:, :, 0].sum(1)
-    for group in collision_groups(codes):
-        for item in group[np.argsort(own[group], kind="stable")][1:]:
-            out[item] = _nearest_free(distances[item], taken, out.dtype)
-            taken.add(out[item].tobytes())
+    for item in movers:  # in group order: the largest groups choose first
+        out[item] = _nearest_free(dist_of.pop(item), taken, out.dtype)
+        taken.add(out[item].tobytes())
     return out
 
 
@@ -360,10 +408,19 @@ class Catalogue:
 
 
 def build_catalogue(tokenizer: PSETokenizer, embeddings: np.ndarray, train_idx: np.ndarray | None = None) -> Catalogue:
-    """Fit the tokenizer (if not fitted) and assign every item a SID, repaired if configured."""
+    """Fit the tokenizer (if not fitted) and assign every item a SID, repaired if configured.
+
+    Codes are assigned a chunk of items at a time and collision repair measures only the items
+    that collide, so memory grows with the items, not with items x digits x codes."""
     if not tokenizer.state:
         tokenizer.fit(embeddings, train_idx)
-    dist = tokenizer.distances(embeddings)
-    raw = dist.argmin(axis=2).astype(np.int64)
-    codes = repair_collisions(raw, dist) if tokenizer.config.repair else raw
+    if tokenizer.config.method == "random":  # its "distances" are one random draw over all items
+        dist = tokenizer.distances(embeddings)
+        raw = dist.argmin(axis=2).astype(np.int64)
+        codes = repair_collisions(raw, dist) if tokenizer.config.repair else raw
+        return Catalogue(codes=codes, codes_raw=raw, codebook_size=tokenizer.config.codebook_size)
+    raw = tokenizer.transform(embeddings)
+    codes = raw
+    if tokenizer.config.repair:
+        codes = repair_collisions(raw, lambda start, stop: tokenizer.distances(embeddings[start:stop]))
     return Catalogue(codes=codes, codes_raw=raw, codebook_size=tokenizer.config.codebook_size)

@@ -31,8 +31,9 @@ def synthesize(out: str | Path, n_items: int, n_users: int, *, dim: int = 64, to
                progress: bool = True) -> dict[str, int]:
     """Write a synthetic data folder; returns its counts.
 
-    Items: ``topics`` topic centres (default about sqrt(items)) grouped into themes; an item's
-    vector is its topic centre plus noise, unit length. Users: a home topic drawn with a
+    Items: ``topics`` topic centres (default about sqrt(items)) grouped into themes and split
+    into subtopics of about ten items; an item's vector is its subtopic centre plus noise, unit
+    length. Users: a home topic drawn with a
     popularity skew; each next item comes from the home topic (70%), another topic of the same
     theme (20%) or anywhere (10%), popular items of a topic more often.
     """
@@ -47,17 +48,24 @@ def synthesize(out: str | Path, n_items: int, n_users: int, *, dim: int = 64, to
     topics = int(topics or max(2, round(n_items ** 0.5)))
     themes = max(1, round(topics ** 0.5))
 
+    # three levels of structure, like real item spaces: themes, topics, and subtopics of about ten
+    # items, plus per-item noise (with these scales PSE sees about a quarter of the items share a
+    # SID before repair at 20,000 items, as on Amazon Beauty)
     theme_of = rng.integers(0, themes, size=topics)
-    theme_centres = rng.normal(size=(themes, dim)).astype(np.float32)
-    centres = theme_centres[theme_of] + 0.6 * rng.normal(size=(topics, dim)).astype(np.float32)
-    topic = np.sort(rng.integers(0, topics, size=n_items))  # items grouped by topic: slices below
+    centres = rng.normal(size=(themes, dim))[theme_of] + 0.6 * rng.normal(size=(topics, dim))
+    subtopics = max(topics, n_items // 10)
+    sub_topic = np.sort(rng.integers(0, topics, size=subtopics))  # subtopics grouped by topic
+    sub_centres = (centres[sub_topic] + 0.5 * rng.normal(size=(subtopics, dim))).astype(np.float32)
+    sub = np.sort(rng.integers(0, subtopics, size=n_items))  # items grouped by subtopic, so by topic too
+    topic = sub_topic[sub]
     start = np.searchsorted(topic, np.arange(topics + 1))
     size = np.diff(start)
 
     with staged_folder(out) as stage:
         vectors = np.empty((n_items, dim), dtype=np.float32)
         for s in range(0, n_items, 1 << 16):
-            block = centres[topic[s : s + (1 << 16)]] + 0.35 * rng.normal(size=(len(topic[s : s + (1 << 16)]), dim))
+            block = sub_centres[sub[s : s + (1 << 16)]]
+            block = block + 0.5 * rng.normal(size=block.shape)
             vectors[s : s + len(block)] = block / np.linalg.norm(block, axis=1, keepdims=True)
         np.save(stage / EMBEDDINGS_FILE, vectors)
         del vectors

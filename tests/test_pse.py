@@ -173,3 +173,48 @@ def test_the_catalogue_is_bit_identical_on_any_thread_count():
         assert proc.returncode == 0, proc.stderr
         digests.add(proc.stdout.strip())
     assert len(digests) == 1, digests
+
+
+def test_collision_groups_match_a_brute_force_grouping():
+    rng = np.random.default_rng(4)
+    codes = rng.integers(0, 3, size=(400, 3))
+    want = {}
+    for i, row in enumerate(map(tuple, codes)):
+        want.setdefault(row, []).append(i)
+    want = sorted((g for g in want.values() if len(g) > 1), key=lambda g: (-len(g), g[0]))
+    assert [g.tolist() for g in collision_groups(codes)] == want
+    assert collision_groups(np.arange(8).reshape(4, 2)) == []
+
+
+@pytest.mark.parametrize("chunk", [7, 64, 1 << 16])
+def test_repair_measured_a_chunk_at_a_time_equals_the_whole_array(chunk):
+    """A million items never hold items x digits x codes floats: repair may ask for slices."""
+    rng = np.random.default_rng(5)
+    dist = rng.random((300, 3, 8)).astype(np.float32)
+    codes = np.minimum(dist.argmin(axis=2), 2)  # crowd the first codes: many collisions
+    asked = []
+
+    def slice_of(start, stop):
+        asked.append((start, stop))
+        return dist[start:stop]
+
+    fixed = repair_collisions(codes, slice_of, chunk=chunk)
+    np.testing.assert_array_equal(fixed, repair_collisions(codes, dist))
+    assert collision_rate(fixed) == 0.0
+    assert all(start % chunk == 0 and stop - start <= chunk for start, stop in asked)  # fixed chunk boundaries
+
+
+def test_the_fit_uses_a_seeded_sample_of_at_most_fit_items(clustered_embeddings):
+    cfg = TokenizerConfig(**SMALL, fit_items=150)
+    a = PSETokenizer(cfg).fit(clustered_embeddings)
+    b = PSETokenizer(cfg).fit(clustered_embeddings)
+    np.testing.assert_array_equal(a.state["centroids"], b.state["centroids"])  # the same sample each time
+    full = PSETokenizer(TokenizerConfig(**SMALL, fit_items=0)).fit(clustered_embeddings)
+    assert len(clustered_embeddings) > 150
+    assert not np.array_equal(a.state["pca_mean"], full.state["pca_mean"])
+    # the mean learnt is the sample's: the seeded choice of 150 rows
+    rows = np.sort(np.random.default_rng(cfg.seed).choice(len(clustered_embeddings), 150, replace=False))
+    np.testing.assert_allclose(a.state["pca_mean"], clustered_embeddings[rows].mean(0), rtol=1e-5, atol=1e-6)
+    assert a.transform(clustered_embeddings).shape == (len(clustered_embeddings), 4)  # every item encoded
+    with pytest.raises(DiffGRMError, match="fit_items"):
+        TokenizerConfig(fit_items=1)
