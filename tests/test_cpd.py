@@ -430,7 +430,7 @@ def test_fewer_passes_keep_beams_valid_and_trace_the_passes(steps):
         assert len(set(items)) == len(items) == 8 and min(items) >= 0
         assert (np.diff(res.scores[u].numpy()) <= 1e-6).all()
         assert trace.n_steps == 4 and trace.n_passes == steps
-        assert trace.passes.tolist() == ([0, 0, 0, 0] if steps == 1 else [0, 0, 1, 1])
+        assert trace.passes.tolist() == ([0, 0, 0, 0] if steps == 1 else [0, 1, 1, 1])
         for s in range(4):  # every kept partial SID is a prefix of some item, at every step
             alive = trace.tokens[s][trace.alive[s]]
             assert bool(index.exists(torch.from_numpy(alive)).all())

@@ -112,24 +112,24 @@ def test_denoising_strip_frames_slider_and_cells(traces):
 
 
 def test_denoising_strip_shows_which_digits_each_pass_filled(codes):
-    """Two passes of two digits each: a step marks as new every digit its pass has filled so far."""
+    """Two passes (1 digit, then 3): a step marks as new every digit its pass has filled so far."""
     index = SIDIndex(codes, K)
     tr = cpd_search(RandomNet(index, 1, seed=3, table_size=1024), index, 1, beam=8, topk=6, steps=2,
                     trace=True).traces[0]
-    assert tr.passes.tolist() == [0, 0, 1, 1]
+    assert tr.passes.tolist() == [0, 1, 1, 1]
     for step in range(N):
         df = viz.strip_frame_data(tr, step, beams=4)
         for _, rows in df.groupby("beam_rank"):
             new = rows[rows["state"] == "new"]
-            assert len(new) == step % 2 + 1  # the digits this step's pass filled up to this step
-            assert set(new["committed_pass"]) == {step // 2}
-            assert set(rows[rows["state"] == "earlier"]["committed_pass"]) == ({0} if step >= 2 else set())
+            assert len(new) == (1 if step == 0 else step)  # the digits this step's pass filled up to this step
+            assert set(new["committed_pass"]) == {0 if step == 0 else 1}
+            assert set(rows[rows["state"] == "earlier"]["committed_pass"]) == (set() if step == 0 else {0})
     fig = viz.denoising_strip(tr, beams=4)
-    assert [st.label for st in fig.layout.sliders[0].steps] == ["1 (pass 1)", "2 (pass 1)", "3 (pass 2)", "4 (pass 2)"]
+    assert [st.label for st in fig.layout.sliders[0].steps] == ["1 (pass 1)", "2 (pass 2)", "3 (pass 2)", "4 (pass 2)"]
     assert "4 digits in 2 network passes" in fig.layout.title.text
     committed = fig.frames[-1].data[0]
     cells = {c[2] for row in committed.customdata for c in row}
-    assert {"3 (pass 2)", "4 (pass 2)"} <= cells
+    assert {"1 (pass 1)", "3 (pass 2)", "4 (pass 2)"} <= cells
 
 
 def test_denoising_strip_labels_without_titles_and_with_a_lookup(traces):
