@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from diffgrm import __version__
+from diffgrm import __version__, distributed
 from diffgrm.demo import DEMO_RUN
 from diffgrm.errors import DiffGRMError
 from diffgrm.safeio import atomic_write, check_output, write_json
@@ -71,15 +71,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
                             label_smoothing=args.label_smoothing)
     model_changes = {"input_dropout": args.input_dropout, "item_id_emb": args.item_id_emb or None}
     model_cfg = replace(model_cfg, **{k: v for k, v in model_changes.items() if v is not None})
-    if not args.quiet:
+    main = distributed.is_main()  # under torchrun only rank 0 prints (and writes)
+    if not args.quiet and main:
         n_samples = len(training_samples(prepared, cfg.min_history))
-        print(f"training {args.model} ({args.preset} preset) on {prepared.path}: {n_samples:,} samples",
+        ranks = f", {distributed.world_size()} processes" if distributed.active() else ""
+        print(f"training {args.model} ({args.preset} preset) on {prepared.path}: {n_samples:,} samples{ranks}",
               file=sys.stderr)
     result = train(prepared, model_cfg, cfg, args.out, device=args.device, progress=not args.quiet, force=args.force)
     v = result.best_valid or {}
-    print(f"{args.model}: {count_params(result.model)} parameters, best epoch {result.best_epoch}, "
-          f"valid ndcg@10 {v.get('ndcg@10', float('nan')):.4f}, recall@10 {v.get('recall@10', float('nan')):.4f}")
-    print(f"wrote {args.out}", file=sys.stderr)
+    if main:
+        print(f"{args.model}: {count_params(result.model)} parameters, best epoch {result.best_epoch}, "
+              f"valid ndcg@10 {v.get('ndcg@10', float('nan')):.4f}, recall@10 {v.get('recall@10', float('nan')):.4f}")
+        print(f"wrote {args.out}", file=sys.stderr)
     return 0
 
 
@@ -97,8 +100,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     model, prepared, _ = load_run(args.run, data=args.data, device=args.device)
     metrics = evaluate_split(model, prepared, args.split, users=args.users, beam=args.beam, order=args.order,
                              steps=_steps(args.steps, model), progress=not args.quiet)
-    print(format_metrics(metrics))
-    write_json(Path(args.run) / "metrics.json", metrics)
+    if distributed.is_main():  # under torchrun the ranks share the users and rank 0 reports
+        print(format_metrics(metrics))
+        write_json(Path(args.run) / "metrics.json", metrics)
     return 0
 
 
@@ -396,6 +400,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version, or a bad option already reported in one line
         return int(exc.code or 0)
     try:
+        if args.command in ("train", "evaluate"):  # one of several processes under torchrun: join the group
+            device = distributed.setup(getattr(args, "device", None))
+            args.device = str(device) if device is not None else None
         return args.func(args)
     except DiffGRMError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -408,6 +415,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f" ({exc.filename})" if exc.filename else ""
         print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 2
+    finally:
+        distributed.close()
 
 
 if __name__ == "__main__":  # pragma: no cover

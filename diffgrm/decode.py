@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from diffgrm import distributed
 from diffgrm.ar import ar_search
 from diffgrm.cpd import cpd_search
 from diffgrm.data import Samples
@@ -128,13 +129,16 @@ class Recommender:
         if topk < 10:
             raise DiffGRMError("evaluation needs the Top-10 (topk >= 10)")
         t0 = time.perf_counter()
-        items, sids = [], []
-        starts = range(0, len(samples), batch_users)
-        for s in tqdm(starts, desc=desc, disable=not progress, leave=False, unit="batch"):
+        done = []
+        # under torchrun each rank decodes every world_size-th batch (the same batches as one
+        # process, so the same rankings) and the rankings are gathered in batch order
+        starts = distributed.share(list(enumerate(range(0, len(samples), batch_users))))
+        for b, s in tqdm(starts, desc=desc, disable=not progress or not distributed.is_main(), leave=False,
+                         unit="batch"):
             res = self.search(samples.histories[s : s + batch_users], beam=beam, topk=topk, order=order, steps=steps)
-            items.append(res.items.cpu().numpy())
-            sids.append(res.sids.cpu().numpy())
-        ranked, ranked_sids = np.concatenate(items), np.concatenate(sids)
+            done.append((b, res.items.cpu().numpy(), res.sids.cpu().numpy()))
+        done = sorted((row for part in distributed.gather(done) for row in part), key=lambda row: row[0])
+        ranked, ranked_sids = np.concatenate([r[1] for r in done]), np.concatenate([r[2] for r in done])
         codes = self.model.item_codes.cpu().numpy()
         top = ranked[:, :10]
         return {

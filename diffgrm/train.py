@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_model, save_model
 from tqdm.auto import tqdm
 
-from diffgrm import __version__
+from diffgrm import __version__, distributed
 from diffgrm.config import ModelConfig, TrainConfig
 from diffgrm.data import Samples
 from diffgrm.decode import Recommender, pad_histories
@@ -42,13 +42,29 @@ def ar_loss(model: ARGenerator, history: torch.Tensor, targets: torch.Tensor, la
     return F.cross_entropy(logits.reshape(-1, k), targets.reshape(-1), label_smoothing=label_smoothing)
 
 
+class _Loss(torch.nn.Module):
+    """The training loss as a module, so that ``DistributedDataParallel`` can wrap it: it
+    averages the gradients of whatever the forward used (OCN's confidence pass runs inside, per
+    rank, without gradients)."""
+
+    def __init__(self, model: GenerativeRecommender, fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
+        super().__init__()
+        self.model, self.fn = model, fn
+
+    def forward(self, hist: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return self.fn(hist, targets)
+
+
 def make_step(model: GenerativeRecommender, cfg: TrainConfig, opt: torch.optim.Optimizer,
-              generator: torch.Generator | None = None) -> Callable[[torch.Tensor, torch.Tensor], float]:
-    """One optimiser step on a batch ``(history [B, L], target SIDs [B, n])``; returns the loss.
+              generator: torch.Generator | None = None) -> Callable[..., float]:
+    """One optimiser step on a batch ``(history [B, L], target SIDs [B, n], weight)``; returns the loss.
 
     The loss runs under autocast for ``bf16``/``fp16`` (fp16 with a gradient scaler, on CUDA
     only); clipping and the update stay in fp32. (``torch.compile`` of the loss was measured
     slower on the CPU, 462 against 610 samples/s: bench/train_step.py, so it is not offered.)
+    Under torchrun the loss goes through ``DistributedDataParallel``; ``weight`` (this rank's
+    share of the global batch times the number of ranks) makes the averaged gradient that of
+    the whole batch when the shares differ by one sample.
     """
     device = model.device
     if cfg.precision == "fp16" and device.type != "cuda":
@@ -62,15 +78,22 @@ def make_step(model: GenerativeRecommender, cfg: TrainConfig, opt: torch.optim.O
                             generator=generator)
         return ar_loss(model, hist, targets, cfg.label_smoothing)
 
-    def step(hist: torch.Tensor, targets: torch.Tensor) -> float:
+    forward = loss_fn
+    if distributed.active():
+        from torch.nn.parallel import DistributedDataParallel
+
+        forward = DistributedDataParallel(_Loss(model, loss_fn), device_ids=[device] if device.type == "cuda" else None)
+
+    def step(hist: torch.Tensor, targets: torch.Tensor, weight: float = 1.0) -> float:
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            loss = loss_fn(hist, targets)
+            loss = forward(hist, targets)
         opt.zero_grad(set_to_none=True)
+        scaled = loss * weight if weight != 1.0 else loss
         if scaler is not None:
-            scaler.scale(loss).backward()
+            scaler.scale(scaled).backward()
             scaler.unscale_(opt)
         else:
-            loss.backward()
+            scaled.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         if scaler is not None:
             scaler.step(opt)
@@ -175,9 +198,19 @@ def train(prepared: Prepared, model_cfg: ModelConfig, cfg: TrainConfig, out: str
     ``force``. ``on_epoch(epoch, model, row)`` is called after every epoch (row = that epoch's
     history line), for notebooks that watch the model learn; the model is in eval mode during it.
     """
-    if out is not None and check_output(out, "run", force=force, inputs=(prepared.path,)) == "run" and force:
+    # Under torchrun every rank runs this function: each checks --out the same way, rank 0 alone
+    # clears and writes it, and the ranks agree on everything else by construction (same seed,
+    # same batches, averaged gradients, gathered validation).
+    device = distributed.setup(device) or default_device(device)
+    main = distributed.is_main()
+    progress = progress and main
+    if out is not None and check_output(out, "run", force=force, inputs=(prepared.path,)) == "run" and force and main:
         clear_folder(out)
-    device = default_device(device)
+    distributed.barrier()
+    writes = out is not None and main
+    ranks, my_rank = distributed.world_size(), distributed.rank()
+    if cfg.batch_size < ranks:
+        raise DiffGRMError(f"batch_size {cfg.batch_size} is smaller than the {ranks} processes: each needs samples")
     torch.manual_seed(cfg.seed)
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
@@ -207,7 +240,7 @@ def train(prepared: Prepared, model_cfg: ModelConfig, cfg: TrainConfig, out: str
         if progress:
             tqdm.write(f"resuming {out} after epoch {saved.epoch} of {cfg.epochs}")
     t_start = time.perf_counter()
-    if out is not None:
+    if writes:
         Path(out).mkdir(parents=True, exist_ok=True)
         write_text(Path(out) / "history.jsonl", "".join(json.dumps(r) + "\n" for r in history))
     for epoch in range(first, cfg.epochs + 1):
@@ -219,9 +252,11 @@ def train(prepared: Prepared, model_cfg: ModelConfig, cfg: TrainConfig, out: str
         bar = tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", disable=not progress, leave=False)
         t_epoch = time.perf_counter()
         for step, idx in enumerate(bar):
-            hist = pad_histories([data.histories[i] for i in idx], model_cfg.max_history, device)
-            targets = targets_all[torch.from_numpy(idx).to(device)]
-            losses.append(step_fn(hist, targets))
+            mine = idx[my_rank::ranks]  # this rank's share of the global batch
+            hist = pad_histories([data.histories[i] for i in mine], model_cfg.max_history, device)
+            targets = targets_all[torch.from_numpy(mine).to(device)]
+            loss = step_fn(hist, targets, len(mine) * ranks / len(idx))
+            losses.append(distributed.mean(loss, len(mine)) if ranks > 1 else loss)
             sched.step()
             if step % 20 == 0:
                 bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
@@ -239,10 +274,10 @@ def train(prepared: Prepared, model_cfg: ModelConfig, cfg: TrainConfig, out: str
             else:
                 stale += 1
         history.append(row)
-        if on_epoch is not None:
+        if on_epoch is not None and main:
             model.eval()
             on_epoch(epoch, model, row)
-        if out is not None:  # rewritten whole: an interrupt leaves the previous complete file
+        if writes:  # rewritten whole: an interrupt leaves the previous complete file
             write_text(Path(out) / "history.jsonl", "".join(json.dumps(r) + "\n" for r in history))
         if progress:
             msg = f"epoch {epoch}: loss {row['loss']:.4f}, {row['samples_per_second']:.0f} samples/s"
@@ -251,7 +286,8 @@ def train(prepared: Prepared, model_cfg: ModelConfig, cfg: TrainConfig, out: str
                 msg += f", valid ndcg@10 {v['ndcg@10']:.4f} recall@10 {v['recall@10']:.4f}"
             tqdm.write(msg)
         stopped = stale >= cfg.patience or out_of_time
-        if out is not None:
+        stopped = bool(distributed.broadcast(stopped))  # rank 0's clock decides a time limit for all
+        if writes:
             save_state(out, TrainState(epoch, best, best_epoch, stale, stopped, history, best_state),
                        configs, model, opt, sched, gen, rng)
     if best_state is not None:
@@ -259,9 +295,10 @@ def train(prepared: Prepared, model_cfg: ModelConfig, cfg: TrainConfig, out: str
     model.eval()
     best_valid = next((r["valid"] for r in history if r["epoch"] == best_epoch), None)
     result = TrainResult(model=model, best_epoch=best_epoch, best_valid=best_valid, history=history)
-    if out is not None:
+    if writes:
         save_checkpoint(out, model, cfg, prepared, extra={"best_epoch": best_epoch, "best_valid": best_valid})
         clear_state(out)
+    distributed.barrier()  # the other ranks return once rank 0 has written the run
     return result
 
 
