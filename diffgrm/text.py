@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from diffgrm.config import DEFAULT_ENCODER
 from diffgrm.errors import DiffGRMError
@@ -133,8 +134,10 @@ def embed_texts(
 ) -> np.ndarray:
     """L2-normalised sentence embeddings ``[len(texts), dim]`` (float32), cached on disk.
 
-    The cache key is the encoder name plus a hash of every text, so a changed title or template
-    gives a fresh embedding and an unchanged dataset is embedded once per machine.
+    Texts are embedded and cached :data:`CACHE_CHUNK` at a time. A chunk's cache key is the
+    encoder name plus a hash of its texts, so a changed title gives a fresh embedding, an
+    unchanged dataset is embedded once per machine, and an interrupted run (a million items take
+    hours on a CPU) resumes after its last complete chunk.
     """
     if len(texts) == 0:
         raise DiffGRMError("no item texts to embed")
@@ -143,18 +146,32 @@ def embed_texts(
         raise DiffGRMError(f"{len(empty)} item text(s) are empty (first at position {empty[0]})")
     model_ref = resolve_encoder(encoder)
     name = encoder or DEFAULT_ENCODER
-    path = cache_dir() / "embeddings" / _slug(name) / f"{_cache_key(name, texts)}.npy"
-    if cache and path.exists():
-        cached = _load_cached(path, len(texts))
-        if cached is not None:
-            return cached
-    vectors = _encode(list(texts), model_ref, batch_size=batch_size, device=device, progress=progress)
+    folder = cache_dir() / "embeddings" / _slug(name)
+    chunks = [list(texts[s : s + CACHE_CHUNK]) for s in range(0, len(texts), CACHE_CHUNK)]
+    parts: list[np.ndarray | None] = [None] * len(chunks)
     if cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}.npy")
-        np.save(tmp, vectors)
-        tmp.replace(path)
-    return vectors
+        for i, chunk in enumerate(chunks):
+            path = folder / f"{_cache_key(name, chunk)}.npy"
+            parts[i] = _load_cached(path, len(chunk)) if path.exists() else None
+    todo = [i for i, part in enumerate(parts) if part is None]
+    if todo:
+        model = _load_model(model_ref, device)
+        done = len(texts) - sum(len(chunks[i]) for i in todo)
+        with tqdm(total=len(texts), initial=done, desc="embedding", unit="item", disable=not progress) as bar:
+            for i in todo:
+                parts[i] = _encode(model, chunks[i], batch_size=batch_size)
+                if cache:  # written whole, by rename: an interrupt leaves only complete chunks
+                    path = folder / f"{_cache_key(name, chunks[i])}.npy"
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    tmp = path.with_suffix(f".tmp{os.getpid()}.npy")
+                    np.save(tmp, parts[i])
+                    tmp.replace(path)
+                bar.update(len(chunks[i]))
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+CACHE_CHUNK = 4096
+"""Texts per embedding cache file (and per resume point)."""
 
 
 def _load_cached(path: Path, n: int) -> np.ndarray | None:
@@ -171,7 +188,7 @@ def _load_cached(path: Path, n: int) -> np.ndarray | None:
     return None
 
 
-def _encode(texts: list[str], model_ref: str, *, batch_size: int, device: str | None, progress: bool) -> np.ndarray:
+def _load_model(model_ref: str, device: str | None):
     try:
         from sentence_transformers import SentenceTransformer
     except ImportError as exc:  # pragma: no cover - core dependency
@@ -181,18 +198,15 @@ def _encode(texts: list[str], model_ref: str, *, batch_size: int, device: str | 
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
-        model = SentenceTransformer(model_ref, device=device)
+        return SentenceTransformer(model_ref, device=device)
     except OSError as exc:
         raise DiffGRMError(
             f"cannot load sentence encoder {model_ref!r}: {str(exc).splitlines()[0]} "
             "(offline? use the default encoder or a local folder)"
         ) from exc
-    vectors = model.encode(
-        texts,
-        batch_size=batch_size,
-        show_progress_bar=progress,
-        convert_to_numpy=True,
-        normalize_embeddings=True,
-    )
-    return np.ascontiguousarray(vectors, dtype=np.float32)
 
+
+def _encode(model, texts: list[str], *, batch_size: int) -> np.ndarray:
+    vectors = model.encode(texts, batch_size=batch_size, show_progress_bar=False, convert_to_numpy=True,
+                           normalize_embeddings=True)
+    return np.ascontiguousarray(vectors, dtype=np.float32)

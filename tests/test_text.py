@@ -70,3 +70,26 @@ def test_a_damaged_embedding_cache_entry_is_reported_rebuilt_and_replaced(tmp_ca
     assert "is damaged" in capsys.readouterr().err
     np.testing.assert_allclose(again, first, atol=1e-6)
     np.testing.assert_array_equal(np.load(entry), again)  # replaced, so the next call reads it
+
+
+def test_an_interrupted_embedding_resumes_after_its_last_complete_chunk(tmp_cache, monkeypatch):
+    texts = [f"Title: item number {i}. Category: things." for i in range(10)]
+    want = embed_texts(texts, cache=False, progress=False)
+    monkeypatch.setattr(text, "CACHE_CHUNK", 4)  # chunks of 4, 4 and 2 texts
+    real, calls = text._encode, []
+
+    def interrupted(model, chunk, **kw):
+        calls.append(len(chunk))
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(model, chunk, **kw)
+
+    monkeypatch.setattr(text, "_encode", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        embed_texts(texts, progress=False)
+    assert len(list((tmp_cache / "embeddings").rglob("*.npy"))) == 2  # two complete chunks, nothing partial
+    calls.clear()
+    monkeypatch.setattr(text, "_encode", lambda model, chunk, **kw: (calls.append(len(chunk)), real(model, chunk, **kw))[1])
+    got = embed_texts(texts, progress=False)
+    assert calls == [2]  # only the missing chunk was embedded
+    np.testing.assert_allclose(got, want, atol=1e-5)
