@@ -97,7 +97,11 @@ def cpd_search(
     scores = torch.zeros(batch_size, 1, device=device)
     records: list[dict[str, torch.Tensor]] = []
     s = 0
-    for size in fills:
+    for pass_no, size in enumerate(fills):
+        if pass_no == len(fills) - 1 and size == 1 and constrain and not trace and topk < tokens.shape[1]:
+            tokens, scores = _last_digit_topk(logprob_fn, index, tokens, scores, s, schedule, topk, masked_only)
+            s += 1
+            break
         logp = _call(logprob_fn, tokens, n - s if masked_only else n, k)
         if scores.device != logp.device:  # follow the network's device from the first call on
             tokens, scores = tokens.to(logp.device), scores.to(logp.device)
@@ -128,6 +132,41 @@ def pass_sizes(n: int, steps: int) -> list[int]:
     if not isinstance(steps, int) or not 1 <= steps <= n:
         raise DiffGRMError(f"steps must be a whole number between 1 and {n} (the SID's digits), got {steps}")
     return [1] * (steps - 1) + [n - steps + 1]
+
+
+LAST_CHUNK = 32
+"""Beams the last step decodes at once when only the Top-K is asked for."""
+
+
+def _last_digit_topk(logprob_fn: LogProbFn, index: SIDIndex, tokens: torch.Tensor, scores: torch.Tensor, s: int,
+                     schedule: torch.Tensor | None, topk: int, masked_only: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """The last digit when only the Top-``topk`` complete SIDs are needed (no trace; kept in the
+    catalogue, so every complete SID names an item).
+
+    Beams arrive best-first and a child never scores above its parent (log-probabilities are at
+    most 0), so the network reads the beams :data:`LAST_CHUNK` at a time and stops once no unread
+    beam of any user scores above that user's ``topk``-th best complete SID so far: the same
+    Top-K as decoding every beam, for a fraction of the last pass.
+    """
+    b, p, n = tokens.shape
+    k = index.codebook_size
+    best_t, best_s = tokens[:, :0], scores[:, :0]
+    for start in range(0, p, LAST_CHUNK):
+        part_t, part_s = tokens[:, start : start + LAST_CHUNK], scores[:, start : start + LAST_CHUNK]
+        if best_s.shape[1] >= topk and not bool((part_s[:, 0] > best_s[:, topk - 1]).any()):
+            break  # every unread beam is below its user's Top-K already
+        logp = _call(logprob_fn, part_t, 1 if masked_only else n, k)
+        pred = _Prediction(logp, part_t if masked_only else None)
+        child_t, child_s, _, _ = _step(index, part_t, part_s, pred, s, schedule, topk, True, False, 0)
+        # merge with the best so far: best first, one copy of each complete SID
+        all_t, all_s = torch.cat([best_t, child_t], 1), torch.cat([best_s, child_s], 1)
+        order = torch.sort(all_s, dim=1, descending=True, stable=True).indices
+        all_t, all_s = all_t.gather(1, order[..., None].expand(-1, -1, n)), all_s.gather(1, order)
+        first = _first_occurrence(index.keys(all_t)) & torch.isfinite(all_s)
+        keep = torch.sort((~first).to(torch.uint8), dim=1, stable=True).indices[:, :topk]
+        best_t, best_s = all_t.gather(1, keep[..., None].expand(-1, -1, n)), all_s.gather(1, keep)
+        best_s = torch.where(first.gather(1, keep), best_s, torch.full_like(best_s, NEG_INF))
+    return best_t, best_s
 
 
 # --- checks -------------------------------------------------------------------------------------

@@ -471,3 +471,36 @@ def test_listing_the_allowed_children_gives_the_dense_search(order, steps, monke
     dense = cpd_search(net, index, batch, beam=24, topk=10, order=order, steps=steps)
     assert torch.equal(listed.items, dense.items) and torch.equal(listed.sids, dense.sids)
     torch.testing.assert_close(listed.scores, dense.scores)
+
+
+@pytest.mark.parametrize("order", ["confidence", "fixed"])
+@pytest.mark.parametrize("seed", range(3))
+def test_the_last_digit_reads_only_the_beams_that_can_reach_the_top_k(order, seed, monkeypatch):
+    """Top-5 from a beam of 40: the last step stops reading beams once none can enter the Top-5,
+    and returns exactly the first 5 of the search that reads every beam."""
+    import diffgrm.cpd as cpd
+
+    monkeypatch.setattr(cpd, "LAST_CHUNK", 4)
+    n, k, batch = 4, 8, 3
+    codes = catalogue(n, k, 700, seed=seed + 20)
+    index = SIDIndex(torch.from_numpy(codes), k)
+    nets = [RandomNet(index, batch, seed=seed, table_size=2053)]
+    rows = []
+
+    def sharp(tokens):  # a trained model is nearly sure of the last digit (here: certain of every
+        lp = nets[-1](tokens)  # allowed code), so its parents' order decides the Top-K
+        return lp * 0.01 if int((tokens[0, 0] == MASK).sum()) == 1 else lp
+
+    def counting(tokens):
+        rows.append(((tokens == MASK).sum(-1)[0, 0].item(), tokens.shape[1]))
+        return sharp(tokens)
+
+    every = cpd_search(sharp, index, batch, beam=40, topk=40, order=order)  # topk = beam: every beam is read
+    top = cpd_search(counting, index, batch, beam=40, topk=5, order=order)
+    assert torch.equal(top.items, every.items[:, :5]) and torch.equal(top.sids, every.sids[:, :5])
+    torch.testing.assert_close(top.scores, every.scores[:, :5])
+    nets.append(RandomNet(index, 1, seed=seed, table_size=2053))  # one user: the stop is that user's alone
+    rows.clear()
+    cpd_search(counting, index, 1, beam=40, topk=5, order=order)
+    last = sum(r for masked, r in rows if masked == 1)
+    assert 0 < last < 40  # the last step read some beams, not all 40
