@@ -290,7 +290,7 @@ def bench_decode(args, rng: np.random.Generator) -> tuple[dict, str]:
         )
         + f"\n\nThe floor itself takes {best['floor'] / best['ar']:.2f}x AR's time: every CPD pass runs all "
         f"{out['n_digits']} digit slots (bidirectional attention, nothing to cache between steps), while the AR "
-        f"decoder's passes run 1, 2, ..., {out['n_digits']} slots (a causal prefix)."
+        f"decoder, with its key/value cache, computes one new slot per layer per step."
     )
     return out, text
 
