@@ -82,7 +82,10 @@ def make_step(model: GenerativeRecommender, cfg: TrainConfig, opt: torch.optim.O
     if distributed.active():
         from torch.nn.parallel import DistributedDataParallel
 
-        forward = DistributedDataParallel(_Loss(model, loss_fn), device_ids=[device] if device.type == "cuda" else None)
+        # the only buffers are the catalogue's codes, constant: broadcasting them every step (megabytes
+        # for a large catalogue) would cost more than the gradients
+        forward = DistributedDataParallel(_Loss(model, loss_fn), device_ids=[device] if device.type == "cuda" else None,
+                                          broadcast_buffers=False, gradient_as_bucket_view=True)
 
     def step(hist: torch.Tensor, targets: torch.Tensor, weight: float = 1.0) -> float:
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
@@ -248,7 +251,7 @@ def train(prepared: Prepared, model_cfg: ModelConfig, cfg: TrainConfig, out: str
             break
         model.train()
         batches = length_batches(lengths, cfg.batch_size, rng)[:steps_per_epoch]
-        losses = []
+        losses, shares = [], []  # this rank's losses and sample counts: averaged over the ranks once per epoch
         bar = tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", disable=not progress, leave=False)
         t_epoch = time.perf_counter()
         for step, idx in enumerate(bar):
@@ -256,12 +259,14 @@ def train(prepared: Prepared, model_cfg: ModelConfig, cfg: TrainConfig, out: str
             hist = pad_histories([data.histories[i] for i in mine], model_cfg.max_history, device)
             targets = targets_all[torch.from_numpy(mine).to(device)]
             loss = step_fn(hist, targets, len(mine) * ranks / len(idx))
-            losses.append(distributed.mean(loss, len(mine)) if ranks > 1 else loss)
+            losses.append(loss)
+            shares.append(len(mine))
             sched.step()
             if step % 20 == 0:
                 bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
         seen = sum(len(b) for b in batches)
-        row = {"epoch": epoch, "loss": float(np.mean(losses)), "samples": seen, "train_seconds": round(time.perf_counter() - t_epoch, 1),
+        loss = distributed.mean(float(np.average(losses, weights=shares)), float(sum(shares)))
+        row = {"epoch": epoch, "loss": loss, "samples": seen, "train_seconds": round(time.perf_counter() - t_epoch, 1),
                "samples_per_second": round(seen / (time.perf_counter() - t_epoch), 1)}
         out_of_time = cfg.max_minutes > 0 and (time.perf_counter() - t_start) / 60 > cfg.max_minutes
         if epoch >= cfg.eval_start or epoch == cfg.epochs or out_of_time:
