@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from diffgrm.config import preset, tokenizer_preset  # noqa: E402
+from diffgrm.data import EMBEDDINGS_FILE  # noqa: E402
 from diffgrm.decode import Recommender  # noqa: E402
 from diffgrm.prepare import load_prepared  # noqa: E402
 from diffgrm.train import load_run, subsample, train  # noqa: E402

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import json
 import pstats
 import sys
 import time
@@ -26,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
+from bench.results_io import write_results  # noqa: E402
 from diffgrm.decode import Recommender  # noqa: E402
 from diffgrm.train import load_run, subsample  # noqa: E402
 
@@ -112,10 +112,7 @@ def main(argv: list[str] | None = None) -> dict:
                "within_target": seconds <= TARGET_MINUTES * 60, "item": metrics["item"],
                "profile": {"users": len(profiled), "seconds": total, "parts": dict(rows)}}
     if not args.quick:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.with_suffix(".md").write_text(text + "\n")
-        out.with_suffix(".json").write_text(json.dumps(payload, indent=2))
+        write_results(args.out, text, payload)
     return payload
 
 

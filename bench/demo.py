@@ -20,6 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.results_io import write_results  # noqa: E402
 from diffgrm.demo import DEMO_CHANGES, DEMO_DATA, ensure_demo_data  # noqa: E402
 from diffgrm.config import preset  # noqa: E402
 from diffgrm.prepare import load_prepared  # noqa: E402
@@ -113,9 +114,7 @@ def main(argv: list[str] | None = None) -> dict:
     text = "\n".join(lines)
     print(text)
     if not args.quick:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.with_suffix(".md").write_text(text + "\n")
-        out.with_suffix(".json").write_text(json.dumps(results, indent=2))
+        write_results(out, text, results)
     return results
 
 

@@ -152,6 +152,7 @@ def passes_curve(args: argparse.Namespace) -> dict:
     """NDCG@10 and users/s on one split of a DiffGRM run at S = n, n/2 and 1 network passes and of
     an AR run, at each beam: the knob diffusion gives and AR does not. Each evaluation is kept in
     the run folder (``passes_<split>_S<S>_b<beam>_u<users>.json``) and reused."""
+    from bench.results_io import write_results
     from bench.speed import pass_counts
 
     t0 = time.perf_counter()
@@ -198,13 +199,9 @@ def passes_curve(args: argparse.Namespace) -> dict:
                       f"{'met' if targets[beam]['half_faster_than_ar'] else 'not met'})."]
     text = "\n".join(lines)
     print(text)
-    out = Path(args.out)
     if not args.quick:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.with_suffix(".md").write_text(text + "\n")
-        out.with_suffix(".json").write_text(json.dumps({"split": args.split, "users": len(samples), "rows": rows,
-                                                        "targets": targets,
-                                                        "seconds": round(time.perf_counter() - t0, 1)}, indent=2))
+        write_results(args.out, text, {"split": args.split, "users": len(samples), "rows": rows, "targets": targets,
+                                       "seconds": round(time.perf_counter() - t0, 1)})
     return {"rows": rows, "targets": targets}
 
 

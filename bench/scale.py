@@ -135,6 +135,7 @@ def main(argv: list[str] | None = None) -> dict:
         return run_stage(args)
     if args.quick:
         args.items, args.users, args.steps = [2000], 300, 3
+    from bench.results_io import write_results
     from diffgrm.synth import synthesize
 
     runs = Path(args.runs)
@@ -181,10 +182,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(text)
     payload = {"rows": rows, "processes": procs, "peak_gb": peak, "steps": args.steps}
     if not args.quick:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.with_suffix(".md").write_text(text + "\n")
-        out.with_suffix(".json").write_text(json.dumps(payload, indent=2))
+        write_results(args.out, text, payload)
     return payload
 
 

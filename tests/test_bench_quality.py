@@ -65,3 +65,14 @@ def test_passes_curve_scores_each_pass_count_and_the_ar_run(chain_run, chain_ar_
     assert bench.main(argv)["rows"] == rows
     with pytest.raises(SystemExit, match="a DiffGRM run, then an AR run"):
         bench.main(["--passes", str(chain_ar_run), str(chain_run), "--out", str(tmp_path / "x")])
+
+
+def test_beam256_bench_times_a_split_and_splits_the_profile(chain_run):
+    bench = load_script("bench/beam256.py")
+    out = bench.main([str(chain_run), "--users", "40", "--beam", "16", "--batch", "8", "--profile-users", "16",
+                      "--threads", "1", "--quick"])
+    assert out["users"] == 40 and out["beam"] == 16 and out["steps"] == 4 and out["seconds"] > 0
+    assert 0 <= out["item"]["ndcg@10"] <= 1
+    parts = out["profile"]["parts"]
+    assert parts["network: denoiser / AR decoder passes"] > 0
+    assert sum(parts.values()) == pytest.approx(max(out["profile"]["seconds"], sum(parts.values())), rel=1e-6)
