@@ -84,7 +84,7 @@ def test_sigint_during_prepare_keeps_the_previous_folder(tmp_path):
 
     # a fresh cache, so the second run embeds again: interrupt it while the encoder runs
     proc = cli(*base, "--force", "--seed", "3", env={"DIFFGRM_CACHE": str(tmp_path / "cache2")})
-    code, err = interrupt_when(proc, lambda e: "Batches" in e)
+    code, err = interrupt_when(proc, lambda e: "embedding" in e)
     assert code == 130, err[-1000:]
     assert "Traceback" not in err
     assert files(out) == before, "the previous prepared folder changed"
