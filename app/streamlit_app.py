@@ -194,7 +194,7 @@ def denoising_tab(ex: Explorer, rec) -> None:
     s = step - 1
     r = trace.lineage(0)[s]
     d, c, p = int(trace.digit[s, r]), int(trace.code[s, r]), float(trace.prob[s, r])
-    in_pass = (f" from network pass {int(trace.passes[s]) + 1} of {trace.n_passes}"
+    in_pass = (f" from network pass {int(trace.step_passes[s]) + 1} of {trace.n_passes}"
                if trace.n_passes < n else "")
     st.markdown(f"**Step {step} of {n}:** the best beam fills digit {d} with code {c} "
                 f"(probability {p:.2f}){in_pass}; {n - step} digit(s) still masked.")

@@ -209,7 +209,7 @@ def _cmd_app(args: argparse.Namespace) -> int:
     if args.run == DEMO_RUN:
         from diffgrm.demo import ensure_demo_run
 
-        ensure_demo_run(run)  # trains and evaluates only what is missing  # trains and evaluates only what is missing
+        ensure_demo_run(run)  # trains and evaluates only what is missing
     elif not (run / "model.safetensors").is_file():
         raise DiffGRMError(f"{run} holds no checkpoint; train one with `diffgrm train` or omit RUN for the demo")
     from diffgrm.explorer import Explorer

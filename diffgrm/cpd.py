@@ -225,24 +225,28 @@ class _Prediction:
         self.fresh = False
         return self
 
+    def _locate(self, parent: torch.Tensor, digit: torch.Tensor, batch: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The row and column of ``logp`` holding current beam ``parent``'s prediction of ``digit``
+        (``batch``, ``parent`` and ``digit`` broadcast together)."""
+        row = parent if self.rows is None else self.rows[batch, parent]
+        col = digit if self.rank is None else self.rank[batch, row, digit]
+        return row, col
+
     def at(self, digits: torch.Tensor) -> torch.Tensor | None:
         """Log-probs ``[B, P, m, K]`` of ``digits [B, P, m]`` for each current beam (None: ``logp`` itself)."""
         b, p, m = digits.shape
         if self.rank is not None and self.fresh and m == self.logp.shape[2]:
             return None  # the masked digits of every beam, ascending: what the masked-only pass returned
-        col = digits
-        if self.rank is not None:
-            rank = self.rank if self.rows is None else self.rank.gather(1, self.rows[..., None].expand(-1, -1, self.rank.shape[2]))
-            col = rank.gather(2, digits)
-        rows = (torch.arange(p, device=digits.device).expand(b, p) if self.rows is None else self.rows)
         batch = torch.arange(b, device=digits.device)[:, None, None]
-        return self.logp[batch, rows[..., None], col]
+        parent = torch.arange(p, device=digits.device)[None, :, None]
+        row, col = self._locate(parent, digits, batch)
+        return self.logp[batch, row, col]
 
     def values(self, parent: torch.Tensor, digit: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
         """Log-prob of ``code`` in ``digit`` for current beam ``parent``, elementwise over ``[B, T]``."""
-        batch = torch.arange(parent.shape[0], device=parent.device)[:, None].expand_as(parent)
-        row = parent if self.rows is None else self.rows.gather(1, parent)
-        col = digit if self.rank is None else self.rank[batch, row, digit]
+        batch = torch.arange(parent.shape[0], device=parent.device)[:, None]
+        row, col = self._locate(parent, digit, batch)
         return self.logp[batch, row, col, code]
 
     def full(self) -> torch.Tensor:

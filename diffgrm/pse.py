@@ -199,7 +199,7 @@ class PSETokenizer:
     def transform(self, embeddings: np.ndarray) -> np.ndarray:
         """Nearest code per digit, ``[N, n_digits]`` int64 (before any collision repair), a
         :data:`CHUNK` of items at a time."""
-        if self.config.method == "random" or len(embeddings) <= CHUNK:  # random codes are drawn for all items at once
+        if self.config.method == "random":  # random codes are drawn for all items at once
             return self.distances(embeddings).argmin(axis=2).astype(np.int64)
         return np.concatenate([self.distances(embeddings[s : s + CHUNK]).argmin(axis=2).astype(np.int64)
                                for s in range(0, len(embeddings), CHUNK)])

@@ -148,11 +148,10 @@ def embed_texts(
     name = encoder or DEFAULT_ENCODER
     folder = cache_dir() / "embeddings" / _slug(name)
     chunks = [list(texts[s : s + CACHE_CHUNK]) for s in range(0, len(texts), CACHE_CHUNK)]
+    paths = [folder / f"{_cache_key(name, chunk)}.npy" for chunk in chunks] if cache else []
     parts: list[np.ndarray | None] = [None] * len(chunks)
-    if cache:
-        for i, chunk in enumerate(chunks):
-            path = folder / f"{_cache_key(name, chunk)}.npy"
-            parts[i] = _load_cached(path, len(chunk)) if path.exists() else None
+    for i, path in enumerate(paths):
+        parts[i] = _load_cached(path, len(chunks[i])) if path.exists() else None
     todo = [i for i, part in enumerate(parts) if part is None]
     if todo:
         model = _load_model(model_ref, device)
@@ -161,7 +160,7 @@ def embed_texts(
             for i in todo:
                 parts[i] = _encode(model, chunks[i], batch_size=batch_size)
                 if cache:  # written whole, by rename: an interrupt leaves only complete chunks
-                    path = folder / f"{_cache_key(name, chunks[i])}.npy"
+                    path = paths[i]
                     path.parent.mkdir(parents=True, exist_ok=True)
                     tmp = path.with_suffix(f".tmp{os.getpid()}.npy")
                     np.save(tmp, parts[i])

@@ -52,9 +52,14 @@ class DenoisingTrace:
         return int(self.digit.shape[0])
 
     @property
+    def step_passes(self) -> np.ndarray:
+        """``[S]`` the network pass each step's fill came from (one pass per step unless ``passes`` says otherwise)."""
+        return np.arange(self.n_steps) if self.passes is None else np.asarray(self.passes)
+
+    @property
     def n_passes(self) -> int:
         """Network passes the search took (CPD with ``steps`` < n fills several digits per pass)."""
-        return self.n_steps if self.passes is None else int(self.passes.max()) + 1
+        return int(self.step_passes.max()) + 1
 
     @property
     def beam(self) -> int:

@@ -146,7 +146,7 @@ def strip_frame_data(trace: DenoisingTrace, step: int, beams: int = 8) -> pd.Dat
     of the final beam at that step, so committed digits never change from one step to the next.
     """
     _check_step(trace, step)
-    passes = _passes(trace)
+    passes = trace.step_passes
     rows = []
     for rank, final in enumerate(_final_beams(trace, beams)):
         fills = _fills(trace, final)
@@ -168,11 +168,6 @@ def strip_frame_data(trace: DenoisingTrace, step: int, beams: int = 8) -> pd.Dat
                 }
             )
     return pd.DataFrame(rows)
-
-
-def _passes(trace: DenoisingTrace) -> np.ndarray:
-    """The network pass of every step (one pass per step unless the search took fewer)."""
-    return np.arange(trace.n_steps) if trace.passes is None else np.asarray(trace.passes)
 
 
 def _strip_traces(frame: pd.DataFrame, labels: Sequence[str], n_digits: int) -> list[go.BaseTraceType]:
@@ -246,7 +241,7 @@ def denoising_strip(
         go.Frame(name=names[s], data=_strip_traces(strip_frame_data(trace, s, beams), labels, n_digits))
         for s in range(n_steps)
     ]
-    passes = _passes(trace)
+    passes = trace.step_passes
     fewer = trace.n_passes < n_steps  # several digits per pass: say which pass each step belongs to
     ticks = [f"{s + 1} (pass {passes[s] + 1})" if fewer else str(s + 1) for s in range(n_steps)]
     sliders, menus = _step_sliders(names, ticks, initial)
