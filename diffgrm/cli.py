@@ -46,6 +46,7 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
         codebook_size=args.codebook,
         seed=args.seed,
         repair=False if args.no_repair else None,
+        kmeans_seeds=args.kmeans_seeds,
     )
     inputs = tuple(p for p in (args.dataset, args.raw_dir) if p and Path(p).is_dir())
     check_output(args.out, "prepared", force=args.force, inputs=inputs)  # before the slow part
@@ -68,7 +69,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     model_cfg, cfg = preset(args.preset, kind=args.model, n_digits=cat.n_digits, codebook_size=cat.codebook_size,
                             epochs=args.epochs, seed=args.seed, noising=args.noising, max_minutes=args.max_minutes,
                             max_steps=args.max_steps, min_history=args.min_history, precision=args.precision,
-                            label_smoothing=args.label_smoothing)
+                            label_smoothing=args.label_smoothing, ocn_views=args.ocn_views, ocn_pick=args.ocn_pick,
+                            eval_start=args.eval_start, select=args.select)
     model_changes = {"input_dropout": args.input_dropout, "item_id_emb": args.item_id_emb or None}
     model_cfg = replace(model_cfg, **{k: v for k, v in model_changes.items() if v is not None})
     main = distributed.is_main()  # under torchrun only rank 0 prints (and writes)
@@ -94,12 +96,19 @@ def _check_beam(beam: int, k: int) -> None:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from diffgrm.pse import collision_rate
     from diffgrm.train import evaluate_split, load_run
 
     _check_beam(args.beam, 10)
-    model, prepared, _ = load_run(args.run, data=args.data, device=args.device)
+    model, prepared, meta = load_run(args.run, data=args.data, device=args.device)
+    collided = collision_rate(prepared.catalogue.codes)
+    if args.protocol == "paper" and collided == 0:
+        raise DiffGRMError(
+            f"--protocol paper measures on a catalogue with SID collisions, but {args.run}'s catalogue is one-to-one "
+            f"(SID level = item level); prepare the data with --no-repair and train with --select sid")
     metrics = evaluate_split(model, prepared, args.split, users=args.users, beam=args.beam, order=args.order,
                              steps=_steps(args.steps, model), progress=not args.quiet)
+    metrics.update(protocol=args.protocol, collision_rate=collided, select=(meta.get("train") or {}).get("select", "item"))
     if distributed.is_main():  # under torchrun the ranks share the users and rank 0 reports
         print(format_metrics(metrics))
         write_json(Path(args.run) / "metrics.json", metrics)
@@ -119,12 +128,26 @@ def _steps(steps: int | None, model) -> int | None:
 
 
 def format_metrics(m: dict) -> str:
-    """A small table: item level (the headline) and SID level, Recall/NDCG at 5 and 10."""
+    """A small table: item level and SID level, Recall/NDCG at 5 and 10; the protocol's level first.
+
+    Under ``protocol == "paper"`` the SID level leads (the paper's numbers) and a last line says
+    how much it overstates the item level, where a shared SID counts as a hit for all its items.
+    """
     keys = ["recall@5", "recall@10", "ndcg@5", "ndcg@10"]
-    lines = [f"{m['model']} on {m['split']} ({m['users']:,} users, beam {m['beam']}, {m['seconds']:.0f} s)",
+    paper = m.get("protocol") == "paper"
+    lines = [f"{m['model']} on {m['split']} ({m['users']:,} users, beam {m['beam']}, {m['seconds']:.0f} s)"
+             + (", the paper's protocol" if paper else ""),
              f"{'level':<7}" + "".join(f"{k:>11}" for k in keys)]
-    for level in ("item", "sid"):
+    for level in (("sid", "item") if paper else ("item", "sid")):
         lines.append(f"{level:<7}" + "".join(f"{m[level][k]:>11.4f}" for k in keys))
+    if paper:
+        item, sid = m["item"]["ndcg@10"], m["sid"]["ndcg@10"]
+        over = f"{sid / item - 1:+.0%}" if item > 0 else "n/a"
+        lines.append(f"{m.get('collision_rate', 0):.1%} of items share a SID: the SID-level NDCG@10 is {over} "
+                     f"against the item level (a shared SID names its lowest-index item, as the reference's lookup)")
+        if m.get("select") != "sid":
+            lines.append("note: this run's checkpoint was chosen at item level; the paper chooses at SID level "
+                         "(train with --select sid)")
     return "\n".join(lines)
 
 
@@ -311,6 +334,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", choices=["default", "small"], default=None, help="tokenizer preset (default: by dataset)")
     p.add_argument("--seed", type=_int(0), default=None, help="random seed (default 0)")
     p.add_argument("--raw-dir", default=None, help="folder holding the Amazon raw files (no download)")
+    p.add_argument("--kmeans-seeds", choices=["distinct", "shared"], default=None,
+                   help="one seed per digit's k-means (default) or one for all, as faiss and the reference")
     p.add_argument("--no-repair", action="store_true", help="keep SID collisions (for teaching; metrics become SID-level)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -327,6 +352,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=_int(1), default=None)
     p.add_argument("--noising", choices=["ocn", "most", "sequential", "random", "random_t"], default=None,
                    help="masking strategy (DiffGRM only; default ocn)")
+    p.add_argument("--ocn-views", type=_int(1, 16), default=None, metavar="K",
+                   help="supervise K of the n nested views per sample and step (default: all n; cheaper steps)")
+    p.add_argument("--ocn-pick", choices=["random", "shallowest"], default=None,
+                   help="which K views: random depths (default) or the K shallowest (the reference, K = 4)")
+    p.add_argument("--eval-start", type=_int(1), default=None, metavar="E", help="first epoch that validates")
+    p.add_argument("--select", choices=["item", "sid"], default=None,
+                   help="level whose 0.8 NDCG@10 + 0.2 Recall@10 picks the checkpoint (default item; sid = the paper)")
     p.add_argument("--max-minutes", type=_minutes, default=None, help="stop training after this wall time")
     p.add_argument("--max-steps", type=_int(1), default=None, help="optimiser steps per epoch (default: the whole split)")
     p.add_argument("--seed", type=_int(0), default=None)
@@ -348,6 +380,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="Recall/NDCG@5/10 of a run, item level and SID level; writes RUN/metrics.json")
     p.add_argument("run", metavar="RUN")
     p.add_argument("--split", choices=["test", "valid"], default="test")
+    p.add_argument("--protocol", choices=["ours", "paper"], default="ours",
+                   help="ours: item level leads (a one-to-one catalogue); paper: SID level leads, on a catalogue "
+                        "prepared with --no-repair, item level beside it")
     p.add_argument("--beam", type=_int(1), default=32)
     p.add_argument("--order", choices=["confidence", "fixed", "random"], default="confidence", help="CPD fill order")
     p.add_argument("--steps", type=_int(1), default=None, metavar="S",

@@ -59,6 +59,29 @@ def random_views(targets: torch.Tensor, generator: torch.Generator | None = None
     return tokens, masked, weights
 
 
+def pick_views(tokens: torch.Tensor, masked: torch.Tensor, k: int, pick: str = "random",
+               generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Keep ``k`` of the n nested views of every sample: ``[B, n, n]`` -> ``[B, k, n]``.
+
+    A step over all n views of n slots costs about n^2 slots; k views cost k n. ``random`` draws k
+    distinct masking depths per sample, so every state of the trajectory, the all-masked one that
+    decoding starts from included, is trained in expectation. ``shallowest`` keeps views 1..k, what
+    the reference does for n > 4 (k = 4): states with more than k masked digits are never trained.
+    """
+    b, n, _ = masked.shape
+    if k <= 0 or k >= n:
+        return tokens, masked
+    if pick == "shallowest":
+        idx = torch.arange(k, device=masked.device).expand(b, k)
+    elif pick == "random":
+        idx = torch.argsort(torch.rand(b, n, generator=generator, device=masked.device), dim=1)[:, :k]
+        idx = idx.sort(dim=1).values  # keep the views in depth order (the loss does not care; traces do)
+    else:
+        raise DiffGRMError(f"unknown view pick {pick!r}; choose random or shallowest")
+    rows = idx[..., None].expand(b, k, n)
+    return tokens.gather(1, rows), masked.gather(1, rows)
+
+
 def digit_confidence(model: DiffGRM, kv: list, keep: torch.Tensor) -> torch.Tensor:
     """Max softmax probability of every digit with all digits masked: ``[B, n]``, no grad, eval mode."""
     was_training = model.training
@@ -107,14 +130,23 @@ def masked_loss(logits: torch.Tensor, targets: torch.Tensor, masked: torch.Tenso
 
 
 def ocn_loss(model: DiffGRM, history: torch.Tensor, targets: torch.Tensor, *, strategy: str = "ocn",
-             label_smoothing: float = 0.1, generator: torch.Generator | None = None) -> torch.Tensor:
-    """One training step's loss: encode (with grad), pick views, one decoder pass over all views."""
+             label_smoothing: float = 0.1, generator: torch.Generator | None = None, views: int = 0,
+             pick: str = "random") -> torch.Tensor:
+    """One training step's loss: encode (with grad), pick views, one decoder pass over all views.
+
+    ``views`` > 0 supervises that many of the n nested views per sample (:func:`pick_views`).
+    """
     memory, keep = model.encode(history)
     kv = model.cross_kv(memory)
     conf = digit_confidence(model, kv, keep) if strategy in ("ocn", "most") else None
     tokens, masked, weights = make_views(strategy, targets, conf, generator)
-    # nested views mask 1 + 2 + ... + n slots of every sample: the network computes only those
-    logits = model.denoise(tokens, kv, keep, select=masked if strategy in NESTED else None)
+    if strategy in NESTED and 0 < views < targets.shape[1]:
+        tokens, masked = pick_views(tokens, masked, views, pick, generator)
+        weights = weights[:, :views]
+    # all nested views (or the same k) mask the same number of slots in every sample: the network's
+    # last layer then computes only those; random depths differ per sample, so they read every slot
+    same_count = strategy in NESTED and (not 0 < views < targets.shape[1] or pick == "shallowest")
+    logits = model.denoise(tokens, kv, keep, select=masked if same_count else None)
     return masked_loss(logits, targets, masked, weights, label_smoothing)
 
 

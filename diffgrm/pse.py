@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import faiss
 import numpy as np
 from safetensors.numpy import save_file
 from threadpoolctl import threadpool_limits
@@ -33,6 +32,17 @@ from diffgrm.safeio import atomic_write, load_tensors, read_json, write_json
 from diffgrm.sid_info import collision_rates, sid_information
 
 
+def _faiss():
+    """faiss, imported when a tokenizer is fit: reading a prepared folder and encoding with a fitted
+    tokenizer need numpy only, so a machine without faiss (a GPU image) can train and evaluate."""
+    try:
+        import faiss
+    except ImportError as exc:  # pragma: no cover - faiss-cpu is a dependency of the package
+        raise DiffGRMError("fitting a tokenizer needs faiss (pip install faiss-cpu); prepare the data on a machine "
+                           "that has it and use the prepared folder here") from exc
+    return faiss
+
+
 def one_thread(fn):
     """Run ``fn`` with BLAS and faiss on one thread: multi-threaded SVD and k-means sum in another
     order, and a last-bit difference flips nearest codes, so the same data gave another catalogue
@@ -40,13 +50,19 @@ def one_thread(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        before = faiss.omp_get_max_threads()
-        faiss.omp_set_num_threads(1)
+        try:
+            import faiss
+        except ImportError:  # nothing of faiss runs without it (see _faiss)
+            faiss = None
+        before = faiss.omp_get_max_threads() if faiss else 0
+        if faiss:
+            faiss.omp_set_num_threads(1)
         try:
             with threadpool_limits(limits=1):
                 return fn(*args, **kwargs)
         finally:
-            faiss.omp_set_num_threads(before)
+            if faiss:
+                faiss.omp_set_num_threads(before)
 
     return wrapper
 
@@ -111,7 +127,8 @@ class PSETokenizer:
     def _project(self, x: np.ndarray) -> np.ndarray:
         return _l2n((x - self.state["pca_mean"]) @ self.state["pca_components"].T).astype(np.float32)
 
-    def _pq(self, d: int) -> faiss.ProductQuantizer:
+    def _pq(self, d: int):
+        faiss = _faiss()
         cfg = self.config
         pq = faiss.ProductQuantizer(d, cfg.n_digits, int(np.log2(cfg.codebook_size)))
         pq.cp.seed = cfg.seed
@@ -123,6 +140,7 @@ class PSETokenizer:
 
     def _fit_opq(self, y: np.ndarray) -> np.ndarray:
         d = y.shape[1]
+        faiss = _faiss()
         opq = faiss.OPQMatrix(d, self.config.n_digits)
         opq.niter = self.config.opq_iters
         pq = self._pq(d)
@@ -133,12 +151,25 @@ class PSETokenizer:
 
     def _fit_pq(self, y: np.ndarray) -> np.ndarray:
         cfg = self.config
-        pq = self._pq(y.shape[1])
-        pq.train(np.ascontiguousarray(y))
+        faiss = _faiss()
         dsub = y.shape[1] // cfg.n_digits
-        return faiss.vector_to_array(pq.centroids).reshape(cfg.n_digits, cfg.codebook_size, dsub)
+        if cfg.kmeans_seeds == "shared":  # faiss' product quantizer: one seed for every sub-quantizer
+            pq = self._pq(y.shape[1])
+            pq.train(np.ascontiguousarray(y))
+            return faiss.vector_to_array(pq.centroids).reshape(cfg.n_digits, cfg.codebook_size, dsub)
+        # one k-means per subspace, each with its own seed: with a shared seed, clusters that are
+        # tight in every projection start from the same sample rows and get the same code number in
+        # every digit, which reads as structure (29-29-29-29) where there is none
+        cents = []
+        for d in range(cfg.n_digits):
+            km = faiss.Kmeans(dsub, cfg.codebook_size, niter=cfg.kmeans_iters, seed=cfg.seed + 1 + 7919 * d,
+                              min_points_per_centroid=1)
+            km.train(np.ascontiguousarray(y[:, d * dsub:(d + 1) * dsub]))
+            cents.append(km.centroids)
+        return np.stack(cents).astype(np.float32)
 
     def _fit_rq(self, x: np.ndarray) -> None:
+        faiss = _faiss()
         cfg = self.config
         residual = x.astype(np.float32).copy()
         levels = []

@@ -75,7 +75,7 @@ def make_step(model: GenerativeRecommender, cfg: TrainConfig, opt: torch.optim.O
     def loss_fn(hist: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         if isinstance(model, DiffGRM):
             return ocn_loss(model, hist, targets, strategy=cfg.noising, label_smoothing=cfg.label_smoothing,
-                            generator=generator)
+                            generator=generator, views=cfg.ocn_views, pick=cfg.ocn_pick)
         return ar_loss(model, hist, targets, cfg.label_smoothing)
 
     forward = loss_fn
@@ -271,8 +271,9 @@ def train(prepared: Prepared, model_cfg: ModelConfig, cfg: TrainConfig, out: str
         out_of_time = cfg.max_minutes > 0 and (time.perf_counter() - t_start) / 60 > cfg.max_minutes
         if epoch >= cfg.eval_start or epoch == cfg.epochs or out_of_time:
             metrics = Recommender(model).evaluate(valid, beam=cfg.eval_beam, progress=progress, desc="validate")
-            score = combined_score(metrics["item"])
-            row.update(valid=metrics["item"], valid_score=score, valid_seconds=metrics["seconds"])
+            score = combined_score(metrics[cfg.select])
+            row.update(valid=metrics["item"], valid_sid=metrics["sid"], valid_score=score,
+                       valid_seconds=metrics["seconds"])
             if score > best:
                 best, best_epoch, stale = score, epoch, 0
                 best_state = copy.deepcopy(model.state_dict())

@@ -1,0 +1,64 @@
+"""bench/gpu.py in --tiny mode on the CPU (synthetic data, a few steps), its reuse of finished stages,
+and its refusal to run the full benchmark without a CUDA device."""
+
+import json
+
+import pytest
+
+from tests.conftest import load_script
+
+
+def test_gpu_bench_tiny_runs_both_models_on_the_cpu_and_reuses_them(tmp_path, capsys):
+    bench = load_script("bench/gpu.py")
+    runs, out = tmp_path / "runs", tmp_path / "res" / "gpu-tiny"
+    argv = ["--tiny", "--device", "cpu", "--runs", str(runs), "--out", str(out), "--quiet"]
+    payload = bench.main(argv)
+    saved = json.loads(out.with_suffix(".json").read_text())
+    assert saved == json.loads(json.dumps(payload))  # what was returned is what was written
+    assert saved["device"] == "cpu" and saved["device_type"] == "cpu" and saved["precision"] == "fp32"
+    assert saved["tiny"] and saved["preset"] == "tiny" and saved["dataset"] == "synth"
+    assert saved["split"] == "test" and saved["beam"] == 16 and saved["users"] == 30
+    assert set(saved["models"]) == {"diffgrm", "ar"}
+    for kind, m in saved["models"].items():
+        assert m["beam"] == 16 and m["users"] == 30 and m["split"] == "test"
+        assert 1 <= m["best_epoch"] <= m["epochs"] <= 2 and len(m["history"]) == m["epochs"]
+        assert m["precision"] == "fp32" and m["parameters"] > 0 and m["users_per_s"] > 0
+        for level in ("item", "sid"):
+            assert set(m[level]) >= {"recall@5", "recall@10", "ndcg@5", "ndcg@10"}
+            assert all(0 <= v <= 1 for v in m[level].values())
+        assert m["item"]["recall@10"] >= m["item"]["ndcg@10"]
+        assert (runs / kind / "model.safetensors").is_file()
+    stages = saved["stages"]
+    assert set(stages) == {"prepare", "train_diffgrm", "train_ar", "evaluate_diffgrm", "evaluate_ar"}
+    assert all(v is not None and v >= 0 for v in stages.values())
+    assert stages["train_diffgrm"] > 0 and saved["stage_minutes"] == pytest.approx(sum(stages.values()))
+    assert saved["budget_minutes"] == 10 and saved["stage_minutes"] <= saved["wall_minutes"] + 1e-6
+    assert all(0 <= v <= 1 for v in saved["popularity"].values())
+    md = out.with_suffix(".md").read_text()
+    assert md.startswith("synth, test split, 30 users, beam 16") and "| AR decoder, same SIDs | 2 (" in md
+    assert "| DiffGRM (OCN + CPD) |" in capsys.readouterr().out
+
+    # a second call reuses the prepared folder, both runs and both evaluations
+    stamp = {p: p.stat().st_mtime for p in runs.rglob("*.safetensors")}
+    again = bench.main(argv)
+    assert {p: p.stat().st_mtime for p in runs.rglob("*.safetensors")} == stamp
+    assert again["prepare_reused"] and all(m["train_reused"] and m["eval_reused"] for m in again["models"].values())
+    assert again["models"]["ar"]["item"] == payload["models"]["ar"]["item"]
+    assert again["stages"] == payload["stages"]
+    # a finished run with other settings is never silently reused or replaced
+    with pytest.raises(SystemExit, match="other settings"):
+        bench.main([*argv, "--epochs", "3"])
+
+
+def test_gpu_bench_refuses_without_cuda_unless_tiny(tmp_path, capsys, monkeypatch):
+    bench = load_script("bench/gpu.py")
+    monkeypatch.setattr(bench.torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit) as exc:
+        bench.main(["--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "gpu")])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "bench/gpu.py measures a CUDA GPU" in err and "sees none" in err and "--tiny" in err and "--allow-cpu" in err
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "gpu.json").exists()
+    with pytest.raises(SystemExit) as exc:  # asking for the CPU by name is refused the same way
+        bench.main(["--device", "cpu", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "gpu")])
+    assert exc.value.code == 2 and "--device cpu" in capsys.readouterr().err
