@@ -12,7 +12,7 @@ empty) counts as 0. Lists may be padded with ``-1`` (items) or rows of ``-1`` (S
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -139,13 +139,25 @@ def popularity_ranking(train_targets, n_items: int, k: int) -> np.ndarray:
     return order
 
 
-def popularity_metrics(train_targets, targets, n_items: int, ks: Iterable[int] = (5, 10)) -> dict[str, float]:
+def popularity_metrics(train_targets, targets, n_items: int, ks: Iterable[int] = (5, 10),
+                       histories: Sequence[np.ndarray] | None = None) -> dict[str, float]:
     """Item-level metrics of recommending the most frequent training targets to every user: the
-    floor a personal recommender has to clear."""
+    floor a personal recommender has to clear. With ``histories`` (one array of item indices per
+    user) each user gets the most frequent items that are not in their own history."""
     ks = tuple(ks)
-    pop = popularity_ranking(train_targets, n_items, max(ks))
     targets = _np(targets, "targets").reshape(-1)
-    return ranking_metrics(np.broadcast_to(pop, (len(targets), len(pop))), targets, ks)
+    if histories is None:
+        pop = popularity_ranking(train_targets, n_items, max(ks))
+        return ranking_metrics(np.broadcast_to(pop, (len(targets), len(pop))), targets, ks)
+    if len(histories) != len(targets):
+        raise DiffGRMError(f"{len(histories)} histories for {len(targets)} targets")
+    longest = max((len(h) for h in histories), default=0)
+    pop = popularity_ranking(train_targets, n_items, max(ks) + longest)
+    ranked = np.full((len(targets), max(ks)), -1, dtype=np.int64)
+    for u, h in enumerate(histories):
+        unseen = pop[~np.isin(pop, h) & (pop >= 0)][: max(ks)]
+        ranked[u, : len(unseen)] = unseen
+    return ranking_metrics(ranked, targets, ks)
 
 
 def combined_score(metrics: Mapping[str, float]) -> float:

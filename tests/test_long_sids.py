@@ -126,3 +126,16 @@ def test_paper_protocol_needs_collisions_and_leads_with_the_sid_level(chain_run,
     assert m["protocol"] == "paper" and m["select"] == "sid" and m["collision_rate"] > 0
     # a shared SID counts for every item in it, so the SID level can only be higher
     assert m["sid"]["ndcg@10"] >= m["item"]["ndcg@10"] and m["sid"]["recall@10"] >= m["item"]["recall@10"]
+
+
+def test_popularity_without_seen_items_skips_each_users_history():
+    from diffgrm.metrics import popularity_metrics
+
+    train = np.array([0, 0, 0, 1, 1, 2])  # popularity order 0, 1, 2, then 3.. by index
+    targets = np.array([1, 1])
+    plain = popularity_metrics(train, targets, 6, ks=(1,))
+    assert plain["recall@1"] == 0.0  # item 0 fills the only slot for both users
+    seen = popularity_metrics(train, targets, 6, ks=(1,), histories=[np.array([0]), np.array([3])])
+    assert seen["recall@1"] == 0.5  # user 0 has item 0: item 1 moves up; user 1 still gets item 0
+    with pytest.raises(DiffGRMError, match="histories"):
+        popularity_metrics(train, targets, 6, histories=[np.array([0])])
