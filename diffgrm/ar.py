@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from diffgrm.errors import DiffGRMError
+from diffgrm.seen import Seen
 from diffgrm.sid_index import MASK, SIDIndex
 from diffgrm.trace import DenoisingTrace, SearchResult, check_search_sizes
 
@@ -41,6 +42,7 @@ def ar_search(
     runners_up: int = 3,
     device: torch.device | str | None = None,
     on_reorder: Callable[[torch.Tensor], None] | None = None,
+    seen: torch.Tensor | None = None,
 ) -> SearchResult:
     """Beam search digit by digit, left to right, for ``batch_size`` users at once.
 
@@ -67,6 +69,11 @@ def ar_search(
     ``on_reorder(parent)`` is called after every step with ``parent [B, R']``, the previous beam
     each kept beam came from, so a network wrapper can keep per-beam state in step with the
     search (the decoder's key/value cache: see ``Recommender.search``).
+
+    ``seen`` (item indices ``[B, L]``, -1 pads: each user's history) keeps those items out of the
+    result inside the search: at the last digit a code that completes a SID naming a seen item is
+    no candidate, so the beam slot goes to the next best one; with ``constrain`` (and the trie
+    tables, up to ``TABLE_LIMIT``) a prefix all of whose items are seen is pruned at every digit.
     """
     n, k = index.n_digits, index.codebook_size
     check_search_sizes(batch_size, beam, topk, runners_up)
@@ -78,6 +85,7 @@ def ar_search(
     scores = torch.zeros((b, 1), dtype=torch.float32, device=dev)
     alive = torch.ones((b, 1), dtype=torch.bool, device=dev)
     children = _children_table(index, dev) if constrain else None
+    seen_items = Seen(index, torch.as_tensor(seen).to(dev), b) if seen is not None else None
     rec: list[dict[str, torch.Tensor]] = []
 
     for t in range(n):
@@ -100,6 +108,12 @@ def ar_search(
         bad |= ~alive[..., None]
         if constrain:
             bad |= ~(children.allowed(sids, t) if children is not None else _allowed_by_keys(index, sids, t))
+        if seen_items is not None:
+            if children is not None:  # prefixes (at the last digit: SIDs) every item of which is seen
+                bad |= children.hollow(sids, t, seen_items)
+            elif t == n - 1:  # the codes that complete a SID naming a seen item
+                complete = index.child_keys(index.keys(sids)[..., None], t, torch.arange(k, device=dev))
+                bad |= seen_items.holds(index.item_of_keys(complete))
         cand = (scores[..., None] + logp).masked_fill_(bad, NEG_INF).reshape(b, r_cur * k)
         r_new = min(beam, r_cur * k)
         top_val, top_idx = torch.topk(cand, r_new, dim=1)  # sorted descending
@@ -179,14 +193,36 @@ class _ChildrenTable:
             table = torch.zeros((len(uniq), index.codebook_size), dtype=torch.bool, device=device)
             table[inv, codes[:, t]] = True
             self.levels.append((uniq, table))
+        self._counts: dict[int, torch.Tensor] = {}
+
+    def _row(self, sids: torch.Tensor, t: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each beam's row in the digit-t tables and whether its prefix is there at all."""
+        uniq = self.levels[t][0]
+        keys = self.index.keys(sids)
+        pos = torch.searchsorted(uniq, keys).clamp(max=len(uniq) - 1)
+        return pos, uniq[pos] == keys
 
     def allowed(self, sids: torch.Tensor, t: int) -> torch.Tensor:
         """Bool ``[B, R, K]``: codes of digit t that keep each beam's prefix in the catalogue.
         ``sids [B, R, n]`` must hold ``MASK`` in digits >= t."""
-        uniq, table = self.levels[t]
-        keys = self.index.keys(sids)
-        pos = torch.searchsorted(uniq, keys).clamp(max=len(uniq) - 1)
-        return table[pos] & (uniq[pos] == keys)[..., None]
+        pos, there = self._row(sids, t)
+        return self.levels[t][1][pos] & there[..., None]
+
+    def hollow(self, sids: torch.Tensor, t: int, seen: Seen) -> torch.Tensor:
+        """Bool ``[B, R, K]``: does every item under (prefix, code c) count among the user's seen
+        ones? (Counting the items a SID names: where SIDs collide, the lowest index.)"""
+        if t not in self._counts:  # [prefixes, K] items under each child prefix, built on first use
+            uniq, table = self.levels[t]
+            codes = self.index.codes.to(table.device)
+            named = self.index.item_of(codes) == torch.arange(len(codes), device=table.device)
+            partial = codes[named].clone()
+            partial[:, t:] = MASK
+            rows = torch.searchsorted(uniq, self.index.keys(partial))
+            counts = torch.zeros(table.shape, dtype=torch.int32, device=table.device)
+            ones = torch.ones(len(rows), dtype=torch.int32, device=table.device)
+            self._counts[t] = counts.index_put_((rows, codes[named, t]), ones, accumulate=True)
+        pos, there = self._row(sids, t)
+        return (seen.prefix_hits(sids, t, self.index.codebook_size) >= self._counts[t][pos]) | ~there[..., None]
 
 
 def _children_table(index: SIDIndex, device: torch.device) -> _ChildrenTable | None:
@@ -202,10 +238,9 @@ def _children_table(index: SIDIndex, device: torch.device) -> _ChildrenTable | N
 
 
 def _allowed_by_keys(index: SIDIndex, sids: torch.Tensor, t: int) -> torch.Tensor:
-    """Bool ``[B, R, K]`` from the index directly: setting digit t to c adds (c + 1) * base[t] to the key."""
+    """Bool ``[B, R, K]`` from the index directly: the keys of the prefixes with digit t set to each code."""
     codes_k = torch.arange(index.codebook_size, device=sids.device)
-    keys = index.keys(sids)[..., None] + (codes_k + 1) * index.base[t].to(sids.device)
-    return index.exists_keys(keys)
+    return index.exists_keys(index.child_keys(index.keys(sids)[..., None], t, codes_k))
 
 
 def _build_traces(rec, b, beam, n, k, n_ru, out_items, out_scores) -> list[DenoisingTrace]:

@@ -107,7 +107,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             f"--protocol paper measures on a catalogue with SID collisions, but {args.run}'s catalogue is one-to-one "
             f"(SID level = item level); prepare the data with --no-repair and train with --select sid")
     metrics = evaluate_split(model, prepared, args.split, users=args.users, beam=args.beam, order=args.order,
-                             steps=_steps(args.steps, model), progress=not args.quiet)
+                             steps=_steps(args.steps, model), progress=not args.quiet,
+                             exclude_seen=args.exclude_seen)
     metrics.update(protocol=args.protocol, collision_rate=collided, select=(meta.get("train") or {}).get("select", "item"))
     if distributed.is_main():  # under torchrun the ranks share the users and rank 0 reports
         print(format_metrics(metrics))
@@ -136,7 +137,7 @@ def format_metrics(m: dict) -> str:
     keys = ["recall@5", "recall@10", "ndcg@5", "ndcg@10"]
     paper = m.get("protocol") == "paper"
     lines = [f"{m['model']} on {m['split']} ({m['users']:,} users, beam {m['beam']}, {m['seconds']:.0f} s)"
-             + (", the paper's protocol" if paper else ""),
+             + (", the paper's protocol" if paper else "") + (", history items excluded" if m.get("exclude_seen") else ""),
              f"{'level':<7}" + "".join(f"{k:>11}" for k in keys)]
     for level in (("sid", "item") if paper else ("item", "sid")):
         lines.append(f"{level:<7}" + "".join(f"{m[level][k]:>11.4f}" for k in keys))
@@ -380,6 +381,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="Recall/NDCG@5/10 of a run, item level and SID level; writes RUN/metrics.json")
     p.add_argument("run", metavar="RUN")
     p.add_argument("--split", choices=["test", "valid"], default="test")
+    p.add_argument("--exclude-seen", action="store_true",
+                   help="keep each user's history items out of the Top-K, inside the search (the paper does not)")
     p.add_argument("--protocol", choices=["ours", "paper"], default="ours",
                    help="ours: item level leads (a one-to-one catalogue); paper: SID level leads, on a catalogue "
                         "prepared with --no-repair, item level beside it")

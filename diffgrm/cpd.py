@@ -29,7 +29,8 @@ import numpy as np
 import torch
 
 from diffgrm.errors import DiffGRMError
-from diffgrm.sid_index import MASK, SIDIndex, masked_digits
+from diffgrm.seen import Seen
+from diffgrm.sid_index import MAX_PATTERNS, MASK, SIDIndex, masked_digits
 from diffgrm.trace import DenoisingTrace, SearchResult, check_search_sizes
 
 LogProbFn = Callable[[torch.Tensor], torch.Tensor]
@@ -55,6 +56,7 @@ def cpd_search(
     runners_up: int = 3,
     masked_only: bool = False,
     steps: int | None = None,
+    seen: torch.Tensor | None = None,
 ) -> SearchResult:
     """Beam search over partial SIDs for ``batch_size`` users; returns the Top-``topk`` items per user.
 
@@ -83,6 +85,11 @@ def cpd_search(
     virtual parent (the all-masked SID): ``parent[0, r] = 0`` refers to it, and its prediction is
     broadcast to ``distributions[0, r]`` for every beam ``r``. Beams of the last step are sorted by
     score, so with ``constrain=True`` last-step beam ``k`` is ``items[k]`` (``lineage(k)`` follows it).
+
+    ``seen`` (item indices ``[B, L]``, -1 pads: each user's history) keeps those items out of the
+    result inside the search: a child that completes a SID naming a seen item is no candidate, so
+    its beam slot goes to the next best one, and (with ``constrain``) a partial SID whose items
+    are all seen is pruned once it matches fewer items than the beam.
     """
     n, k = index.n_digits, index.codebook_size
     schedule = _schedule(order, fixed_order, seed, batch_size, n)
@@ -92,6 +99,7 @@ def cpd_search(
         raise DiffGRMError("a trace records every digit's prediction: use masked_only=False with trace=True")
     device = index.codes.device
     schedule = schedule.to(device) if schedule is not None else None
+    seen_items = Seen(index, seen, batch_size) if seen is not None else None
 
     tokens = torch.full((batch_size, 1, n), MASK, dtype=torch.long, device=device)
     scores = torch.zeros(batch_size, 1, device=device)
@@ -99,7 +107,8 @@ def cpd_search(
     s = 0
     for pass_no, size in enumerate(fills):
         if pass_no == len(fills) - 1 and size == 1 and constrain and not trace and topk < tokens.shape[1]:
-            tokens, scores = _last_digit_topk(logprob_fn, index, tokens, scores, s, schedule, topk, masked_only)
+            tokens, scores = _last_digit_topk(logprob_fn, index, tokens, scores, s, schedule, topk, masked_only,
+                                              seen_items)
             s += 1
             break
         logp = _call(logprob_fn, tokens, n - s if masked_only else n, k)
@@ -109,7 +118,7 @@ def cpd_search(
         pred = _Prediction(logp, tokens if masked_only else None)
         for fill in range(size):  # one prediction, `size` chained fills: each child reads its ancestor's row
             tokens, scores, step, par = _step(index, tokens, scores, pred, s, schedule, beam, constrain, trace,
-                                              runners_up)
+                                              runners_up, seen_items)
             if fill < size - 1:
                 pred = pred.follow(par)
             s += 1
@@ -139,7 +148,8 @@ LAST_CHUNK = 32
 
 
 def _last_digit_topk(logprob_fn: LogProbFn, index: SIDIndex, tokens: torch.Tensor, scores: torch.Tensor, s: int,
-                     schedule: torch.Tensor | None, topk: int, masked_only: bool) -> tuple[torch.Tensor, torch.Tensor]:
+                     schedule: torch.Tensor | None, topk: int, masked_only: bool, seen: Seen | None
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
     """The last digit when only the Top-``topk`` complete SIDs are needed (no trace; kept in the
     catalogue, so every complete SID names an item).
 
@@ -157,7 +167,7 @@ def _last_digit_topk(logprob_fn: LogProbFn, index: SIDIndex, tokens: torch.Tenso
             break  # every unread beam is below its user's Top-K already
         logp = _call(logprob_fn, part_t, 1 if masked_only else n, k)
         pred = _Prediction(logp, part_t if masked_only else None)
-        child_t, child_s, _, _ = _step(index, part_t, part_s, pred, s, schedule, topk, True, False, 0)
+        child_t, child_s, _, _ = _step(index, part_t, part_s, pred, s, schedule, topk, True, False, 0, seen)
         # merge with the best so far: best first, one copy of each complete SID
         all_t, all_s = torch.cat([best_t, child_t], 1), torch.cat([best_s, child_s], 1)
         order = torch.sort(all_s, dim=1, descending=True, stable=True).indices
@@ -267,6 +277,7 @@ def _step(
     constrain: bool,
     trace: bool,
     runners_up: int,
+    seen: Seen | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
     """Expand every parent by one (digit, code), keep the best ``beam`` distinct children per user;
     returns their tokens, scores, the trace record and each child's parent ``[B, beam]``.
@@ -274,7 +285,8 @@ def _step(
     All parents of a step have the same number of masked digits (one fill per step), so the
     candidate digits form a dense ``[B, P, m]`` tensor: the ``n - s`` masked digits (confidence) or
     the one scheduled digit. Scoring only those keeps the work at ``m * K`` per parent rather than
-    ``n * K``, and the validity lookup touches no filled digit.
+    ``n * K``, and the validity lookup touches no filled digit. A child that completes a SID
+    naming a ``seen`` item is dead, and more candidates are read until ``beam`` live ones are found.
     """
     b, p, n = tokens.shape
     k = pred.logp.shape[-1]
@@ -316,8 +328,10 @@ def _step(
     # Confidence order: children with different filled digits can match the same items, so beams
     # must also be told apart by the items they can still reach (see _Matches.novel). Not needed
     # at the last step (distinct complete SIDs name distinct items) nor in a scheduled order (a
-    # user's children all fill the same digits, so distinct ones match disjoint sets of items).
-    matches = _matches(index, device) if constrain and schedule is None and s < n - 1 else None
+    # user's children all fill the same digits, so distinct ones match disjoint sets of items),
+    # except to prune children whose items are all seen.
+    listing = schedule is None or seen is not None
+    matches = _matches(index, device) if constrain and listing and s < n - 1 else None
     width = min((s + 1) * beam, cand.shape[1])
     while True:
         top_scores, top_idx = cand.topk(width, dim=1)
@@ -327,13 +341,24 @@ def _step(
         par, rest = top_idx // (m * k), top_idx % (m * k)
         slot, code = rest // k, rest % k
         digit = digits.reshape(b, -1).gather(1, par * m + slot)
-        keys = parent_keys.gather(1, par) + (code + 1) * index.base.to(device)[digit]  # the children's keys
-        live = torch.isfinite(top_scores) & _first_occurrence(keys)
+        keys = index.child_keys(parent_keys.gather(1, par), digit, code)  # the children's keys
+        same = keys
+        if not (constrain or index.packed):  # children outside the catalogue may share the key ABSENT
+            same = index.ids(tokens.gather(1, par[..., None].expand(b, width, n)).scatter(2, digit[..., None],
+                                                                                          code[..., None]))
+        live = torch.isfinite(top_scores) & _first_occurrence(same)
+        if seen is not None and s == n - 1:
+            live &= ~seen.holds(index.item_of_keys(keys))
         if matches is None:
             tier = (~live).to(torch.uint8)  # 0: a distinct live child, 1: dead or a repeat
-            break
-        children = tokens.gather(1, par[..., None].expand(b, width, n)).scatter(2, digit[..., None], code[..., None])
-        novel, reach = matches.novel(children, keys, live, beam)
+            # with seen items: read more candidates while a user has fewer than `beam` live ones
+            short = (live.sum(1) < beam) & torch.isfinite(top_scores[:, -1])
+            if seen is None or s < n - 1 or width == cand.shape[1] or not bool(short.any()):
+                break
+            width = min(4 * width, cand.shape[1])
+            continue
+        novel, reach, hollow = matches.novel(keys, live, beam, seen)
+        live &= ~hollow
         # Look at more candidates only for users whose kept beams would reach fewer than `beam`
         # items, and only while they have candidates left (the last one looked at is alive).
         done = (novel.sum(1) >= beam) | (reach >= beam) | ~torch.isfinite(top_scores[:, -1])
@@ -378,34 +403,34 @@ class _Matches:
     per candidate binary-searches ``beams x digits x codes`` keys (millions per step, the bulk of
     the search time). Deep in the search a beam matches only a handful of items, so it is much
     cheaper to list those items and mark the codes they carry: the same mask, built by a scatter.
-    Items are sorted once per subset of filled digits; ``subset * (K + 1) ** n + key`` makes all
-    subsets one sorted array, so a beam's matches are found by two ``searchsorted`` calls.
+    Every item's pattern for every subset of filled digits is keyed by the index (keys tell the
+    subsets apart too: a masked digit packs as 0) and sorted into one array, so a beam's matches
+    are found by two ``searchsorted`` calls.
     """
 
     def __init__(self, index: SIDIndex, device: torch.device) -> None:
         n = index.n_digits
         codes = index.codes.to(device)
         self.codes = codes
-        self.span = (index.codebook_size + 1) ** n
         keys, items = [], []
         for subset in range(1 << n):
             filled = torch.tensor([(subset >> d) & 1 == 1 for d in range(n)], device=device)
-            keys.append(subset * self.span + index.keys(torch.where(filled, codes, MASK)))
+            keys.append(index.keys(torch.where(filled, codes, MASK)))
             items.append(torch.arange(len(codes), device=device))
-        keys_all = torch.cat(keys)
+        keys_all, items_all = torch.cat(keys), torch.cat(items)
+        if not index.packed:  # a prefix-only index has no ranked key for other subsets' patterns
+            held = keys_all >= 0
+            keys_all, items_all = keys_all[held], items_all[held]
         order = torch.argsort(keys_all)
-        self.sorted_keys, self.items = keys_all[order], torch.cat(items)[order]
-        self.bits = (1 << torch.arange(n, device=device))
+        self.sorted_keys, self.items = keys_all[order], items_all[order]
         # the item a full SID names (the lowest index where SIDs collide): what a search can return
         self.returned = index.item_of(index.codes).to(device)
         self.n_items = len(codes)
 
-    def ranges(self, tokens: torch.Tensor, parent_keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """First position and number of matching items per partial SID."""
-        subset = ((tokens != MASK).long() * self.bits).sum(-1)
-        q = subset * self.span + parent_keys
-        lo = torch.searchsorted(self.sorted_keys, q)
-        hi = torch.searchsorted(self.sorted_keys, q, right=True)
+    def ranges(self, keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """First position and number of matching items per partial SID (by its index key)."""
+        lo = torch.searchsorted(self.sorted_keys, keys)
+        hi = torch.searchsorted(self.sorted_keys, keys, right=True)
         return lo, hi - lo
 
     def listed(self, lo: torch.Tensor, count: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -417,11 +442,12 @@ class _Matches:
         pos = lo.reshape(-1)[owner] + torch.arange(total, device=count.device) - start[owner]
         return owner, self.items[pos]
 
-    def novel(self, children: torch.Tensor, keys: torch.Tensor, live: torch.Tensor, enough: int
-              ) -> tuple[torch.Tensor, torch.Tensor]:
+    def novel(self, keys: torch.Tensor, live: torch.Tensor, enough: int, seen: Seen | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Bool ``[B, W]``: does a live child reach an item that no better child of its user reaches?
         And ``[B]``: how many distinct items the live children of each user reach (at least
-        ``enough`` where one child alone matches that many).
+        ``enough`` where one child alone matches that many). And bool ``[B, W]``: is a live
+        child *hollow*, every item it matches ``seen`` (it can return nothing)?
 
         Columns are best-first. Children with different filled digits can match the same items
         (``{d0=a, d1=b}`` and ``{d2=c, d3=e}`` may both lead only to item ``(a, b, c, e)``), and
@@ -435,13 +461,22 @@ class _Matches:
         A child that matches ``enough`` (the beam size) items or more counts as novel without its
         items being listed, nor counted against other children: listing them early in the search
         would be most of the work, and as soon as one is kept the beam can reach ``enough`` items.
+        Seen items are left out of the listed ones (a big child is never hollow).
         """
         b, w = keys.shape
-        lo, count = self.ranges(children, keys)
+        lo, count = self.ranges(keys)
         big = live & (count >= enough)
         owner, item = self.listed(lo, torch.where(live & ~big, count, torch.zeros_like(count)))
+        item = self.returned[item]
+        hollow = torch.zeros_like(live)
+        if seen is not None:
+            unseen = ~seen.holds(item, owner // w)
+            owner, item = owner[unseen], item[unseen]
+            reached = torch.zeros(b * w, dtype=torch.bool, device=keys.device)
+            reached[owner] = True
+            hollow = live & ~big & ~reached.reshape(b, w)
         # the best (smallest) column per (user, item), found by sorting (user, item, column) triples
-        triple = ((owner // w) * self.n_items + self.returned[item]) * w + owner % w
+        triple = ((owner // w) * self.n_items + item) * w + owner % w
         triple = torch.sort(triple).values
         pair = triple // w
         first = torch.ones_like(pair, dtype=torch.bool)
@@ -451,20 +486,20 @@ class _Matches:
         novel = torch.zeros(b * w, dtype=torch.bool, device=keys.device)
         novel[user * w + best % w] = True
         reach = torch.bincount(user, minlength=b)
-        return novel.reshape(b, w) | big, torch.where(big.any(1), reach.clamp(min=enough), reach)
+        return novel.reshape(b, w) | big, torch.where(big.any(1), reach.clamp(min=enough), reach), hollow
 
 
 _MATCHES: "weakref.WeakKeyDictionary[SIDIndex, dict[torch.device, _Matches]]" = weakref.WeakKeyDictionary()
 
 
 def _matches(index: SIDIndex, device: torch.device) -> _Matches | None:
-    """The cached :class:`_Matches` of ``index`` on ``device``; None where subset-tagged keys would
-    overflow int64 (7 digits x 256 codes): the validity mask then asks the index per code, and
-    the search tells beams apart by their partial SIDs only."""
+    """The cached :class:`_Matches` of ``index`` on ``device``; None where every item's pattern
+    for every digit subset would be more than ``MAX_PATTERNS``: the validity mask then asks the
+    index per code, and the search tells beams apart by their partial SIDs only."""
     per_device = _MATCHES.setdefault(index, {})
     if device not in per_device:
-        n, k = index.n_digits, index.codebook_size
-        per_device[device] = _Matches(index, device) if (1 << n) * (k + 1) ** n < 2**63 else None
+        fits = index.n_items << index.n_digits <= MAX_PATTERNS
+        per_device[device] = _Matches(index, device) if fits else None
     return per_device[device]
 
 
@@ -478,7 +513,7 @@ def _listed_children(index: SIDIndex, tokens: torch.Tensor, parent_keys: torch.T
     matches = _matches(index, tokens.device)
     if matches is None:
         return None
-    lo, count = matches.ranges(tokens, parent_keys)
+    lo, count = matches.ranges(parent_keys)
     if 4 * int(count.sum()) > b * p * k:  # listing pays off below a quarter of the dense candidates
         return None
     owner, items = matches.listed(lo, count)  # flat parent (b * P + p) of each matching item
@@ -507,7 +542,7 @@ def _blocked(index: SIDIndex, tokens: torch.Tensor, parent_keys: torch.Tensor, d
     device = tokens.device
     matches = _matches(index, device)
     if matches is not None:
-        lo, count = matches.ranges(tokens, parent_keys)
+        lo, count = matches.ranges(parent_keys)
         # listing costs one scatter per (matching item, digit), asking the index one binary search
         # per (digit, code): list unless the parents match more items than that
         if int(count.sum()) <= b * p * m * k:
@@ -517,8 +552,8 @@ def _blocked(index: SIDIndex, tokens: torch.Tensor, parent_keys: torch.Tensor, d
             blocked = torch.ones(b * p, m, k, dtype=torch.bool, device=device)
             blocked[owner[:, None], torch.arange(m, device=device), code] = False
             return blocked.reshape(b, p, m, k)
-    child_step = (torch.arange(k, device=device) + 1) * index.base.to(device)[digits][..., None]
-    return ~index.exists_keys(parent_keys[..., None, None] + child_step)
+    children = index.child_keys(parent_keys[..., None, None], digits[..., None], torch.arange(k, device=device))
+    return ~index.exists_keys(children)
 
 
 # --- finish -------------------------------------------------------------------------------------

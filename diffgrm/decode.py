@@ -42,7 +42,9 @@ class Recommender:
     def __init__(self, model: GenerativeRecommender, index: SIDIndex | None = None) -> None:
         self.model = model.eval()
         c = model.config
-        self.index = index or SIDIndex(model.item_codes.cpu(), c.codebook_size)
+        # the AR decoder asks about prefixes only: its index holds n + 1 patterns per item, not 2 ** n
+        subsets = "prefix" if isinstance(model, ARGenerator) else "all"
+        self.index = index or SIDIndex(model.item_codes.cpu(), c.codebook_size, subsets=subsets)
 
     @property
     def kind(self) -> str:
@@ -51,7 +53,7 @@ class Recommender:
     @torch.no_grad()
     def search(self, histories: Sequence[np.ndarray], *, beam: int = 32, topk: int = 10, order: str = "confidence",
                trace: bool = False, seed: int = 0, constrain: bool = True, kv_cache: bool = True,
-               steps: int | None = None) -> SearchResult:
+               steps: int | None = None, exclude_seen: bool = False) -> SearchResult:
         """Top-K for each history. ``order`` and ``steps`` (CPD only): confidence, fixed or random
         fill order, and the number of network passes (1..n, default n: one digit per pass). ``kv_cache``
         (AR only): compute one new slot per step from cached keys/values (the default), or the
@@ -59,12 +61,16 @@ class Recommender:
 
         ``constrain=False`` lets beams leave the catalogue (SIDs naming no item are dropped at the
         end, so fewer than K items may come back): the ablation that shows why the mask matters.
+
+        ``exclude_seen`` keeps each user's history items (all of them, not only the last
+        ``max_history``) out of the Top-K inside the search: their slots go to the next best items.
         """
         n_items = self.model.item_codes.shape[0]
         for h in histories:
             if len(h) and (np.min(h) < 0 or np.max(h) >= n_items):
                 raise DiffGRMError(f"a history holds an item index outside 0..{n_items - 1}")
         hist = pad_histories(histories, self.model.config.max_history, self.model.device)
+        seen = pad_histories(histories, max(len(h) for h in histories), self.model.device) if exclude_seen else None
         memory, keep = self.model.encode(hist)
         kv = self.model.cross_kv(memory)
         if isinstance(self.model, DiffGRM):
@@ -75,7 +81,8 @@ class Recommender:
                 return self.model.denoise(tokens, kv, keep, masked_only=masked_only).log_softmax(-1)
 
             return cpd_search(logprob_fn, self.index, len(histories), beam=beam, topk=topk, order=order,
-                              seed=seed, trace=trace, constrain=constrain, masked_only=masked_only, steps=steps)
+                              seed=seed, trace=trace, constrain=constrain, masked_only=masked_only, steps=steps,
+                              seen=seen)
         if steps is not None and steps != self.model.config.n_digits:
             raise DiffGRMError("the AR decoder fills one digit per pass: --steps applies to DiffGRM only")
         assert isinstance(self.model, ARGenerator)
@@ -84,7 +91,7 @@ class Recommender:
                 return self.model.next_logits(prefix, kv, keep).log_softmax(-1)
 
             return ar_search(next_fn, self.index, len(histories), beam=beam, topk=topk, trace=trace,
-                             constrain=constrain)
+                             constrain=constrain, seen=seen)
         # a real AR decoder: each step computes the new slot only, reading earlier slots' keys/values
         cache: list = [None] * len(self.model.decoder)
 
@@ -94,7 +101,7 @@ class Recommender:
             return self.model.step_logits(last, t, kv, keep, cache).log_softmax(-1)
 
         return ar_search(step_fn, self.index, len(histories), beam=beam, topk=topk, trace=trace, constrain=constrain,
-                         on_reorder=lambda parent: reorder_cache(cache, parent))
+                         on_reorder=lambda parent: reorder_cache(cache, parent), seen=seen)
 
     @torch.no_grad()
     def digit_logprobs(self, history: np.ndarray, tokens: np.ndarray) -> np.ndarray:
@@ -124,8 +131,9 @@ class Recommender:
 
     def evaluate(self, samples: Samples, *, beam: int = 32, topk: int = 10, batch_users: int = 32,
                  order: str = "confidence", progress: bool = True, desc: str = "evaluate",
-                 steps: int | None = None) -> dict:
-        """Item-level (headline) and SID-level Recall/NDCG@5/10 over ``samples``."""
+                 steps: int | None = None, exclude_seen: bool = False) -> dict:
+        """Item-level (headline) and SID-level Recall/NDCG@5/10 over ``samples``; ``exclude_seen``
+        keeps each user's history items out of the rankings (see :meth:`search`)."""
         if topk < 10:
             raise DiffGRMError("evaluation needs the Top-10 (topk >= 10)")
         t0 = time.perf_counter()
@@ -135,13 +143,14 @@ class Recommender:
         starts = distributed.share(list(enumerate(range(0, len(samples), batch_users))))
         for b, s in tqdm(starts, desc=desc, disable=not progress or not distributed.is_main(), leave=False,
                          unit="batch"):
-            res = self.search(samples.histories[s : s + batch_users], beam=beam, topk=topk, order=order, steps=steps)
+            res = self.search(samples.histories[s : s + batch_users], beam=beam, topk=topk, order=order, steps=steps,
+                              exclude_seen=exclude_seen)
             done.append((b, res.items.cpu().numpy(), res.sids.cpu().numpy()))
         done = sorted((row for part in distributed.gather(done) for row in part), key=lambda row: row[0])
         ranked, ranked_sids = np.concatenate([r[1] for r in done]), np.concatenate([r[2] for r in done])
         codes = self.model.item_codes.cpu().numpy()
         top = ranked[:, :10]
-        return {
+        out = {
             "item": ranking_metrics(ranked, samples.targets),
             "sid": sid_ranking_metrics(ranked_sids, codes[samples.targets]),
             # how personal the lists are: distinct items over all users' Top-10s (popularity: 10)
@@ -151,3 +160,6 @@ class Recommender:
             "model": self.kind,
             "seconds": round(time.perf_counter() - t0, 2),
         }
+        if exclude_seen:
+            out["exclude_seen"] = True
+        return out

@@ -104,8 +104,9 @@ def _pad(seqs: list[np.ndarray], pad: int, max_len: int) -> torch.Tensor:
 
 @torch.no_grad()
 def rank_items(model: SASRec, histories: list[np.ndarray], k: int = 10, batch: int = 512,
-               device: torch.device | str = "cpu") -> np.ndarray:
-    """Top-``k`` item indices ``[users, k]`` for each history, best first."""
+               device: torch.device | str = "cpu", exclude_seen: bool = False) -> np.ndarray:
+    """Top-``k`` item indices ``[users, k]`` for each history, best first. ``exclude_seen``
+    scores every item of the history (not only the last ``max_history``) ``-inf`` first."""
     model.eval()
     out = []
     for s in range(0, len(histories), batch):
@@ -113,17 +114,26 @@ def rank_items(model: SASRec, histories: list[np.ndarray], k: int = 10, batch: i
         seq = _pad(hs, model.pad, model.cfg.max_history).to(device)
         last = torch.tensor([min(len(h), model.cfg.max_history) - 1 for h in hs], device=device)
         h = model.hidden(seq)[torch.arange(len(hs), device=device), last]
-        out.append(model.scores(h).topk(k, dim=-1).indices.cpu().numpy())
+        scores = model.scores(h)
+        if exclude_seen:
+            seen = pad_histories(hs, max(len(x) for x in hs), device)
+            users = torch.arange(len(hs), device=device)[:, None].expand_as(seen)
+            scores[users[seen != MASK], seen[seen != MASK]] = float("-inf")
+        out.append(scores.topk(k, dim=-1).indices.cpu().numpy())
     return np.concatenate(out)
 
 
-def evaluate_sasrec(model: SASRec, samples: Samples, codes: np.ndarray, device: torch.device | str = "cpu") -> dict:
+def evaluate_sasrec(model: SASRec, samples: Samples, codes: np.ndarray, device: torch.device | str = "cpu",
+                    exclude_seen: bool = False) -> dict:
     """The same metrics dict as ``Recommender.evaluate``: item level and SID level, Recall/NDCG@5/10."""
     t0 = time.perf_counter()
-    ranked = rank_items(model, samples.histories, k=10, device=device)
-    return {"item": ranking_metrics(ranked, samples.targets),
-            "sid": sid_ranking_metrics(codes[ranked], codes[samples.targets]),
-            "beam": 0, "users": len(samples), "model": "sasrec", "seconds": round(time.perf_counter() - t0, 2)}
+    ranked = rank_items(model, samples.histories, k=10, device=device, exclude_seen=exclude_seen)
+    out = {"item": ranking_metrics(ranked, samples.targets),
+           "sid": sid_ranking_metrics(codes[ranked], codes[samples.targets]),
+           "beam": 0, "users": len(samples), "model": "sasrec", "seconds": round(time.perf_counter() - t0, 2)}
+    if exclude_seen:
+        out["exclude_seen"] = True
+    return out
 
 
 def train_sasrec(prepared: Prepared, cfg: SASRecConfig = SASRecConfig(), out: str | Path | None = None, *,

@@ -163,23 +163,27 @@ def training_samples(prepared: Prepared, min_history: int) -> Samples:
     return Samples([data.histories[i] for i in keep], data.targets[keep], data.users[keep])
 
 
-def popularity_baseline(prepared: Prepared, samples: Samples) -> dict[str, float]:
+def popularity_baseline(prepared: Prepared, samples: Samples, exclude_seen: bool = False) -> dict[str, float]:
     """Item-level metrics on ``samples`` of recommending the most frequent training targets to
-    everyone: the number every run's score is shown beside."""
-    return popularity_metrics(prepared.splits["train"].targets, samples.targets, prepared.n_items)
+    everyone (``exclude_seen``: minus each user's history): the number every run's score is shown beside."""
+    return popularity_metrics(prepared.splits["train"].targets, samples.targets, prepared.n_items,
+                              histories=samples.histories if exclude_seen else None)
 
 
 def evaluate_split(model: GenerativeRecommender, prepared: Prepared, split: str = "test", *, users: int = 0,
                    beam: int = 32, order: str = "confidence", steps: int | None = None,
-                   progress: bool = True) -> dict:
+                   progress: bool = True, exclude_seen: bool = False) -> dict:
     """A run's metrics on one split (``users`` > 0: a fixed subsample) beside popularity's, in the
-    form ``RUN/metrics.json`` keeps them (what the explorer's sidebar reads)."""
+    form ``RUN/metrics.json`` keeps them (what the explorer's sidebar reads). ``exclude_seen``
+    keeps each user's history out of the Top-K, popularity's included."""
     if split not in prepared.splits:
         raise DiffGRMError(f"no split {split!r} in {prepared.path} (have {', '.join(prepared.splits)})")
     samples = subsample(prepared.splits[split], users, seed=0)
-    metrics = Recommender(model).evaluate(samples, beam=beam, order=order, progress=progress, steps=steps)
+    metrics = Recommender(model).evaluate(samples, beam=beam, order=order, progress=progress, steps=steps,
+                                          exclude_seen=exclude_seen)
     metrics.update(split=split, order=order if model.config.kind == "diffgrm" else "left-to-right",
-                   steps=steps or model.config.n_digits, popularity=popularity_baseline(prepared, samples))
+                   steps=steps or model.config.n_digits, exclude_seen=exclude_seen,
+                   popularity=popularity_baseline(prepared, samples, exclude_seen))
     return metrics
 
 

@@ -139,3 +139,19 @@ def test_popularity_without_seen_items_skips_each_users_history():
     assert seen["recall@1"] == 0.5  # user 0 has item 0: item 1 moves up; user 1 still gets item 0
     with pytest.raises(DiffGRMError, match="histories"):
         popularity_metrics(train, targets, 6, histories=[np.array([0])])
+
+
+def test_evaluate_can_keep_history_items_out_of_the_top_k(chain_run, capsys):
+    from diffgrm.cli import main
+    from diffgrm.decode import Recommender
+    from diffgrm.train import load_run
+
+    assert main(["evaluate", str(chain_run), "--split", "valid", "--beam", "16", "--exclude-seen", "--quiet"]) == 0
+    assert "history items excluded" in capsys.readouterr().out
+    m = json.loads((chain_run / "metrics.json").read_text())
+    assert m["exclude_seen"] is True and m["popularity"]["recall@10"] >= 0
+    model, prepared, _ = load_run(chain_run)
+    valid = prepared.splits["valid"]
+    res = Recommender(model).search(valid.histories[:20], beam=16, exclude_seen=True)
+    for items, hist in zip(res.items.numpy(), valid.histories[:20]):
+        assert not set(items[items >= 0].tolist()) & set(hist.tolist())
