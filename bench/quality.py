@@ -77,6 +77,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="instead of the variants: two trained runs, DiffGRM decoded with S = n, n/2 and 1 network "
                         "passes and AR, at each of --beams (OUT defaults to bench/results/passes)")
     p.add_argument("--beams", nargs="+", type=int, default=[32, 256], help="beams of the --passes curve")
+    p.add_argument("--speed-users", type=int, default=2000,
+                   help="--passes: users/s measured by bench/decode_speed.py on a seeded sample of this many users "
+                        "of the split, at most --users (1 thread, best of 3, never cached; 0 = as many as --users)")
     args = p.parse_args(argv)
     if min(args.beams) < 10 or args.beam < 10:
         p.error("beams must be at least 10 (the metrics read the Top-10)")
@@ -151,9 +154,11 @@ def table(results: dict[str, list[dict]], level: str) -> list[str]:
 def passes_curve(args: argparse.Namespace) -> dict:
     """NDCG@10 and users/s on one split of a DiffGRM run at S = n, n/2 and 1 network passes and of
     an AR run, at each beam: the knob diffusion gives and AR does not. Each evaluation is kept in
-    the run folder (``passes_<split>_S<S>_b<beam>_u<users>.json``) and reused."""
+    the run folder (``passes_<split>_S<S>_b<beam>_u<users>.json``) and reused; users/s is measured
+    afresh every time by ``bench/decode_speed.py`` (payload ``speed``; a row's own ``users_per_s``
+    is its evaluation's throughput, under whatever threads and load that evaluation had)."""
+    from bench.decode_speed import measure, pass_counts, sample_histories
     from bench.results_io import write_results
-    from bench.speed import pass_counts
 
     t0 = time.perf_counter()
     loaded = {name: load_run(run, device=args.device) for name, run in zip(("diffgrm", "ar"), args.passes)}
@@ -180,29 +185,46 @@ def passes_curve(args: argparse.Namespace) -> dict:
     for r in rows:  # quality relative to one digit per pass at the same beam
         full = next(x for x in rows if x["beam"] == r["beam"] and x["decoder"] == r["decoder"] and x["passes"] == n)
         r["ndcg10_vs_n_passes"] = r["item"]["ndcg@10"] / max(full["item"]["ndcg@10"], 1e-12)
-        r["users_per_s"] = r["users"] / r["seconds"]
+        r["users_per_s"] = r["users"] / r["seconds"]  # evaluation throughput, not the speed column
+    # the speed column: one method for every decode speed number (bench/decode_speed.py)
+    diff_rec, ar_rec = Recommender(diff), Recommender(ar)
+    speed_users = min(args.speed_users or len(samples), len(samples))  # never more users than the curve reads
+    speed_histories = sample_histories(prepared, args.split, speed_users, seed=0)
+    speed = {}
+    for beam in args.beams:
+        specs = {("DiffGRM (CPD)", s): (diff_rec, s) for s in pass_counts(n)} | {("AR (cached)", n): (ar_rec, None)}
+        found = measure({f"{d} S={s}": spec for (d, s), spec in specs.items()}, speed_histories, beam=beam,
+                        threads=1, repeats=1 if args.quick else 3, sample={"split": args.split, "seed": 0})
+        speed[beam] = {key: found[f"{key[0]} S={key[1]}"] for key in specs}
+    ups = {(r["beam"], r["decoder"], r["passes"]): speed[r["beam"]][(r["decoder"], r["passes"])]["users_per_s"]
+           for r in rows}
     lines = [f"{prepared.report['dataset']}, {args.split} split, {len(samples):,} users, item level; "
-             f"{args.passes[0]} and {args.passes[1]}; users/s end to end on this machine", "",
+             f"{args.passes[0]} and {args.passes[1]}; users/s by bench/decode_speed.py ({len(speed_histories):,} "
+             f"seeded {args.split} users, batches of 32, 1 thread, encoder + search, best of "
+             f"{1 if args.quick else 3} after a warm-up batch)", "",
              "| beam | decoder | passes | R@10 | N@10 | N@10 vs n passes | users/s |", "|---|---|---|---|---|---|---|"]
     lines += [f"| {r['beam']} | {r['decoder']} | {r['passes']} | {r['item']['recall@10']:.4f} | "
-              f"{r['item']['ndcg@10']:.4f} | {r['ndcg10_vs_n_passes']:.3f} | {r['users_per_s']:,.0f} |" for r in rows]
+              f"{r['item']['ndcg@10']:.4f} | {r['ndcg10_vs_n_passes']:.3f} | "
+              f"{ups[(r['beam'], r['decoder'], r['passes'])]:,.0f} |" for r in rows]
     half = max(1, n // 2)
     targets = {}
     for beam in args.beams:
         pick = {(r["decoder"], r["passes"]): r for r in rows if r["beam"] == beam}
-        h, ar_row = pick[("DiffGRM (CPD)", half)], pick[("AR (cached)", n)]
-        targets[beam] = {"half_within_5pct": h["ndcg10_vs_n_passes"] >= 0.95,
-                         "half_faster_than_ar": h["users_per_s"] > ar_row["users_per_s"]}
+        h = pick[("DiffGRM (CPD)", half)]
+        h_ups = speed[beam][("DiffGRM (CPD)", half)]["users_per_s"]
+        ar_ups = speed[beam][("AR (cached)", n)]["users_per_s"]
+        targets[beam] = {"half_within_5pct": h["ndcg10_vs_n_passes"] >= 0.95, "half_faster_than_ar": h_ups > ar_ups}
         lines += ["", f"Beam {beam}: S = {half} keeps {h['ndcg10_vs_n_passes']:.1%} of the {n}-pass NDCG@10 "
                       f"(target >= 95%: {'met' if targets[beam]['half_within_5pct'] else 'not met'}) at "
-                      f"{h['users_per_s'] / ar_row['users_per_s']:.2f}x the cached AR's users/s (target > 1: "
+                      f"{h_ups / ar_ups:.2f}x the cached AR's users/s (target > 1: "
                       f"{'met' if targets[beam]['half_faster_than_ar'] else 'not met'})."]
     text = "\n".join(lines)
     print(text)
+    speed_out = {str(beam): list(per.values()) for beam, per in speed.items()}
     if not args.quick:
         write_results(args.out, text, {"split": args.split, "users": len(samples), "rows": rows, "targets": targets,
-                                       "seconds": round(time.perf_counter() - t0, 1)})
-    return {"rows": rows, "targets": targets}
+                                       "speed": speed_out, "seconds": round(time.perf_counter() - t0, 1)})
+    return {"rows": rows, "targets": targets, "speed": speed_out}
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -16,8 +16,11 @@ the script); the full mode takes about two minutes on an otherwise idle 2-core C
    the floor, and CPD no slower than AR.
 1b. **Passes**: users/s of CPD at S = n, n/2 and 1 network passes (``--steps``) and of the AR
    decoder with its key/value cache (and without it, for reference) at beams 32 and 256, with the
-   n-pass floor beside them. Targets: CPD at S = n/2 faster than the cached AR at the same beam;
-   CPD at S = n within 1.5x of its floor. Its quality twin is ``bench/quality.py --passes``.
+   n-pass floor beside them, all timed by ``bench/decode_speed.py`` (the one decode-speed method:
+   one untimed warm-up batch, best of ``--repeats``, decoders taking turns). Targets: CPD at S = n/2
+   faster than the cached AR at the same beam; CPD at S = n within 1.5x of its floor. Its quality
+   twin is ``bench/quality.py --passes``; figures for the README come from ``bench/decode_speed.py``
+   itself on 2,000 users (this section's 64 are a quick look).
 2. **Train**: samples/s of ``diffgrm.train.train`` for DiffGRM with OCN noising and with random
    masking (and the AR baseline), a fixed number of optimiser steps each, batches of similar
    history length (``train.length_batches``) padded to their longest.
@@ -31,8 +34,9 @@ the script); the full mode takes about two minutes on an otherwise idle 2-core C
 Models are untrained (randomly initialised) ``cpu``-preset networks (d 128, 1 encoder + 2 decoder
 layers) on synthetic catalogues with random one-to-one SIDs (4 digits x 256 codes) and random
 histories of 8-20 items: the network's cost does not depend on its weights, the search's
-bookkeeping only a little. ``--runs`` decodes real test users with two trained runs on the same
-catalogue instead (sections 1 and 1b).
+bookkeeping only a little. ``--runs`` decodes real users with two trained runs on the same
+catalogue instead (sections 1 and 1b): a seeded sample of the validation split
+(``decode_speed.sample_histories``, the users ``quality.py --passes`` times).
 
 Timing: torch, faiss and numpy's BLAS use ``--threads`` threads (default 1: less noise from
 whatever else runs on the machine). Every time is the best of ``--repeats`` rounds after a warm-up
@@ -72,6 +76,8 @@ from diffgrm.model import MASK, build_model
 from diffgrm.prepare import Prepared
 from diffgrm.pse import Catalogue, PSETokenizer, build_catalogue
 from diffgrm.train import length_batches, load_run, train
+
+from bench.decode_speed import measure, pass_counts, sample_histories
 
 SECTIONS = ("decode", "passes", "train", "tokenizer", "scaling")
 N_DIGITS, CODEBOOK = 4, 256
@@ -220,8 +226,8 @@ def size(name: str, quick: bool):
 
 
 def decode_models(args, rng: np.random.Generator, users: int):
-    """(DiffGRM, AR, histories, description): the ``--runs`` pair on its first test users, or
-    untrained cpu-preset models on a synthetic catalogue."""
+    """(DiffGRM, AR, histories, description): the ``--runs`` pair on a seeded sample of validation
+    users, or untrained cpu-preset models on a synthetic catalogue."""
     if args.runs:
         diff_model, prepared, _ = load_run(args.runs[0], device="cpu")
         ar_model, ar_prepared, _ = load_run(args.runs[1], device="cpu")
@@ -229,7 +235,7 @@ def decode_models(args, rng: np.random.Generator, users: int):
             sys.exit("error: the two runs were trained on different catalogues")
         if diff_model.config.kind != "diffgrm" or ar_model.config.kind != "ar":
             sys.exit("error: --runs takes a DiffGRM run, then an AR run")
-        histories = prepared.splits["test"].histories[:users]
+        histories = sample_histories(prepared, "valid", users, seed=0)
         return diff_model, ar_model, histories, (f"trained runs {args.runs[0]} / {args.runs[1]}, "
                                                  f"{len(prepared.catalogue.codes):,} items")
     codes = random_catalogue(size("decode_items", args.quick), rng)
@@ -298,11 +304,6 @@ def bench_decode(args, rng: np.random.Generator) -> tuple[dict, str]:
 # --------------------------------------------------------------------------- 1b. passes
 
 
-def pass_counts(n: int) -> list[int]:
-    """The pass counts the speed/quality curve compares: n (one digit per pass), n/2 and 1."""
-    return sorted({n, max(1, n // 2), 1}, reverse=True)
-
-
 def bench_passes(args, rng: np.random.Generator) -> tuple[dict, str]:
     """Users/s of CPD at S = n, n/2 and 1 network passes and of the AR decoder with its key/value
     cache (and without, for reference), end to end, at each beam; the n-pass floor beside them."""
@@ -311,16 +312,14 @@ def bench_passes(args, rng: np.random.Generator) -> tuple[dict, str]:
     diff_model, ar_model, histories, setup = decode_models(args, rng, users)
     diff_rec, ar_rec = Recommender(diff_model), Recommender(ar_model)
     n = diff_model.config.n_digits
-    chunks = [histories[s : s + batch] for s in range(0, len(histories), batch)]
     rows, out = [], {"setup": setup, "users": len(histories), "batch": batch, "n_digits": n, "beams": {}}
     for beam in size("passes_beams", q):
-        fns: dict[str, Callable[[], object]] = {"floor": decoders(diff_model, ar_model, histories, batch, beam)["floor"]}
-        for steps in pass_counts(n):
-            fns[f"cpd S={steps}"] = lambda steps=steps: [diff_rec.search(c, beam=beam, topk=TOPK, steps=steps)
-                                                          for c in chunks]
-        fns["ar cached"] = lambda: [ar_rec.search(c, beam=beam, topk=TOPK) for c in chunks]
-        fns["ar uncached"] = lambda: [ar_rec.search(c, beam=beam, topk=TOPK, kv_cache=False) for c in chunks]
-        best, _ = best_of(fns, repeats)
+        specs = {f"cpd S={steps}": (diff_rec, steps) for steps in pass_counts(n)}
+        specs |= {"ar cached": (ar_rec, None, True), "ar uncached": (ar_rec, None, False)}
+        timed = measure(specs, histories, beam=beam, topk=TOPK, batch_users=batch, threads=args.threads,
+                        repeats=repeats)
+        best, _ = best_of({"floor": decoders(diff_model, ar_model, histories, batch, beam)["floor"]}, repeats)
+        best |= {name: r["seconds"] for name, r in timed.items()}
         half = f"cpd S={max(1, n // 2)}"
         out["beams"][beam] = {
             "seconds": best,
