@@ -77,6 +77,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--beam", type=int, default=32)
     p.add_argument("--speed-users", type=int, default=2000)
     p.add_argument("--threads", type=int, default=1, help="threads for the speed stages")
+    p.add_argument("--repeats", type=int, default=3, help="speed: best of this many passes over the sample")
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "long-sids"))
     p.add_argument("--figure", default=str(ROOT / "bench" / "results" / "ocn-cost.json"),
                    help="the quality-per-training-minute figure (plotly JSON, drawn by the docs)")
@@ -186,7 +187,8 @@ def stage_speed(args: argparse.Namespace) -> None:
                     continue
                 print(f"{name}: speed {key} ({time.strftime('%H:%M')})", file=sys.stderr)
                 done[key] = users_per_second(model, prepared, split="valid", users=args.speed_users, beam=beam,
-                                             steps=s if row.kind == "diffgrm" else None, threads=args.threads)
+                                             steps=s if row.kind == "diffgrm" else None, threads=args.threads,
+                                             repeats=args.repeats)
                 path.write_text(json.dumps(done, indent=1))
 
 
@@ -222,10 +224,11 @@ def stage_train_speed(args: argparse.Namespace) -> None:
         n_steps = 3 if args.quick else 40
         codes = torch.from_numpy(cat.codes)
         times, seen = [], 0
-        for i, idx in enumerate(batches[: n_steps + 2]):
+        for i in range(n_steps + 2):
+            idx = batches[i % len(batches)]
             hist = pad_histories([data.histories[j] for j in idx], model_cfg.max_history)
             t0 = time.perf_counter()
-            step(hist, codes[torch.from_numpy(idx)])
+            step(hist, codes[torch.from_numpy(data.targets[idx])])
             if i >= 2:  # two warm-up steps
                 times.append(time.perf_counter() - t0)
                 seen += len(idx)
@@ -273,7 +276,7 @@ def collect(args: argparse.Namespace) -> list[dict]:
         rec["valid"] = evals
         speed = _read(run / f"speed-t{args.threads}-u{args.speed_users}.json")
         if speed:
-            rec["speed"] = {k: {"users_per_second": v["users_per_second"], **{x: v.get(x) for x in ("threads", "users", "beam", "steps", "batch_users")}}
+            rec["speed"] = {k: {"users_per_second": v["users_per_s"], **{x: v.get(x) for x in ("threads", "users", "beam", "steps", "batch_users")}}
                             for k, v in speed.items()}
         rec["curve"] = [{"epoch": r["epoch"], "train_seconds": r["train_seconds"], "valid": r.get("valid"),
                          "valid_sid": r.get("valid_sid")} for r in hist]

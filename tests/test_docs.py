@@ -72,6 +72,16 @@ def test_guide_and_architecture_pages(site):
     assert "Data flows one way" in text(site / "architecture.html")
 
 
+def test_the_benchmark_page_shows_the_committed_table_and_figure(site):
+    """docs/long-sids.md includes bench/results/long-sids.md (not a retyped copy) and draws ocn-cost.json."""
+    page = site / "long-sids.html"
+    source = page.read_text()
+    first_row = (ROOT / "bench" / "results" / "long-sids.md").read_text().splitlines()[0]
+    assert re.sub(r"[`*]", "", first_row)[:60] in text(page)
+    assert source.count('class="plotly-graph-div"') == 1 and 'id="figure-ocn-cost"' in source
+    assert re.search(r'<script src="[./]*assets/javascripts/plotly\.min\.js">', source)
+
+
 def test_api_pages_show_the_docstrings(site):
     assert sorted(p.stem for p in (site / "api").glob("*.html")) == MODULES
     for module in ("explorer", "cpd", "config"):

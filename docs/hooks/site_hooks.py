@@ -165,6 +165,26 @@ def on_files(files: Files, config) -> Files:
     return files
 
 
+_FIGURE = re.compile(r"<!--\s*plotly-figure:\s*(\S+)\s*-->")
+_figure_pages: set[str] = set()
+
+
+def on_page_markdown(markdown: str, page, config, files) -> str:
+    """``<!-- plotly-figure: bench/results/NAME.json -->`` in a page: that plotly figure (JSON written by a
+    bench script, path from the repository root), drawn by the site's own plotly.js."""
+
+    def figure(match: re.Match) -> str:
+        path = ROOT / match.group(1)
+        if not path.is_file():
+            raise PluginError(f"{page.file.src_uri} shows {match.group(1)}, which does not exist")
+        import json
+
+        _figure_pages.add(page.file.src_uri)
+        return plotly_html(json.loads(path.read_text()), f"figure-{path.stem}")
+
+    return _FIGURE.sub(figure, markdown)
+
+
 _ROLE = re.compile(r":(?:py:)?(?:class|func|meth|attr|mod|data|obj|exc|const):(?=<code>)")
 _TILDE = re.compile(r"<code>~(?:\w+\.)*(\w+)</code>")
 
@@ -182,6 +202,9 @@ _MERMAID = re.compile(r"<script type=\"module\">(?:(?!</script>).)*?mermaid(?:(?
 
 
 def on_post_page(output: str, page, config) -> str:
+    if page.file.src_uri in _figure_pages:  # a page with bench figures: plotly.js, nothing else to clean
+        script = f'<script src="{get_relative_url(PLOTLY_JS, page.url)}"></script>'
+        return output.replace("</head>", f"{script}\n</head>", 1)
     if not page.file.src_uri.endswith(".ipynb"):
         return output
     output = _MERMAID.sub("", _MATHJAX.sub("", output))

@@ -1,0 +1,37 @@
+"""Smoke test of bench/long_sids.py: every stage on a tiny folder dataset, and the table it writes."""
+
+from __future__ import annotations
+
+import json
+
+from tests.conftest import load_script, write_folder_dataset
+
+
+def test_every_stage_runs_and_the_table_reads_what_was_made(tmp_path, capsys):
+    bench = load_script("bench/long_sids.py")
+    raw = write_folder_dataset(tmp_path / "raw", n_items=120, n_users=60)
+    common = ["--quick", "--dataset", str(raw), "--runs", str(tmp_path / "runs"), "--epochs", "1",
+              "--speed-users", "20", "--repeats", "1", "--out", str(tmp_path / "long"), "--figure", str(tmp_path / "fig.json")]
+    rows = ["d4", "a4", "d8-k4"]
+    for stage in ("train", "evaluate", "speed", "train-speed", "table"):
+        assert bench.main([stage, *rows, *common]) == 0
+    payload = json.loads((tmp_path / "long.json").read_text())
+    got = {r["row"]: r for r in payload["rows"]}
+    assert set(got) == set(rows)
+    assert got["d8-k4"]["n"] == 8 and got["d8-k4"]["views"] == "4 of 8" and got["a4"]["views"] == "-"
+    for r in got.values():
+        assert r["finished"] and r["train_speed"]["samples_per_second"] > 0
+        n = r["n"]
+        for key in (f"s{n}", f"s{n}-unseen"):
+            assert 0 <= r["valid"][key]["item"]["ndcg@10"] <= 1
+        speeds = r["speed"]
+        assert speeds[f"b32-s{n}"]["users_per_second"] > 0 and speeds[f"b256-s{n}"]["beam"] == 256
+    assert "b32-s4" in got["d8-k4"]["speed"] and "b32-s2" in got["d8-k4"]["speed"]  # n/2 and n/4 passes
+    table = (tmp_path / "long.md").read_text()
+    assert "| d8-k4 | 8 | DiffGRM | 4 of 8 |" in table
+    fig = json.loads((tmp_path / "fig.json").read_text())
+    assert {t["name"] for t in fig["data"]} == set(rows)
+    # a second call reuses everything: nothing is trained or evaluated again
+    before = {p: p.stat().st_mtime for p in (tmp_path / "runs").rglob("*.json")}
+    assert bench.main(["evaluate", *rows, *common]) == 0 and bench.main(["train", *rows, *common]) == 0
+    assert {p: p.stat().st_mtime for p in before} == before
