@@ -23,6 +23,9 @@ from diffgrm.train import load_run
 from diffgrm.why import WhyNot, why_not
 
 MIN_HISTORY = 1
+COORDS_VERSION = 3
+"""The codebook projection cache's layout (3: by code, items around their centroids); an older
+cache is computed again."""
 
 
 @dataclass
@@ -90,22 +93,130 @@ class Explorer:
         return UserCase(user=user_id, history=np.asarray(test.histories[row]), target=int(test.targets[row]))
 
     def recommend(self, history: np.ndarray, *, beam: int = 32, k: int = 10, order: str = "confidence",
-                  target: int | None = None, seed: int = 0, steps: int | None = None) -> Recommendation:
-        """Top-``k`` items and the trace for one history (which may have been edited)."""
+                  target: int | None = None, seed: int = 0, steps: int | None = None,
+                  exclude_seen: bool = False) -> Recommendation:
+        """Top-``k`` items and the trace for one history (which may have been edited).
+
+        ``exclude_seen`` keeps the history's items out of the Top-K inside the search (their slots
+        go to the next best items); the table's ``in_history`` column says which items were seen.
+        """
         if len(history) < MIN_HISTORY:
             raise DiffGRMError("the history is empty: keep at least one item")
         if beam < k:
             raise DiffGRMError(f"the beam ({beam}) must be at least K ({k})")
-        result = self.recommender.search([np.asarray(history, dtype=np.int64)], beam=beam, topk=k, order=order,
-                                         trace=True, seed=seed, steps=steps)
+        history = np.asarray(history, dtype=np.int64)
+        result = self.recommender.search([history], beam=beam, topk=k, order=order, trace=True, seed=seed,
+                                         steps=steps, exclude_seen=exclude_seen)
         items = result.items[0].tolist()
         scores = result.scores[0].tolist()
+        seen = set(history.tolist())
         rows = [
             {"rank": r, "item": i, "title": self.titles[i], "sid": "-".join(map(str, self.codes[i])),
-             "score": s, "probability": float(np.exp(s)), "hit": i == target}
+             "score": s, "probability": float(np.exp(s)), "hit": i == target, "in_history": i in seen}
             for r, (i, s) in enumerate(zip(items, scores), 1) if i >= 0
         ]
-        return Recommendation(result=result, trace=result.traces[0], table=pd.DataFrame(rows))
+        columns = ["rank", "item", "title", "sid", "score", "probability", "hit", "in_history"]
+        return Recommendation(result=result, trace=result.traces[0], table=pd.DataFrame(rows, columns=columns))
+
+    def step_candidates(self, history: np.ndarray, rec: Recommendation, step: int, *,
+                        exclude_seen: bool = False, limit: int | None = 200) -> pd.DataFrame:
+        """Every fill the search weighed at ``step`` (0-based) of ``rec`` (made from ``history``),
+        best beam score first, and what became of it.
+
+        Each kept partial SID of the step before (the parents) may fill any of its open digits
+        (CPD's confidence order; a scheduled order or AR: the step's one digit) with any code; the
+        candidate's ``beam_score`` is the parent's score plus the log-probability of that code, the
+        decoder's own prediction (``Recommender.digit_logprobs``, as in the search). ``status``:
+        "kept" (one of the step's beams), "duplicate" (the same partial SID was kept through a
+        better fill order), "not in the catalogue" (no item has it), "only history items" (with
+        ``exclude_seen``: every item it leads to is in the history), "below the beam" (scored under
+        the lowest kept beam) or "redundant" (scored high enough, but the beam kept partial SIDs
+        that lead to new items first). ``on_path`` marks the fill on the way to final beam #1.
+        Columns: rank, parent (1-based rank of the parent beam, 0 at step 0), parent_sid, digit,
+        code, prob, beam_score, sid, items (how many catalogue items it still matches), status,
+        on_path; the best ``limit`` candidates (``None``: all).
+        """
+        trace = rec.trace
+        n, k = self.n_digits, self.prepared.catalogue.codebook_size
+        if not 0 <= step < trace.n_steps:
+            raise DiffGRMError(f"step must be in 0..{trace.n_steps - 1}, got {step}")
+        if step == 0:
+            parents, tokens = np.zeros(1, dtype=np.int64), np.full((1, n), -1, dtype=np.int64)
+            base, parent_rank = np.zeros(1), np.zeros(1, dtype=np.int64)
+        else:
+            alive = np.flatnonzero(trace.alive[step - 1])
+            parents = alive[np.argsort(-trace.score[step - 1, alive], kind="stable")]
+            tokens, base = trace.tokens[step - 1, parents].astype(np.int64), trace.score[step - 1, parents]
+            parent_rank = np.arange(1, len(parents) + 1)
+        # the prediction each parent's fills read: the one of its pass's first state
+        passes = trace.step_passes
+        start = int(np.flatnonzero(passes == passes[step])[0])
+        anc = parents.copy()
+        for u in range(step - 1, start - 1, -1):
+            anc = trace.parent[u, anc] if u > 0 else np.zeros_like(anc)
+        pass_tokens = tokens if start == step else (
+            np.full((len(parents), n), -1, dtype=np.int64) if start == 0 else trace.tokens[start - 1, anc])
+        logp = np.asarray(self.recommender.digit_logprobs(np.asarray(history, dtype=np.int64), pass_tokens),
+                          dtype=np.float64)  # [P, n, K]
+        if trace.order == "confidence" and trace.decoder != "ar":
+            open_digit = tokens < 0  # [P, n]
+        else:  # a scheduled order (or AR): every beam fills the same digit at this step
+            open_digit = np.zeros_like(tokens, dtype=bool)
+            open_digit[:, int(trace.digit[step, np.flatnonzero(trace.alive[step])[0]])] = True
+        # how many catalogue items (and unseen items) each child still matches, by counting codes
+        seen = np.zeros(len(self.codes), dtype=bool)
+        if exclude_seen:
+            seen[np.asarray(history, dtype=np.int64)] = True
+        parts = []
+        for j in range(len(parents)):
+            filled = tokens[j] >= 0
+            match = (self.codes[:, filled] == tokens[j][filled]).all(axis=1)
+            for d in np.flatnonzero(open_digit[j]):
+                ok = np.flatnonzero(np.isfinite(logp[j, d]))
+                parts.append(np.stack([np.full(len(ok), j), np.full(len(ok), d), ok,
+                                       np.bincount(self.codes[match, d], minlength=k)[ok],
+                                       np.bincount(self.codes[match & ~seen, d], minlength=k)[ok]], axis=1))
+        cand = np.concatenate(parts) if parts else np.zeros((0, 5), dtype=np.int64)
+        j, d, c = cand[:, 0], cand[:, 1], cand[:, 2]
+        lp = logp[j, d, c]
+        order = np.argsort(-(base[j] + lp), kind="stable")
+        cand, lp = cand[order], lp[order]
+        # what the step kept: (parent, digit, code) of every kept beam, and the kept partial SIDs
+        alive = np.flatnonzero(trace.alive[step])
+        kept_fill = {(int(trace.parent[step, r]) if step else 0, int(trace.digit[step, r]), int(trace.code[step, r]))
+                     for r in alive}
+        kept_sid = {tuple(int(x) for x in trace.tokens[step, r]) for r in alive}
+        lowest = float(trace.score[step, alive].min()) if len(alive) else np.inf
+        path = trace.lineage(0)[step]
+        on_path = (int(trace.parent[step, path]) if step else 0, int(trace.digit[step, path]),
+                   int(trace.code[step, path]))
+        shown = np.arange(len(cand) if limit is None else min(limit, len(cand)))
+        ours = np.flatnonzero((parents[cand[:, 0]] == on_path[0]) & (cand[:, 1] == on_path[1])
+                              & (cand[:, 2] == on_path[2]))
+        if len(ours) and ours[0] >= len(shown):  # the path's fill is always listed
+            shown = np.append(shown, ours[0])
+        rows = []
+        for rank in shown.tolist():
+            (jj, dd, cc, items, unseen), sc = cand[rank].tolist(), float(base[cand[rank, 0]] + lp[rank])
+            q = int(parents[jj])
+            sid = tokens[jj].copy()
+            sid[dd] = cc
+            if (q, dd, cc) in kept_fill:
+                status = "kept"
+            elif tuple(int(x) for x in sid) in kept_sid:
+                status = "duplicate"
+            elif items == 0:
+                status = "not in the catalogue"
+            elif unseen == 0:
+                status = "only history items"
+            else:
+                status = "below the beam" if sc < lowest else "redundant"
+            rows.append({"rank": rank + 1, "parent": int(parent_rank[jj]), "parent_sid": _partial(tokens[jj]),
+                         "digit": dd, "code": cc, "prob": float(np.exp(lp[rank])), "beam_score": sc,
+                         "sid": _partial(sid), "items": items, "status": status,
+                         "on_path": (q, dd, cc) == on_path})
+        return pd.DataFrame(rows, columns=["rank", "parent", "parent_sid", "digit", "code", "prob", "beam_score",
+                                           "sid", "items", "status", "on_path"])
 
     def why_not(self, history: np.ndarray, rec: Recommendation, item: int) -> WhyNot:
         """Where ``item``'s SID left the search that produced ``rec`` (same history), and why."""
@@ -115,10 +226,43 @@ class Explorer:
                        item=int(item), topk=len(rec.table))
 
     def history_table(self, history: np.ndarray) -> pd.DataFrame:
-        """The history as titles and SIDs, most recent first."""
+        """The history as titles and SIDs, most recent first (``position`` 1 = the latest item)."""
         rows = [{"position": len(history) - j, "item": int(i), "title": self.titles[i],
                  "sid": "-".join(map(str, self.codes[i]))} for j, i in enumerate(history)]
-        return pd.DataFrame(rows[::-1])
+        return pd.DataFrame(rows[::-1], columns=["position", "item", "title", "sid"])
+
+    @staticmethod
+    def rank_changes(before: pd.DataFrame, after: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """How a Top-K moved (two ``recommend(...).table``): the new list with each item's rank
+        before (``rank_before``, NaN if it is new) and a ``change`` ("new", "up 2", "down 1",
+        "same"), and the items that dropped out (``rank_before``, title, sid)."""
+        old = dict(zip(before["item"], before["rank"]))
+        changes = []
+        for item, rank in zip(after["item"], after["rank"]):
+            was = old.get(item)
+            changes.append("new" if was is None else "same" if was == rank else
+                           f"up {was - rank}" if was > rank else f"down {rank - was}")
+        now = after.assign(rank_before=[old.get(i, np.nan) for i in after["item"]], change=changes)
+        dropped = before[~before["item"].isin(set(after["item"]))]
+        dropped = dropped.rename(columns={"rank": "rank_before"})[["rank_before", "item", "title", "sid"]]
+        return now, dropped.reset_index(drop=True)
+
+    @staticmethod
+    def orders_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+        """Several Top-K lists side by side: one row per rank, one column of titles per list (a
+        held-out hit is marked "(held-out item)")."""
+        depth = max((len(t) for t in tables.values()), default=0)
+        out = pd.DataFrame({"rank": np.arange(1, depth + 1)})
+        for name, t in tables.items():
+            cells = [f"{title} (held-out item)" if hit else title for title, hit in zip(t["title"], t["hit"])]
+            out[name] = cells + [""] * (depth - len(cells))
+        return out
+
+    def code_items(self, digit: int, code: int) -> np.ndarray:
+        """The items whose SID has ``code`` in ``digit``."""
+        if not 0 <= digit < self.n_digits:
+            raise DiffGRMError(f"digit must be in 0..{self.n_digits - 1}, got {digit}")
+        return np.flatnonzero(self.codes[:, digit] == code)
 
     def search_titles(self, query: str, limit: int = 20) -> pd.DataFrame:
         """Items whose title contains ``query`` (case-insensitive), for the what-if editor."""
@@ -128,7 +272,9 @@ class Explorer:
 
     # ----------------------------------------------------------------- codebook spaces
     def codebook_coords(self, method: str = "umap", max_items: int = 5000) -> dict[int, pd.DataFrame]:
-        """Per-digit 2-D coordinates of centroids and items, computed once and kept in the run folder."""
+        """Per-digit 2-D coordinates of centroids and items, laid out by code (``project_codebook(...,
+        by_code=True)``), computed once and kept in the run folder (a cache of another layout is
+        computed again)."""
         path = self.run / f"codebook_{method}.csv"
         if path.is_file():
             cached = _read_coords(path, self.run / f"codebook_{method}.json")
@@ -140,22 +286,68 @@ class Explorer:
         if tok.config.method not in ("opq", "pq"):
             raise DiffGRMError(f"the {tok.config.method} tokenizer has no per-digit codebook spaces to draw")
         coords = project_codebook(tok.subvectors(self.prepared.embeddings), tok.state["centroids"], codes=self.codes,
-                                  method=method, max_items=max_items)
+                                  method=method, max_items=max_items, by_code=True)
         frame = pd.concat([g.assign(digit=d) for d, g in coords.items()], ignore_index=True)
-        used = next(iter(coords.values())).attrs.get("method", method)
+        first = next(iter(coords.values())).attrs
         try:  # a cache: a read-only run folder still shows the plot
             atomic_write(path, lambda p: frame.to_csv(p, index=False))
-            write_json(self.run / f"codebook_{method}.json", {"method": used})
+            write_json(self.run / f"codebook_{method}.json",
+                       {"method": first.get("method", method), "layout": first.get("layout", "sub-vectors"),
+                        "version": COORDS_VERSION})
         except OSError as exc:
             print(f"note: cannot keep the codebook projection in {self.run} ({exc.strerror})", file=sys.stderr)
         return coords
+
+    def code_summary(self, digit: int, *, history: np.ndarray = (), recommended: np.ndarray = (),
+                     target: int | None = None, beam_codes: np.ndarray = ()) -> pd.DataFrame:
+        """One row per code of ``digit``: how many items hold it, and how many of the history's and
+        of the recommendations' items, whether the held-out ``target`` does, and whether a final
+        beam chose it (columns code, items, history, recommended, target, beams)."""
+        if not 0 <= digit < self.n_digits:
+            raise DiffGRMError(f"digit must be in 0..{self.n_digits - 1}, got {digit}")
+        k = self.prepared.catalogue.codebook_size
+        col = self.codes[:, digit]
+
+        def count(items) -> np.ndarray:
+            return np.bincount(col[np.asarray(items, dtype=np.int64)], minlength=k)
+
+        chosen = set(int(c) for c in beam_codes)
+        return pd.DataFrame({"code": np.arange(k), "items": count(np.arange(len(col))), "history": count(history),
+                             "recommended": count(recommended),
+                             "target": [target is not None and int(col[int(target)]) == c for c in range(k)],
+                             "beams": [c in chosen for c in range(k)]})
+
+    def code_separation(self, digit: int) -> float:
+        """The median, over items, of (distance to the item's own centroid) / (distance to the
+        nearest other centroid) in ``digit``'s sub-space: near 1, the codes cut a continuum into
+        cells (no visible clusters); well below 1, items cluster around their centroids."""
+        tok = self.prepared.tokenizer()
+        if tok.config.method not in ("opq", "pq"):
+            raise DiffGRMError(f"the {tok.config.method} tokenizer has no per-digit codebook spaces")
+        x = tok.subvectors(self.prepared.embeddings)[:, digit].astype(np.float64)
+        cent = np.asarray(tok.state["centroids"][digit], dtype=np.float64)
+        dist = np.sqrt(np.maximum((x**2).sum(1)[:, None] - 2 * x @ cent.T + (cent**2).sum(1)[None], 0.0))
+        rows = np.arange(len(x))
+        own = dist[rows, self.codes[:, digit]]
+        dist[rows, self.codes[:, digit]] = np.inf
+        return float(np.median(own / np.maximum(dist.min(1), 1e-12)))
+
+
+def _partial(tokens: np.ndarray) -> str:
+    """A partial SID as the app prints it: ``12-_-3-_`` (``_`` = still masked)."""
+    return "-".join("_" if int(c) < 0 else str(int(c)) for c in tokens)
 
 
 def _read_coords(path: Path, meta_path: Path) -> dict[int, pd.DataFrame] | None:
     """The cached projection, or ``None`` (with a note) when it is damaged and must be rebuilt."""
     try:
+        meta = read_json(meta_path)
+        method = meta["method"]
+        if meta.get("version") != COORDS_VERSION:
+            print(f"note: the codebook projection cache {path} has an older layout; computing it again",
+                  file=sys.stderr)
+            return None
         frame = pd.read_csv(path)
-        method = read_json(meta_path)["method"]
         if not {"digit", "x", "y"} <= set(frame.columns) or frame.empty:
             raise ValueError("columns digit, x, y missing")
     except (DiffGRMError, OSError, ValueError, KeyError, pd.errors.ParserError) as exc:
@@ -165,4 +357,5 @@ def _read_coords(path: Path, meta_path: Path) -> dict[int, pd.DataFrame] | None:
     out = {int(d): g.drop(columns="digit").reset_index(drop=True) for d, g in frame.groupby("digit")}
     for g in out.values():
         g.attrs["method"] = method
+        g.attrs["layout"] = meta.get("layout", "sub-vectors")
     return out

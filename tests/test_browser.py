@@ -56,40 +56,70 @@ def server(chain_run):
     proc.wait(timeout=20)
 
 
+TALL = {"width": 1400, "height": 3000}
+"""A tall viewport: Streamlit scrolls inside the page, so a full-page shot shows only what fits."""
+
+
+def shoot(page, name: str) -> None:
+    import time
+
+    page.wait_for_function("() => !document.body.innerText.includes('Projecting the codebooks')", timeout=120_000)
+    time.sleep(1.5)  # plotly draws after the element appears
+    page.screenshot(path=str(SHOTS / name), full_page=True)
+
+
 def test_pick_a_user_and_step_through_the_denoising(server):
     from playwright.sync_api import expect, sync_playwright
 
     SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page = browser.new_page(viewport=TALL)
         page.goto(server)
         expect(page.get_by_text("User U0: what comes next?")).to_be_visible(timeout=90_000)
         expect(page.get_by_text("Held-out next item:")).to_be_visible()
-        page.screenshot(path=str(SHOTS / "01-first-user.png"), full_page=True)
+        expect(page.get_by_text("Keep the user's history out of the recommendations")).to_be_visible(timeout=60_000)
+        expect(page.locator("[data-testid='stAppDeployButton']")).to_be_hidden()  # a viewer's toolbar
+        shoot(page, "01-first-user.png")
 
         box = page.get_by_label("User id")
         box.fill("U7")
         box.press("Enter")
         expect(page.get_by_text("User U7: what comes next?")).to_be_visible(timeout=60_000)
-        page.screenshot(path=str(SHOTS / "02-user-U7.png"), full_page=True)
+        expect(page.locator("[data-testid='stAppDeployButton']")).to_be_hidden()
+        shoot(page, "02-user-U7.png")
 
         expect(page.locator("strong", has_text="Step 4 of 4")).to_be_visible()
+        assert page.get_by_role("slider").count() >= 1
+        assert page.locator(".js-plotly-plot .slider-container").count() == 0  # one step control: the page's
         thumb = page.get_by_role("slider", name="Step")
         for step in (3, 2, 1):
             thumb.focus()
             thumb.press("ArrowLeft")
             expect(page.locator("strong", has_text=f"Step {step} of 4")).to_be_visible(timeout=60_000)
-            page.screenshot(path=str(SHOTS / f"03-step-{step}.png"), full_page=True)
+            shoot(page, f"03-step-{step}.png")
         expect(page.get_by_text("3 digit(s) still masked")).to_be_visible()
+        expect(page.get_by_text("Why this fill at step 1?")).to_be_visible()
         assert page.locator(".js-plotly-plot").count() >= 3  # strip, alternatives, confidence heatmap
 
-        page.get_by_role("tab", name="Codebook health").click()
-        expect(page.get_by_text("SIDs were shared before repair")).to_be_visible(timeout=60_000)
-        expect(page.locator("strong", has_text="Step")).to_have_count(0)  # only the open tab is drawn
-        page.screenshot(path=str(SHOTS / "04-codebook-health.png"), full_page=True)
-        page.get_by_role("tab", name="Codebook spaces").click()
-        expect(page.get_by_text("Distances between clusters in a UMAP mean little")).to_be_visible(timeout=60_000)
-        page.screenshot(path=str(SHOTS / "05-codebook-spaces.png"), full_page=True)
+        tabs = [("Why not?", "Or find an item by title", "04-why-not.png"),
+                ("Compare orders", "Each order's Top-10", "05-compare-orders.png"),
+                ("Codebook spaces", "Highlight a code", "06-codebook-spaces.png"),
+                ("Codebook health", "shared before repair", "07-codebook-health.png"),
+                ("What if", "Edit the history and decode again", "08-what-if.png")]
+        for tab, text, shot in tabs:
+            page.get_by_role("tab", name=tab).click()
+            expect(page.get_by_text(text).first).to_be_visible(timeout=90_000)
+            expect(page.locator("strong", has_text="Step")).to_have_count(0)  # only the open tab is drawn
+            shoot(page, shot)
+
+        query = page.get_by_label("Find an item to add (title contains)")
+        query.fill("Chain item 3")
+        query.press("Enter")
+        expect(page.get_by_text("Add", exact=True)).to_be_visible(timeout=60_000)
+        page.get_by_role("button", name="Apply").click()
+        expect(page.get_by_text("(changed)")).to_be_visible(timeout=60_000)
+        expect(page.get_by_text("The edited history")).to_be_visible()
+        shoot(page, "09-what-if-edited.png")
         browser.close()
-    assert len(list(SHOTS.glob("*.png"))) >= 7
+    assert len(list(SHOTS.glob("*.png"))) >= 11

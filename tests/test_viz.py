@@ -111,6 +111,36 @@ def test_denoising_strip_frames_slider_and_cells(traces):
     assert fig.layout.yaxis.autorange == "reversed"
 
 
+def test_denoising_strip_without_player_draws_one_step_and_no_controls(traces):
+    tr = traces["CPD (confidence)"]
+    for step in range(tr.n_steps):
+        fig = viz.denoising_strip(tr, beams=3, titles=TITLES, initial_step=step, player=False)
+        assert not fig.frames and not fig.layout.sliders and not fig.layout.updatemenus  # the page's slider only
+        with_player = viz.denoising_strip(tr, beams=3, titles=TITLES, initial_step=step)
+        z, framed = np.array(fig.data[0].z, float), np.array(with_player.frames[step].data[0].z, float)
+        np.testing.assert_array_equal(z, framed)
+        assert f"after step {step + 1} of {tr.n_steps}" in fig.layout.title.text
+
+
+def test_every_figure_title_makes_room_for_itself(traces, codes, subspaces):
+    """Long titles were cut off: each figure's title is left-aligned in the container, a second line
+    goes to the subtitle, and plotly's automargin grows the top margin to fit them."""
+    tr = traces["CPD (confidence)"]
+    coords = viz.project_codebook(*subspaces, method="pca", max_items=None)[0]
+    raw = codes.copy()
+    raw[1] = raw[0]
+    report = Catalogue(codes=codes, codes_raw=raw, codebook_size=K).report()
+    figs = [viz.denoising_strip(tr, beams=3), viz.denoising_strip(tr, beams=3, player=False),
+            viz.confidence_heatmap(tr), viz.alternatives_figure(tr, step=0), viz.compare_orders({"a": tr}),
+            viz.codebook_figure(coords, digit=0, titles=TITLES, sids=codes), viz.codebook_health(report, codes, K),
+            viz.sid_information_figure(sid_information(codes))]
+    for fig in figs:
+        title = fig.layout.title
+        assert title.automargin is True and title.xanchor == "left" and title.xref == "container"
+        assert "<br>" not in title.text  # a second line goes to the subtitle, which automargin makes room for
+    assert figs[2].layout.title.subtitle.text and figs[3].layout.title.subtitle.text
+
+
 def test_denoising_strip_shows_which_digits_each_pass_filled(codes):
     """Two passes (1 digit, then 3): a step marks as new every digit its pass has filled so far."""
     index = SIDIndex(codes, K)
@@ -165,6 +195,13 @@ def test_confidence_heatmap_matches_trace_confidence(traces):
     assert list(filled.x) == [int(tr.digit[s, r]) for s, r in enumerate(lineage)]
     assert list(filled.y) == list(range(tr.n_steps))
     assert "code" in filled.hovertemplate and "probability" in filled.hovertemplate
+    assert fig.layout.title.text == "Max probability per step and digit"
+    assert "outlined: the digit filled" in fig.layout.title.subtitle.text
+
+
+def test_confidence_metrics_have_readable_labels():
+    assert set(viz.METRIC_LABELS) == set(viz.METRICS)
+    assert all("_" not in label for label in viz.METRIC_LABELS.values())
 
 
 def test_confidence_heatmap_entropy_range_and_ar_diagonal(traces):
@@ -204,7 +241,19 @@ def test_alternatives_show_the_open_digits_and_highlight_the_choice(traces):
         assert len(colours) == len(expected)
         assert "probability" in bar.hovertemplate and "code" in bar.hovertemplate
     last_axis = fig.layout[f"xaxis{len(open_digits)}" if len(open_digits) > 1 else "xaxis"]
-    assert last_axis.range == (0.0, 1.0) and last_axis.title.text == "probability"
+    assert last_axis.title.text.startswith("probability")
+
+
+def test_alternatives_fit_the_axis_to_the_bars_and_print_their_values(traces):
+    tr = traces["CPD (confidence)"]
+    for step in range(tr.n_steps):
+        fig = viz.alternatives_figure(tr, beam=0, step=step, top=4)
+        biggest = max(max(bar.x) for bar in fig.data)
+        for i, bar in enumerate(fig.data, start=1):
+            axis = fig.layout[f"xaxis{i}" if i > 1 else "xaxis"]
+            # small probabilities get a readable axis instead of a sliver on 0..1, with room for the labels
+            assert axis.range == pytest.approx((0.0, min(1.0, max(biggest * 1.3, 0.02))))
+            assert list(bar.text) == [f"{v:.3f}" for v in bar.x] and bar.textposition == "outside"
 
 
 def test_alternatives_add_a_chosen_code_outside_the_top(traces):
@@ -296,6 +345,39 @@ def test_project_codebook_errors(subspaces):
         viz.project_codebook(sub, centroids, method="pca", codes=np.zeros((3, N)))
 
 
+def test_project_codebook_by_code_groups_each_codes_items_around_its_centroid():
+    """Sub-vectors with no clusters (one Gaussian cut into K cells): a plain projection mixes the
+    codes; the by-code layout puts every item nearer its own centroid than any other."""
+    rng = np.random.default_rng(0)
+    k, items = 12, 600
+    centroids = rng.normal(size=(1, k, 8))
+    sub = rng.normal(size=(items, 1, 8))
+    own = ((sub[:, 0, None] - centroids[0][None]) ** 2).sum(-1).argmin(1)
+
+    def own_nearest(df):
+        cents = df[df["kind"] == "centroid"][["x", "y"]].to_numpy()
+        pts = df[df["kind"] == "item"][["x", "y"]].to_numpy()
+        return (((pts[:, None] - cents[None]) ** 2).sum(-1).argmin(1) == own).mean()
+
+    plain = viz.project_codebook(sub, centroids, method="pca", max_items=None)[0]
+    grouped = viz.project_codebook(sub, centroids, method="pca", max_items=None, by_code=True)[0]
+    assert plain.attrs["layout"] == "sub-vectors" and grouped.attrs["layout"] == "by code"
+    assert own_nearest(plain) < 0.6 and own_nearest(grouped) > 0.95
+    cents = grouped[grouped["kind"] == "centroid"]
+    np.testing.assert_allclose(cents[["x", "y"]], viz.codebook._pca_2d(centroids[0]))  # centroids: PCA of centroids
+    assert "Laid out by code" in viz.codebook_note(grouped) and "PCA" in viz.codebook_note(plain)
+
+
+def test_project_codebook_by_code_with_umap():
+    pytest.importorskip("umap")
+    rng = np.random.default_rng(1)
+    centroids = rng.normal(size=(1, 16, 4))
+    sub = rng.normal(size=(80, 1, 4))
+    df = viz.project_codebook(sub, centroids, method="umap", by_code=True)[0]
+    assert df.attrs == {"method": "umap", "layout": "by code"} and np.isfinite(df[["x", "y"]].to_numpy()).all()
+    assert "UMAP of the centroids" in viz.codebook_note(df)
+
+
 def test_codebook_figure_highlights_exactly_the_given_items(subspaces, codes):
     sub, centroids = subspaces
     coords = viz.project_codebook(sub, centroids, method="pca", max_items=100, seed=0)[2]
@@ -304,10 +386,10 @@ def test_codebook_figure_highlights_exactly_the_given_items(subspaces, codes):
     outside = next(i for i in range(ITEMS) if i not in in_sample)
     history, recommended = [inside[0], outside, inside[1]], [inside[5], outside]
     fig = viz.codebook_figure(coords, digit=2, titles=TITLES, sids=codes, history=history, recommended=recommended)
-    assert [t.name for t in fig.data] == ["items (colour = code)", "centroids", "history", "recommended",
-                                          "codes of the final beams", "codes of the history", "code of the held-out item"]
+    assert [t.name for t in fig.data] == ["items", "centroids (labelled with their code)", "history", "recommended"]
     items, cents, hist, rec = fig.data[:4]
-    assert len(items.x) == 100 and len(cents.x) == K
+    assert len(items.x) == 100 and len(cents.x) == K and list(cents.text) == [str(c) for c in range(K)]
+    assert items.marker.color == "#b4b4b4"  # grey: one code is highlighted at a time, not 64 look-alike colours
     assert [c[0] for c in hist.customdata] == history and [c[0] for c in rec.customdata] == recommended
     for trace in (items, hist, rec):
         assert "SID" in trace.hovertemplate and "customdata[1]" in trace.hovertemplate
@@ -319,41 +401,53 @@ def test_codebook_figure_highlights_exactly_the_given_items(subspaces, codes):
     assert (hist.x[1], hist.y[1]) == (cents.x[code], cents.y[code]) and "centroid" in hist.customdata[1][4]
     row = coords[(coords["kind"] == "item") & (coords["item"] == first)]
     assert (hist.x[0], hist.y[0]) == (row["x"].iloc[0], row["y"].iloc[0]) and hist.customdata[0][4] == ""
-    assert "PCA" in fig.layout.annotations[0].text
+    assert "PCA" in fig.layout.title.subtitle.text and not fig.layout.annotations  # the note, once
+    assert fig.layout.height >= 700 and fig.layout.legend.orientation == "h"
 
     coords.attrs["method"] = "umap"
     umap_fig = viz.codebook_figure(coords, digit=2, titles=TITLES, sids=codes)
-    assert "distances between clusters mean little" in umap_fig.layout.annotations[0].text
+    assert "distances between clusters mean little" in umap_fig.layout.title.subtitle.text
     assert len(umap_fig.data[2].x) == 0 and len(umap_fig.data[3].x) == 0
 
 
-def test_codebook_figure_colours_items_by_code_and_rings_the_codes_that_matter(subspaces, codes):
+def test_codebook_figure_highlights_one_code_and_marks_the_beams_codes(subspaces, codes):
     sub, centroids = subspaces
-    coords = viz.project_codebook(sub, centroids, method="pca", max_items=None, seed=0)[1]
+    coords = viz.project_codebook(sub, centroids, method="pca", max_items=None, seed=0, by_code=True)[1]
     history, target, beam_codes = [0, 1, 2], 7, [3, 3, 5]
+    chosen = int(codes[target, 1])
     fig = viz.codebook_figure(coords, digit=1, titles=TITLES, sids=codes, history=history, target=target,
-                              beam_codes=beam_codes)
-    items = fig.data[0]
-    item_ids = coords.loc[coords["kind"] == "item", "item"].to_numpy()
-    colours = dict(zip(items.marker.color, codes[item_ids, 1]))
-    by_code: dict = {}
-    for colour, code in zip(items.marker.color, codes[item_ids, 1]):
-        by_code.setdefault(int(code), set()).add(colour)
-    assert all(len(c) == 1 for c in by_code.values()), "one colour per code"
-    assert len(set(colours)) > 1
+                              beam_codes=beam_codes, highlight=chosen)
     named = {t.name: t for t in fig.data}
+    members = np.flatnonzero(codes[:, 1] == chosen)
+    group = named[f"code {chosen}: its {len(members)} items"]
+    assert [c[0] for c in group.customdata] == members.tolist()
+    assert group.marker.color == viz.codebook.CHOSEN
     cents = coords[coords["kind"] == "centroid"].set_index("code")
+    centre = named[f"code {chosen}: centroid"]
+    assert (centre.x[0], centre.y[0]) == (cents.loc[chosen, "x"], cents.loc[chosen, "y"])
+    assert centre.showlegend is False and centre.text[0] == f"code {chosen}"
     ring = named["codes of the final beams"]
     assert [c[0] for c in ring.customdata] == [3, 5]  # unique, in order
     assert (ring.x[0], ring.y[0]) == (cents.loc[3, "x"], cents.loc[3, "y"])
-    assert [c[0] for c in named["codes of the history"].customdata] == list(dict.fromkeys(int(codes[i, 1]) for i in history))
-    assert [c[0] for c in named["code of the held-out item"].customdata] == [int(codes[target, 1])]
     held = named["held-out next item"]
     assert held.customdata[0][0] == target and held.customdata[0][2] == viz.sid_text(codes[target])
+    names = [t.name for t in fig.data if t.showlegend is not False]
+    assert len(names) <= 7 and len(set(names)) == len(names)
+    # the highlighted code is drawn above the history, so its items stay visible
+    order = [t.name for t in fig.data]
+    assert order.index(group.name) > order.index("history")
+    colourful = viz.codebook_figure(coords, digit=1, titles=TITLES, sids=codes, colour_by_code=True)
+    by_code: dict = {}
+    item_ids = coords.loc[coords["kind"] == "item", "item"].to_numpy()
+    for colour, code in zip(colourful.data[0].marker.color, codes[item_ids, 1]):
+        by_code.setdefault(int(code), set()).add(colour)
+    assert all(len(c) == 1 for c in by_code.values()), "one colour per code"
     with pytest.raises(DiffGRMError, match="target"):
         viz.codebook_figure(coords, digit=1, titles=TITLES, sids=codes, target=ITEMS)
-    with pytest.raises(DiffGRMError, match="beam_codes"):
+    with pytest.raises(DiffGRMError, match="beam_codes and highlight"):
         viz.codebook_figure(coords, digit=1, titles=TITLES, sids=codes, beam_codes=[K])
+    with pytest.raises(DiffGRMError, match="highlight"):
+        viz.codebook_figure(coords, digit=1, titles=TITLES, sids=codes, highlight=K)
 
 
 def test_codebook_figure_errors(subspaces, codes):
@@ -406,6 +500,13 @@ def test_sid_information_figure():
     assert fig.layout.barmode == "stack" and "before repair" in fig.layout.title.text
     ceiling = [s for s in fig.layout.shapes if s.type == "line"][0]
     assert ceiling.y0 == ceiling.y1 == pytest.approx(math.log2(5))
+    label = next(a for a in fig.layout.annotations if a.text.startswith("log2"))
+    assert label.yanchor == "bottom" and label.xanchor == "left"  # above the line, at the left: no bar hides it
+    colours = [t.marker.color for t in fig.data]
+    assert len(set(colours)) == len(colours)  # four legend entries, four colours (no two greys)
+    pairs = zip(info["conditional_bits"], info["digit_bits"])
+    assert list(shared.text) == [f"own {o:.2f} of {t:.2f}" for o, t in pairs]
+    assert shared.textposition == "outside"  # the own bits, printed above the stack where a thin bar cannot hide them
     with pytest.raises(DiffGRMError, match="sid_information"):
         viz.sid_information_figure({"prefix_bits": [1.0]})
     with pytest.raises(DiffGRMError, match="must match"):
@@ -457,3 +558,29 @@ def test_trace_figure_errors(traces, codes):
     with pytest.raises(DiffGRMError, match="dead"):
         viz.compare_orders({"cpd": dead}, beam=5)
     assert len(viz.strip_frame_data(dead, 0, beams=8)["beam_rank"].unique()) == 3
+
+
+# --- 7. why not ---------------------------------------------------------------------------------
+
+
+def test_why_not_figure_names_the_item_and_shows_every_step(codes):
+    from diffgrm.why import why_not
+
+    index = SIDIndex(codes, K)
+    net = RandomNet(index, 1, seed=3, table_size=1024)
+    tr = cpd_search(net, index, 1, beam=4, topk=2, trace=True).traces[0]
+
+    def logprobs(tokens):
+        import torch
+
+        return net(torch.as_tensor(tokens)[None]).numpy()[0]
+
+    item = next(i for i in range(ITEMS) if i not in set(tr.items.tolist()))
+    why = why_not(tr, codes[item], logprobs, item=item, topk=2)
+    fig = viz.why_not_figure(why, item_title="Casablanca <1942>")
+    assert fig.layout.title.text.startswith("Casablanca &lt;1942&gt;: ")  # the title, not "Item 17"
+    assert why.message[:40] in fig.layout.title.subtitle.text
+    assert list(fig.layout.xaxis.tickvals) == list(range(1, N + 1))
+    assert fig.layout.xaxis.range[0] < 1 and fig.layout.xaxis.range[1] > N  # the last step's tick is inside
+    assert viz.why_not_figure(why).layout.title.text.startswith(f"Item {item}: ")
+    assert viz.why_not_figure(why, message=False).layout.title.subtitle.text is None

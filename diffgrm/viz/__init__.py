@@ -18,7 +18,13 @@ Conventions, the same in every figure:
 Bad arguments raise :class:`~diffgrm.errors.DiffGRMError` with a one-line explanation.
 """
 
-from diffgrm.viz.codebook import codebook_figure, codebook_health, project_codebook, sid_information_figure
+from diffgrm.viz.codebook import (
+    codebook_figure,
+    codebook_health,
+    codebook_note,
+    project_codebook,
+    sid_information_figure,
+)
 from diffgrm.viz.denoising import (
                                    alternatives_figure,
                                    compare_orders,
@@ -26,12 +32,24 @@ from diffgrm.viz.denoising import (
                                    denoising_strip,
                                    strip_frame_data,
 )
-from diffgrm.viz.style import HIGHLIGHT, HISTORY, MASKED_GREY, METHODS, METRICS, PALETTE, PROB_SCALE, STATES, sid_text
+from diffgrm.viz.style import (
+    HIGHLIGHT,
+    HISTORY,
+    MASKED_GREY,
+    METHODS,
+    METRIC_LABELS,
+    METRICS,
+    PALETTE,
+    PROB_SCALE,
+    STATES,
+    sid_text,
+)
 from diffgrm.viz.why import why_not_figure
 
 __all__ = [
-    "HIGHLIGHT", "HISTORY", "MASKED_GREY", "METHODS", "METRICS", "PALETTE", "PROB_SCALE", "STATES",
-    "alternatives_figure", "codebook_figure", "codebook_health", "compare_orders", "confidence_heatmap",
+    "HIGHLIGHT", "HISTORY", "MASKED_GREY", "METHODS", "METRIC_LABELS", "METRICS", "PALETTE", "PROB_SCALE", "STATES",
+    "alternatives_figure", "codebook_figure", "codebook_health", "codebook_note", "compare_orders",
+    "confidence_heatmap",
     "denoising_strip", "project_codebook", "sid_information_figure", "sid_text", "strip_frame_data",
     "why_not_figure",
 ]

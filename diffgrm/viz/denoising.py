@@ -25,6 +25,7 @@ from diffgrm.viz.style import (
     PALETTE,
     PROB_SCALE,
     clean_label,
+    figure_title,
     sid_text,
 )
 
@@ -221,6 +222,7 @@ def denoising_strip(
     titles: Sequence[str] | None = None,
     sids_to_title: Callable[[tuple[int, ...]], str | None] | None = None,
     initial_step: int | None = None,
+    player: bool = True,
 ) -> go.Figure:
     """How the top final beams came about: one row per beam, one column per digit, one frame per step.
 
@@ -229,6 +231,8 @@ def denoising_strip(
     use ``titles[trace.items[k]]`` (valid for catalogue-constrained search, where final beam k is
     item k) or, when given, ``sids_to_title(full_sid)`` (e.g. for unconstrained search).
     ``initial_step`` (0-based, default the last) is the frame shown before any interaction.
+    ``player=False`` draws that one step with no frames, slider or play button: for a page
+    that has its own step control (the app's slider), so the reader meets one control, not two.
     """
     finals = _final_beams(trace, beams)
     n_steps, n_digits = trace.n_steps, trace.tokens.shape[2]
@@ -237,29 +241,41 @@ def denoising_strip(
     labels = [_beam_label(trace, rank, k, titles, sids_to_title) for rank, k in enumerate(finals)]
 
     names = [f"step {s + 1}" for s in range(n_steps)]
+    passes = trace.step_passes
+    fewer = trace.n_passes < n_steps  # several digits per pass: say which pass each step belongs to
+    in_passes = f", {n_steps} digits in {trace.n_passes} network passes" if fewer else ""
+    title = (f"Denoising, {trace.decoder.upper()} ({trace.order} order{in_passes}): "
+             f"top {len(finals)} final beams")
+    layout = dict(
+        xaxis={"tickvals": list(range(n_digits)), "ticktext": [f"digit {d}" for d in range(n_digits)],
+               "side": "top", "showgrid": False, "zeroline": False},
+        yaxis={"tickvals": list(range(len(finals))), "ticktext": labels, "autorange": "reversed",
+               "showgrid": False, "zeroline": False, "automargin": True},
+        plot_bgcolor="white",
+        legend={"orientation": "h", "y": -0.02, "yanchor": "top", "x": 1.0, "xanchor": "right"},
+    )
+    if not player:
+        step_note = f" (pass {passes[initial] + 1})" if fewer else ""
+        fig = go.Figure(data=_strip_traces(strip_frame_data(trace, initial, beams), labels, n_digits))
+        fig.update_layout(
+            title=figure_title(f"{title}, after step {initial + 1} of {n_steps}{step_note}"),
+            height=130 + _CELL_PX * len(finals), margin={"t": 90, "b": 40}, **layout,
+        )
+        return fig
     frames = [
         go.Frame(name=names[s], data=_strip_traces(strip_frame_data(trace, s, beams), labels, n_digits))
         for s in range(n_steps)
     ]
-    passes = trace.step_passes
-    fewer = trace.n_passes < n_steps  # several digits per pass: say which pass each step belongs to
     ticks = [f"{s + 1} (pass {passes[s] + 1})" if fewer else str(s + 1) for s in range(n_steps)]
     sliders, menus = _step_sliders(names, ticks, initial)
-    in_passes = f", {n_steps} digits in {trace.n_passes} network passes" if fewer else ""
     fig = go.Figure(data=frames[initial].data, frames=frames)
     fig.update_layout(
-        title={"text": f"Denoising, {trace.decoder.upper()} ({trace.order} order{in_passes}): "
-                       f"top {len(finals)} final beams"},
-        xaxis={"tickvals": list(range(n_digits)), "ticktext": [f"digit {d}" for d in range(n_digits)],
-               "side": "top", "showgrid": False, "zeroline": False},
-        yaxis={"tickvals": list(range(len(finals))), "ticktext": labels, "autorange": "reversed",
-               "showgrid": False, "zeroline": False},
-        plot_bgcolor="white",
+        title=figure_title(title),
         height=170 + _CELL_PX * len(finals),
-        legend={"orientation": "h", "y": -0.02, "yanchor": "top", "x": 1.0, "xanchor": "right"},
         sliders=sliders,
         updatemenus=menus,
-        margin={"t": 90, "b": 100},
+        margin={"t": 100, "b": 100},
+        **layout,
     )
     return fig
 
@@ -270,9 +286,12 @@ def denoising_strip(
 def confidence_heatmap(trace: DenoisingTrace, *, beam: int = 0, metric: str = "max_prob") -> go.Figure:
     """How sure the decoder was of every still-open digit at every step, for one final beam.
 
-    CPD fills the digit it is most confident about; this shows that choice against the
-    alternatives. Digits filled at an earlier step, and digits an AR decoder did not predict at that
-    step (its distributions hold zeros there), are grey: they were not candidates.
+    The outlined cell is the fill on the way to this final beam. It need not be the most confident
+    cell of its row: every kept beam may fill any open digit, and the search keeps the partial
+    SIDs with the best summed log-probability, so the best final SID may descend from a fill that
+    was not the single surest one (``Explorer.step_candidates`` lists the competing fills).
+    Digits filled at an earlier step, and digits an AR decoder did not predict at that step (its
+    distributions hold zeros there), are grey: they were not candidates.
     """
     if metric not in METRICS:
         raise DiffGRMError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
@@ -326,14 +345,15 @@ def confidence_heatmap(trace: DenoisingTrace, *, beam: int = 0, metric: str = "m
         ]
     )
     fig.update_layout(
-        title={"text": f"{bar.capitalize()} per step and digit, final beam #{beam + 1} "
-                       f"({trace.decoder.upper()}, {trace.order} order)"},
+        title=figure_title(f"{bar.capitalize()} per step and digit",
+                           f"on the way to final beam #{beam + 1} ({trace.decoder.upper()}, {trace.order} order); "
+                           "outlined: the digit filled"),
         xaxis={"tickvals": list(range(n_digits)), "ticktext": [f"digit {d}" for d in range(n_digits)],
                "side": "top", "showgrid": False, "zeroline": False},
         yaxis={"tickvals": steps_y, "ticktext": [f"step {s + 1}" for s in steps_y], "autorange": "reversed",
                "showgrid": False, "zeroline": False},
         plot_bgcolor="white",
-        height=150 + _CELL_PX * n_steps,
+        height=190 + _CELL_PX * n_steps,
         legend={"orientation": "h", "y": -0.02, "yanchor": "top"},
     )
     return fig
@@ -364,15 +384,19 @@ def alternatives_figure(trace: DenoisingTrace, *, beam: int = 0, step: int, top:
         rows=len(digits), cols=1, shared_xaxes=True, vertical_spacing=min(0.08, 0.5 / max(len(digits) - 1, 1)),
         subplot_titles=[f"digit {d}" + (f": chose code {fill.code}" if d == fill.digit else "") for d in digits],
     )
+    biggest = 0.0
     for i, d in enumerate(digits, start=1):
         codes = [int(c) for c in np.argsort(-dist[d], kind="stable")[:top]]
         if d == fill.digit and fill.code not in codes:
             codes.append(fill.code)
         chosen = [d == fill.digit and c == fill.code for c in codes]
+        values = [float(dist[d, c]) for c in codes]
+        biggest = max(biggest, *values)
         fig.add_trace(
             go.Bar(
                 name=f"digit {d}", orientation="h", showlegend=False,
-                x=[float(dist[d, c]) for c in codes], y=[f"code {c}" for c in codes],
+                x=values, y=[f"code {c}" for c in codes],
+                text=[f"{v:.3f}" for v in values], textposition="outside", cliponaxis=False,
                 marker={"color": [HIGHLIGHT if ch else "#7f8c9b" for ch in chosen]},
                 customdata=[[c, "chosen" if ch else ""] for c, ch in zip(codes, chosen)],
                 hovertemplate=f"digit {d}<br>code %{{customdata[0]}}<br>probability %{{x:.3f}}"
@@ -381,11 +405,14 @@ def alternatives_figure(trace: DenoisingTrace, *, beam: int = 0, step: int, top:
             row=i, col=1,
         )
         fig.update_yaxes(autorange="reversed", row=i, col=1)
-    fig.update_xaxes(range=[0.0, 1.0], title_text="probability", row=len(digits), col=1)
+    # the axis fits the largest bar (with room for its printed value), so small probabilities stay readable
+    upper = min(1.0, max(biggest * 1.3, 0.02))
+    fig.update_xaxes(range=[0.0, upper])
+    fig.update_xaxes(title_text="probability (axis fits the largest bar)", row=len(digits), col=1)
     fig.update_layout(
-        title={"text": f"Step {step + 1}: candidates for the open digits, final beam #{beam + 1} "
-                       f"(filled digit {fill.digit} with code {fill.code})"},
-        height=120 + (40 + 22 * (top + 1)) * len(digits),
+        title=figure_title(f"Step {step + 1}: candidates for the open digits",
+                           f"on the way to final beam #{beam + 1}: filled digit {fill.digit} with code {fill.code}"),
+        height=150 + (40 + 22 * (top + 1)) * len(digits),
         bargap=0.25,
     )
     return fig
@@ -436,6 +463,7 @@ def compare_orders(traces: Mapping[str, DenoisingTrace], *, beam: int = 0) -> go
     fig.update_xaxes(title_text="step", row=2, col=1)
     fig.update_yaxes(range=[0.0, 1.02], title_text="probability", row=1, col=1)
     fig.update_yaxes(title_text="log-prob", row=2, col=1)
-    fig.update_layout(title={"text": f"Decoding orders compared, final beam #{beam + 1}"}, height=560,
+    fig.update_layout(title=figure_title(f"Decoding orders compared, final beam #{beam + 1}"), height=560,
+                      margin={"t": 70},
                       hovermode="closest")
     return fig

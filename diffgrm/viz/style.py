@@ -15,6 +15,8 @@ HISTORY = "#0072B2"
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
 """Okabe-Ito qualitative colours, for one line per digit or per decoder."""
 METRICS = ("max_prob", "entropy_bits")
+METRIC_LABELS = {"max_prob": "max probability", "entropy_bits": "entropy (bits)"}
+"""How the confidence metrics are named to a reader."""
 METHODS = ("umap", "pca")
 STATES = ("masked", "new", "earlier")
 
@@ -32,3 +34,12 @@ def clean_label(title: str, limit: int = 60) -> str:
     title = str(title).replace("<", "&lt;").replace(">", "&gt;")
     return title if len(title) <= limit else title[: limit - 1] + "…"
 
+
+
+def figure_title(text: str, subtitle: str | None = None) -> dict:
+    """A figure title that is never cut off: left-aligned, its subtitle (if any) on its own line,
+    and plotly's ``automargin`` growing the top margin to fit both (half-width columns included)."""
+    title = {"text": text, "x": 0.01, "xanchor": "left", "xref": "container", "automargin": True}
+    if subtitle:
+        title["subtitle"] = {"text": subtitle}
+    return title

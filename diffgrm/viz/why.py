@@ -12,7 +12,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from diffgrm.errors import DiffGRMError
-from diffgrm.viz.style import HIGHLIGHT, HISTORY, MASKED_GREY, clean_label
+from diffgrm.viz.style import HIGHLIGHT, HISTORY, MASKED_GREY, clean_label, figure_title
 from diffgrm.why import WhyNot
 
 VERDICT_TITLES = {
@@ -24,9 +24,13 @@ VERDICT_TITLES = {
 }
 
 
-def why_not_figure(why: WhyNot, *, title: str = "") -> go.Figure:
+def why_not_figure(why: WhyNot, *, title: str = "", item_title: str | None = None,
+                   message: bool = True) -> go.Figure:
     """Per step (1-based): the band of kept beams' scores, the item's best partial SID while it was
-    kept, and, where it fell out, the score its best candidate would have had."""
+    kept, and, where it fell out, the score its best candidate would have had.
+
+    The heading names the item by ``item_title`` (else "Item <index>"); ``title`` replaces it.
+    ``message=False`` leaves ``why.message`` out of the subtitle (for a page that prints it already)."""
     path = why.path
     if path.empty or not {"step", "lowest_kept", "highest_kept", "score", "rank"} <= set(path.columns):
         raise DiffGRMError("why.path is empty: pass the result of why_not(...)")
@@ -54,12 +58,16 @@ def why_not_figure(why: WhyNot, *, title: str = "") -> go.Figure:
             hovertemplate=(f"step {why.step + 1}: digit {why.digit} = code {why.code}, p = {why.prob:.3g}<br>"
                            f"score %{{y:.2f}} vs lowest kept {why.lowest_kept:.2f}<extra></extra>"),
         ))
-    heading = title or f"Item {why.item}: {VERDICT_TITLES.get(why.verdict, why.verdict)}"
+    name = clean_label(item_title, 70) if item_title else f"Item {why.item}"
+    heading = clean_label(title, 90) if title else f"{name}: {VERDICT_TITLES.get(why.verdict, why.verdict)}"
+    n = int(path["step"].max()) + 1
+    lines = textwrap.wrap(why.message, 110) if message else []
     fig.update_layout(
-        title={"text": clean_label(heading, 90) + "<br><sup>" + "<br>".join(textwrap.wrap(why.message, 110)) + "</sup>"},
-        xaxis={"title": "step", "tickmode": "array", "tickvals": steps.tolist()},
+        title=figure_title(heading, "<br>".join(lines) or None),
+        # every step gets its tick: the axis runs half a step past the first and last one
+        xaxis={"title": "step", "tickmode": "array", "tickvals": list(range(1, n + 1)), "range": [0.6, n + 0.4]},
         yaxis={"title": "score (summed log-probability)"},
-        plot_bgcolor="white", height=420, margin={"t": 110},
+        plot_bgcolor="white", height=400 + 18 * len(lines), margin={"t": 60},
         legend={"orientation": "h", "y": -0.2},
     )
     return fig
