@@ -139,8 +139,9 @@ def stage_train(args: argparse.Namespace) -> None:
 
 
 def _evaluations(row: Row) -> list[tuple[int, bool]]:
-    """(passes, exclude_seen) pairs evaluated per row: every pass count for DiffGRM, n for AR."""
-    steps = sorted({row.n, max(1, row.n // 2), max(1, row.n // 4)}, reverse=True) if row.kind == "diffgrm" else [row.n]
+    """(passes, exclude_seen) pairs evaluated per row: S = n and n/2 for DiffGRM (the target reads S <= n/2;
+    n/4 is timed, not scored), n for AR."""
+    steps = sorted({row.n, max(1, row.n // 2)}, reverse=True) if row.kind == "diffgrm" else [row.n]
     return [(s, seen) for s in steps for seen in (False, True)]
 
 
@@ -168,28 +169,39 @@ def stage_evaluate(args: argparse.Namespace) -> None:
             path.write_text(json.dumps(m, indent=1))
 
 
+def speed_file(args: argparse.Namespace, n: int) -> Path:
+    return args.runs / f"e{args.epochs}" / f"speed-n{n}-t{args.threads}-u{args.speed_users}.json"
+
+
 def stage_speed(args: argparse.Namespace) -> None:
-    from bench.decode_speed import users_per_second
+    """Users/s of every decoder of one SID length, taking turns on the same users (bench/decode_speed.py)."""
+    from bench.decode_speed import measure, sample_histories
+    from diffgrm.decode import Recommender
     from diffgrm.train import load_run
 
-    for name in args.rows:
-        row, run = ROWS[name], run_dir(args, name)
-        if not finished(run):
+    for n in sorted({ROWS[name].n for name in args.rows}):
+        names = [name for name in args.rows if ROWS[name].n == n and finished(run_dir(args, name))]
+        if not names:
             continue
-        path = run / f"speed-t{args.threads}-u{args.speed_users}.json"
+        path = speed_file(args, n)
         done = json.loads(path.read_text()) if path.is_file() else {}
-        model, prepared, _ = load_run(run)
-        steps = [row.n, max(1, row.n // 2), max(1, row.n // 4)] if row.kind == "diffgrm" else [row.n]
+        decoders, prepared = {}, None
+        for name in names:
+            row = ROWS[name]
+            model, prepared, _ = load_run(run_dir(args, name))
+            rec = Recommender(model)
+            for s in ([row.n, max(1, row.n // 2), max(1, row.n // 4)] if row.kind == "diffgrm" else [row.n]):
+                decoders[f"{name}-s{s}"] = (rec, s if row.kind == "diffgrm" else None)
+        histories = sample_histories(prepared, "valid", args.speed_users, 0)
         for beam in (32, 256):
-            for s in steps:
-                key = f"b{beam}-s{s}"
-                if key in done:
-                    continue
-                print(f"{name}: speed {key} ({time.strftime('%H:%M')})", file=sys.stderr)
-                done[key] = users_per_second(model, prepared, split="valid", users=args.speed_users, beam=beam,
-                                             steps=s if row.kind == "diffgrm" else None, threads=args.threads,
-                                             repeats=args.repeats)
-                path.write_text(json.dumps(done, indent=1))
+            todo = {k: v for k, v in decoders.items() if f"b{beam}-{k}" not in done}
+            if not todo:
+                continue
+            print(f"n = {n}: speed at beam {beam}: {', '.join(todo)} ({time.strftime('%H:%M')})", file=sys.stderr)
+            res = measure(todo, histories, beam=beam, threads=args.threads, repeats=args.repeats,
+                          sample={"split": "valid", "seed": 0})
+            done.update({f"b{beam}-{k}": v for k, v in res.items()})
+            path.write_text(json.dumps(done, indent=1))
 
 
 def stage_train_speed(args: argparse.Namespace) -> None:
@@ -274,10 +286,11 @@ def collect(args: argparse.Namespace) -> list[dict]:
                     "item": m["item"], "sid": m["sid"], "users": m["users"], "beam": m["beam"],
                     "popularity": m.get("popularity"), "distinct_top10": m.get("distinct_top10")}
         rec["valid"] = evals
-        speed = _read(run / f"speed-t{args.threads}-u{args.speed_users}.json")
-        if speed:
-            rec["speed"] = {k: {"users_per_second": v["users_per_s"], **{x: v.get(x) for x in ("threads", "users", "beam", "steps", "batch_users")}}
-                            for k, v in speed.items()}
+        speed = _read(speed_file(args, row.n)) or {}
+        mine = {k.split("-")[0] + "-s" + k.rsplit("-s", 1)[1]: v for k, v in speed.items() if k.split("-", 1)[1].rsplit("-s", 1)[0] == name}
+        if mine:
+            rec["speed"] = {k: {"users_per_second": v["users_per_s"], **{x: v.get(x) for x in ("threads", "users", "beam", "steps", "batch_users", "spread")}}
+                            for k, v in mine.items()}
         rec["curve"] = [{"epoch": r["epoch"], "train_seconds": r["train_seconds"], "valid": r.get("valid"),
                          "valid_sid": r.get("valid_sid")} for r in hist]
         records.append(rec)
@@ -295,13 +308,13 @@ def render(records: list[dict], args: argparse.Namespace) -> str:
         f"{args.epochs} epochs for every row (cosine schedule over them), seed 0; OPQ n x 256 SIDs, collisions repaired",
         "",
         "| row | n | model | OCN views | N@10 | R@10 | N@10, history excluded | R@10, history excluded | "
-        "N@10 at S = n/2 | N@10 at S = n/4 | train min/epoch | users/s b32 (S = n, n/2, n/4) | users/s b256 (S = n, n/2, n/4) |",
+        "N@10 at S = n/2 | N@10 at S = n/2, history excluded | train min/epoch | users/s b32 (S = n, n/2, n/4) | users/s b256 (S = n, n/2, n/4) |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in records:
         v, n = r["valid"], r["n"]
         full, unseen = v.get(f"s{n}", {}), v.get(f"s{n}-unseen", {})
-        half, quarter = v.get(f"s{max(1, n // 2)}", {}), v.get(f"s{max(1, n // 4)}", {})
+        half, half_unseen = v.get(f"s{max(1, n // 2)}", {}), v.get(f"s{max(1, n // 2)}-unseen", {})
         ts = r.get("train_speed")
         mins = f"{ts['minutes_per_epoch']:.1f}" if ts else f"({r['wall_minutes_per_epoch']:.1f} wall)"
         speeds = {}
@@ -314,7 +327,7 @@ def render(records: list[dict], args: argparse.Namespace) -> str:
             f"| {r['row']}{'' if r['finished'] else ' (training)'} | {n} | {'DiffGRM' if r['model'] == 'diffgrm' else 'AR (cached)'} "
             f"| {r['views']} | {it(full, 'ndcg@10')} | {it(full, 'recall@10')} | {it(unseen, 'ndcg@10')} | "
             f"{it(unseen, 'recall@10')} | {it(half, 'ndcg@10') if r['model'] == 'diffgrm' else ''} | "
-            f"{it(quarter, 'ndcg@10') if r['model'] == 'diffgrm' else ''} | {mins} | {speeds[32]} | {speeds[256]} |")
+            f"{it(half_unseen, 'ndcg@10') if r['model'] == 'diffgrm' else ''} | {mins} | {speeds[32]} | {speeds[256]} |")
     return "\n".join(lines)
 
 
