@@ -31,6 +31,11 @@ def test_every_stage_runs_and_the_table_reads_what_was_made(tmp_path, capsys):
     assert "| d8-k4 | 8 | DiffGRM | 4 of 8 |" in table
     fig = json.loads((tmp_path / "fig.json").read_text())
     assert {t["name"] for t in fig["data"]} == set(rows)
+    # the paper's protocol: a run on the unrepaired catalogue, chosen at SID level, both levels side by side
+    assert bench.main(["train", "d4-paper", *common]) == 0 and bench.main(["protocol", *common]) == 0
+    proto = json.loads((tmp_path / "paper-protocol.json").read_text())
+    assert proto["select"] == "sid" and proto["sid"]["ndcg@10"] >= proto["item"]["ndcg@10"]
+    assert "| the paper's | SID" in (tmp_path / "paper-protocol.md").read_text()
     # a second call reuses everything: nothing is trained or evaluated again
     before = {p: p.stat().st_mtime for p in (tmp_path / "runs").rglob("*.json")}
     assert bench.main(["evaluate", *rows, *common]) == 0 and bench.main(["train", *rows, *common]) == 0
