@@ -241,16 +241,27 @@ def _cmd_app(args: argparse.Namespace) -> int:
     method = os.environ.get("DIFFGRM_PROJECTION", "umap")
     if not (run / f"codebook_{method}.csv").is_file():
         print(f"projecting the codebooks with {method} (once per run) ...", file=sys.stderr)
-        Explorer(run).codebook_coords(method)
+    Explorer(run).codebook_coords(method)  # returns at once when the cached projection is current
+    # toolbarMode minimal: no "Deploy" button in a teaching demo (set before the first page runs)
     cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.address", args.address,
            "--server.port", str(args.port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
-           "--", "--run", str(run)] + (["--ar", str(args.ar)] if args.ar else [])
+           "--client.toolbarMode", "minimal", "--", "--run", str(run)] + (["--ar", str(args.ar)] if args.ar else [])
     print(f"diffgrm explorer on http://{args.address}:{args.port} (Ctrl+C to stop)", file=sys.stderr)
     if args.dry_run:
         print(" ".join(cmd))
         return 0
     os.execv(sys.executable, cmd)
     return 0  # pragma: no cover
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from diffgrm import demo
+
+    if args.retrain:
+        demo.ship(args.work, data=args.data, progress=not args.quiet,
+                  command=f"diffgrm demo --retrain --work {args.work} --data {args.data}")
+    print(demo.describe())
+    return 0
 
 
 class _Parser(argparse.ArgumentParser):
@@ -428,6 +439,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="an AR run on the same data to compare with (default: RUN-ar when it exists)")
     p.add_argument("--dry-run", action="store_true", help="prepare everything, print the streamlit command, exit")
     p.set_defaults(func=_cmd_app)
+
+    p = sub.add_parser("demo", help="the demo runs shipped in the package: where they are and what they score")
+    p.add_argument("--retrain", action="store_true",
+                   help="rebuild them: train both with the recipe (diffgrm.demo.DEMO_RECIPE), evaluate, write into the package")
+    p.add_argument("--work", default="runs/demo-retrain", metavar="RUN",
+                   help="where --retrain trains (RUN and RUN-ar; a finished run there with the recipe's settings is kept)")
+    p.add_argument("--data", default="runs/movielens-100k", help="the prepared MovieLens-100K folder (made if missing)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_demo)
     return parser
 
 

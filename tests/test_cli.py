@@ -179,27 +179,6 @@ def test_train_force_replaces_the_whole_run(chain_prepared, tmp_path, capsys):
     assert json.loads((run_dir / "config.json").read_text())["train"]["seed"] == 4
 
 
-def test_the_demo_trains_diffgrm_and_its_ar_companion_and_scores_them_against_popularity(chain_prepared, tmp_path,
-                                                                                            monkeypatch):
-    from diffgrm import demo
-
-    monkeypatch.setitem(demo.DEMO_CHANGES, "train", {"epochs": 2, "max_steps": 3, "eval_users": 20, "max_minutes": 0,
-                                                    "patience": 2})
-    monkeypatch.setitem(demo.DEMO_CHANGES, "ar_train", {"epochs": 1})
-    run_dir = tmp_path / "demo"
-    assert demo.ensure_demo_run(run_dir, data=chain_prepared, progress=False) == run_dir
-    for folder, kind in ((run_dir, "diffgrm"), (tmp_path / "demo-ar", "ar")):
-        meta = json.loads((folder / "config.json").read_text())
-        assert meta["model"]["kind"] == kind and meta["model"]["item_id_emb"] == demo.DEMO_CHANGES["model"]["item_id_emb"]
-        assert meta["train"]["epochs"] == (2 if kind == "diffgrm" else 1)  # the companion's shorter budget
-        metrics = json.loads((folder / "metrics.json").read_text())
-        assert metrics["split"] == "test" and metrics["users"] == 150
-        assert 0 <= metrics["popularity"]["ndcg@10"] <= 1 and 0 <= metrics["item"]["ndcg@10"] <= 1
-    stamps = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
-    demo.ensure_demo_run(run_dir, data=chain_prepared, progress=False)  # complete: nothing is redone
-    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()} == stamps
-
-
 def test_evaluate_and_recommend_with_fewer_passes(chain_run, chain_ar_run, tmp_path, capsys):
     import shutil
 

@@ -123,12 +123,26 @@ def test_the_wheel_holds_every_module_the_app_and_the_entry_point(wheel, source)
     assert scripts["console_scripts"]["diffgrm"].strip() == "diffgrm.cli:main"
 
 
+def test_the_wheel_carries_the_shipped_demo_runs(wheel, source):
+    src, files = source
+    runs = sorted(f for f in files if f.startswith("diffgrm/demo_runs/"))
+    from diffgrm.demo import KINDS, SHIPPED_FILES
+
+    assert {f"diffgrm/demo_runs/{kind}/{name}" for kind in KINDS for name in SHIPPED_FILES} <= set(runs)
+    with zipfile.ZipFile(wheel) as zf:
+        carried = {i.filename: i.file_size for i in zf.infolist() if i.filename.startswith("diffgrm/demo_runs/")}
+    assert carried == {f: (src / f).stat().st_size for f in runs}, "package data left out of (or added to) the wheel"
+    assert sum(carried.values()) <= 5e6
+
+
 def test_the_fresh_install_imports_itself_and_runs_the_cli(fresh, tmp_path):
     python, cli = fresh / "bin" / "python", fresh / "bin" / "diffgrm"
     where = Path(sh(python, "-c", "import diffgrm, diffgrm.app; print(diffgrm.__file__)", cwd=tmp_path).strip())
     assert where.is_relative_to(fresh) and not where.resolve().is_relative_to(ROOT), where
     assert sh(cli, "--version", cwd=tmp_path).strip() == "diffgrm 0.1.0"
     assert "prepare" in sh(cli, "--help", cwd=tmp_path)
+    shown = sh(cli, "demo", cwd=tmp_path)  # the shipped demo runs, read from the installed package
+    assert f"shipped demo runs in {where.parent / 'demo_runs'}" in shown and "x popularity" in shown
 
 
 def test_the_fresh_install_serves_the_app(fresh, chain_run, tmp_path):
