@@ -23,6 +23,8 @@ DEMO_RUN = "runs/ml-tiny"
 KINDS = ("diffgrm", "ar")
 """The shipped runs, one folder each in ``diffgrm/demo_runs/``; installed as RUN and RUN-ar."""
 SHIPPED_FILES = ("model.safetensors", "history.jsonl", "recipe.json", "config.json", "metrics.json")
+PROJECTION_FILES = ("codebook_umap.csv", "codebook_umap.json")
+"""The explorer's codebook map (UMAP took 55 s of a cold start): shipped with the DiffGRM run, copied when present."""
 """What a shipped run holds, in the order an install writes it: metrics.json last (a demo run with
 metrics.json is complete)."""
 
@@ -93,7 +95,7 @@ def install_shipped(runs: dict[str, Path], folders: dict[str, Path], data: Path)
     """Copy the shipped runs into ``folders``, with config.json's "data" pointing at ``data``."""
     for kind, folder in folders.items():
         folder.mkdir(parents=True, exist_ok=True)
-        for name in SHIPPED_FILES:
+        for name in SHIPPED_FILES + tuple(p for p in PROJECTION_FILES if (runs[kind] / p).is_file()):
             src = runs[kind] / name
             if name == "config.json":
                 write_json(folder / name, {**read_json(src), "data": str(Path(data).resolve())})
@@ -203,6 +205,12 @@ def ship(work: str | Path, data: str | Path = DEMO_DATA, out: str | Path | None 
             shutil.copyfile(folder / "history.jsonl", dest / "history.jsonl")
             write_json(dest / "recipe.json", recipe)
             write_json(dest / "config.json", {**read_json(folder / "config.json"), "data": DEMO_DATA})
+            if kind == "diffgrm":  # the codebook map depends on the catalogue only: computed once, shipped
+                from diffgrm.explorer import Explorer
+
+                Explorer(folder).codebook_coords("umap")
+                for name in PROJECTION_FILES:
+                    shutil.copyfile(folder / name, dest / name)
             print(f"evaluating the {kind} run to ship on the test split ...", file=sys.stderr)
             write_json(dest / "metrics.json", evaluate_demo(dest, data, prepared, progress))  # from the copy that ships
     return {kind: out / kind for kind in folders}
