@@ -1,5 +1,5 @@
 # diffgrm: two commands on a fresh clone (see README.md)
-#   make app    set up, prepare MovieLens-100K, train the tiny demo run if missing, open the app
+#   make app    set up, prepare MovieLens-100K, install the demo runs shipped in the package, open the app
 #   make test   set up and run the whole test suite (installs Debian's chromium for the browser test)
 #
 # TORCH is what pip installs before everything else. The default pins the CPU wheel that this

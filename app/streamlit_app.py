@@ -8,6 +8,7 @@ Wiring only: the model work happens in ``diffgrm.explorer`` and every figure com
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -46,6 +47,14 @@ def run_folder() -> Path:
 def ar_folder(run: Path) -> str:
     """The AR run to compare with: ``--ar``, ``$DIFFGRM_AR_RUN``, or ``RUN-ar`` next to the run."""
     return _args().ar or os.environ.get("DIFFGRM_AR_RUN") or f"{run}-ar"
+
+
+def _read_metrics(run: Path) -> dict | None:
+    """A run's metrics.json, or None (a missing or unreadable file shows nothing)."""
+    try:
+        return json.loads((run / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return None
 
 
 @st.cache_resource(show_spinner="Loading the model and catalogue...")
@@ -202,7 +211,13 @@ def main() -> None:
                     delta=None if pop is None else f"{metrics['item']['ndcg@10'] / pop:.1f}x popularity ({pop:.4f})",
                     delta_color="normal" if pop is None or metrics["item"]["ndcg@10"] >= pop else "inverse",
                     help="item level, beam " + str(metrics.get("beam", "?")) + f", {seen_note}; popularity recommends "
-                         "the 10 most frequent training items to everyone")
+                         "the 10 most frequent training items to everyone"
+                         + (" (minus each user's own history)" if metrics.get("exclude_seen") else ""))
+        ar_metrics = _read_metrics(Path(ar_folder(run)))
+        if ar_metrics and ar_metrics.get("item"):
+            side.caption(f"Its AR companion on the same SIDs: NDCG@10 {ar_metrics['item']['ndcg@10']:.4f} "
+                         f"({ar_metrics.get('split', 'test')} split, beam {ar_metrics.get('beam', '?')}, "
+                         + ("history kept out)" if ar_metrics.get("exclude_seen") else "history not kept out)"))
     user_id = pick_user(ex)
     side.subheader("Decoding")
     exclude_seen = side.toggle(EXCLUDE_LABEL, value=True, key="exclude_seen",

@@ -14,7 +14,7 @@ import numpy as np
 from diffgrm import __version__, distributed
 from diffgrm.demo import DEMO_RUN
 from diffgrm.errors import DiffGRMError
-from diffgrm.safeio import atomic_write, check_output, write_json
+from diffgrm.safeio import atomic_write, check_output, read_json, write_json
 
 
 def _cmd_fetch(args: argparse.Namespace) -> int:
@@ -246,6 +246,14 @@ def _cmd_app(args: argparse.Namespace) -> int:
     cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.address", args.address,
            "--server.port", str(args.port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
            "--client.toolbarMode", "minimal", "--", "--run", str(run)] + (["--ar", str(args.ar)] if args.ar else [])
+    for folder in (run, Path(args.ar) if args.ar else Path(f"{run}-ar")):  # the scores the sidebar shows, here too
+        path = folder / "metrics.json"
+        if path.is_file():
+            m = read_json(path)
+            pop = (m.get("popularity") or {}).get("ndcg@10")
+            ratio = f" = {m['item']['ndcg@10'] / pop:.1f}x popularity" if pop else ""
+            print(f"{folder}: {m.get('model', '?')} {m.get('split', 'test')} NDCG@10 {m['item']['ndcg@10']:.4f}{ratio}"
+                  f"{', history kept out' if m.get('exclude_seen') else ''}", file=sys.stderr)
     print(f"diffgrm explorer on http://{args.address}:{args.port} (Ctrl+C to stop)", file=sys.stderr)
     if args.dry_run:
         print(" ".join(cmd))
@@ -431,7 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also explain why this item (catalogue index) was or was not recommended; repeatable")
     p.set_defaults(func=_cmd_report)
 
-    p = sub.add_parser("app", help="open the Streamlit explorer (prepares and trains the MovieLens demo run if missing)")
+    p = sub.add_parser("app", help="open the Streamlit explorer (prepares MovieLens-100K and installs the shipped demo runs if missing)")
     p.add_argument("run", metavar="RUN", nargs="?", default=DEMO_RUN, help=f"run folder (default {DEMO_RUN})")
     p.add_argument("--address", default="127.0.0.1", help="address to serve on (default: this machine only)")
     p.add_argument("--port", type=_int(1, 65535), default=8501)

@@ -425,6 +425,15 @@ def test_the_sidebar_shows_the_runs_test_score_beside_popularity(chain_run, tmp_
     assert not at.exception, at.exception
     metric = at.sidebar.get("metric")[0]
     assert metric.value == "0.2000" and "4.0x popularity (0.0500)" in metric.proto.delta
+    assert not any("AR companion" in c.value for c in at.sidebar.caption)
+    # the AR companion's score shows beside it when RUN-ar has one
+    ar = Path(shutil.copytree(chain_run, tmp_path / "run-ar"))
+    (ar / "metrics.json").write_text(json.dumps({"item": {"ndcg@10": 0.1234}, "split": "test", "beam": 32,
+                                                 "exclude_seen": True}))
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    assert any("AR companion on the same SIDs: NDCG@10 0.1234" in c.value and "history kept out" in c.value
+               for c in at.sidebar.caption)
 
 
 def test_codebook_view_highlights_a_chosen_code(app, chain_run):

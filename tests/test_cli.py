@@ -132,6 +132,23 @@ def test_app_dry_run_prints_the_streamlit_command(chain_run, chain_ar_run, capsy
     assert "streamlit run" in out and out.rstrip().endswith(f"--run {chain_run} --ar {chain_ar_run}")
     assert "--server.port 8599" in out and "http://127.0.0.1:8599" in err
     assert (chain_run / "codebook_pca.csv").is_file()  # projected before serving
+    assert "--client.toolbarMode minimal" in out  # no Deploy button
+
+
+def test_app_prints_the_scores_the_sidebar_shows(chain_run, tmp_path, capsys, monkeypatch):
+    import json
+    import shutil
+
+    monkeypatch.setenv("DIFFGRM_PROJECTION", "pca")
+    run_ = Path(shutil.copytree(chain_run, tmp_path / "run"))
+    shutil.copytree(chain_run, tmp_path / "run-ar")
+    (run_ / "metrics.json").write_text(json.dumps({"model": "diffgrm", "split": "test", "item": {"ndcg@10": 0.03},
+                                                   "popularity": {"ndcg@10": 0.01}, "exclude_seen": True}))
+    (tmp_path / "run-ar" / "metrics.json").write_text(json.dumps({"model": "ar", "split": "test", "item": {"ndcg@10": 0.02}}))
+    code, _, err = run(capsys, "app", str(run_), "--dry-run")
+    assert code == 0
+    assert "diffgrm test NDCG@10 0.0300 = 3.0x popularity, history kept out" in err
+    assert "ar test NDCG@10 0.0200" in err
 
 
 def test_app_refuses_a_folder_without_a_checkpoint(tmp_path, capsys):
