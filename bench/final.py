@@ -57,15 +57,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def train_run(variant: str, seed: int, run: Path, prepared, args: argparse.Namespace) -> None:
+    from bench.quality import train_variant
     from diffgrm.config import preset
-    from diffgrm.sasrec import SASRecConfig, train_sasrec
     from diffgrm.train import train
 
-    if variant == "sasrec":
-        cfg = SASRecConfig(seed=seed, epochs=args.sasrec_epochs, max_minutes=0)
-        if args.quick:
-            cfg = replace(cfg, d_model=32, n_layers=1, epochs=1, eval_users=20)
-        train_sasrec(prepared, cfg, run, device=args.device, progress=not args.quick)
+    if variant == "sasrec":  # bench/quality.py's SASRec recipe (--sasrec-epochs, constant learning rate)
+        train_variant("sasrec", seed, run, prepared, args)
         return
     cat = prepared.catalogue
     model_cfg, cfg = preset("tiny" if args.quick else args.preset, kind=variant, n_digits=cat.n_digits,

@@ -287,7 +287,9 @@ def collect(args: argparse.Namespace) -> list[dict]:
                     "item": m["item"], "sid": m["sid"], "users": m["users"], "beam": m["beam"],
                     "popularity": m.get("popularity"), "distinct_top10": m.get("distinct_top10")}
         rec["valid"] = evals
-        speed = _read(speed_file(args, row.n)) or {}
+        # the speed file of this SID length at --speed-users, else one measured on another sample size
+        found = [speed_file(args, row.n)] + sorted(args.runs.glob(f"e{args.epochs}/speed-n{row.n}-t{args.threads}-u*.json"))
+        speed = next((_read(p) for p in found if p.is_file()), None) or {}
         mine = {k.split("-")[0] + "-s" + k.rsplit("-s", 1)[1]: v for k, v in speed.items() if k.split("-", 1)[1].rsplit("-s", 1)[0] == name}
         if mine:
             rec["speed"] = {k: {"users_per_second": v["users_per_s"], **{x: v.get(x) for x in ("threads", "users", "beam", "steps", "batch_users", "spread")}}
@@ -329,6 +331,12 @@ def render(records: list[dict], args: argparse.Namespace) -> str:
             f"| {r['views']} | {it(full, 'ndcg@10')} | {it(full, 'recall@10')} | {it(unseen, 'ndcg@10')} | "
             f"{it(unseen, 'recall@10')} | {it(half, 'ndcg@10') if r['model'] == 'diffgrm' else ''} | "
             f"{it(half_unseen, 'ndcg@10') if r['model'] == 'diffgrm' else ''} | {mins} | {speeds[32]} | {speeds[256]} |")
+    timed = sorted({(r["n"], v.get("users"), v.get("threads")) for r in records for v in (r.get("speed") or {}).values()})
+    if timed:
+        lines += ["", "Decode users/s: `bench/decode_speed.py` (the decoders of one n taking turns on the same seeded "
+                  "validation users, best of repeats): " + "; ".join(f"n = {n}: {u:,} users, {t} thread" for n, u, t in timed)
+                  + ". Training minutes per epoch: measured alone (`train-speed`) where given, else the run's wall time "
+                  "(in parentheses; two runs shared the two cores)."]
     return "\n".join(lines)
 
 
