@@ -335,8 +335,8 @@ def render(records: list[dict], args: argparse.Namespace) -> str:
     if timed:
         lines += ["", "Decode users/s: `bench/decode_speed.py` (the decoders of one n taking turns on the same seeded "
                   "validation users, best of repeats): " + "; ".join(f"n = {n}: {u:,} users, {t} thread" for n, u, t in timed)
-                  + ". Training minutes per epoch: measured alone (`train-speed`) where given, else the run's wall time "
-                  "(in parentheses; two runs shared the two cores)."]
+                  + ". Training minutes per epoch: `train-speed` (one row at a time, 1 thread, 40 steps; the machine was "
+                  "not idle) where given, else the run's wall time (in parentheses; runs shared the two cores)."]
     return "\n".join(lines)
 
 
