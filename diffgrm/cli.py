@@ -236,12 +236,12 @@ def _cmd_app(args: argparse.Namespace) -> int:
         ensure_demo_run(run)  # trains and evaluates only what is missing
     elif not (run / "model.safetensors").is_file():
         raise DiffGRMError(f"{run} holds no checkpoint; train one with `diffgrm train` or omit RUN for the demo")
-    from diffgrm.explorer import Explorer
+    from diffgrm.explorer import Explorer, cached_coords
 
     method = os.environ.get("DIFFGRM_PROJECTION", "umap")
-    if not (run / f"codebook_{method}.csv").is_file():
+    if cached_coords(run, method) is None:  # missing, damaged or of an older layout: load the run only then
         print(f"projecting the codebooks with {method} (once per run) ...", file=sys.stderr)
-    Explorer(run).codebook_coords(method)  # returns at once when the cached projection is current
+        Explorer(run).codebook_coords(method)
     # toolbarMode minimal: no "Deploy" button in a teaching demo (set before the first page runs)
     cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.address", args.address,
            "--server.port", str(args.port), "--server.headless", "true", "--browser.gatherUsageStats", "false",

@@ -276,10 +276,9 @@ class Explorer:
         by_code=True)``), computed once and kept in the run folder (a cache of another layout is
         computed again)."""
         path = self.run / f"codebook_{method}.csv"
-        if path.is_file():
-            cached = _read_coords(path, self.run / f"codebook_{method}.json")
-            if cached is not None:
-                return cached
+        cached = cached_coords(self.run, method)
+        if cached is not None:
+            return cached
         from diffgrm.viz import project_codebook
 
         tok = self.prepared.tokenizer()
@@ -336,6 +335,12 @@ class Explorer:
 def _partial(tokens: np.ndarray) -> str:
     """A partial SID as the app prints it: ``12-_-3-_`` (``_`` = still masked)."""
     return "-".join("_" if int(c) < 0 else str(int(c)) for c in tokens)
+
+
+def cached_coords(run: str | Path, method: str) -> dict[int, pd.DataFrame] | None:
+    """A run's cached codebook projection when it is current, else ``None`` (without loading the run)."""
+    path = Path(run) / f"codebook_{method}.csv"
+    return _read_coords(path, Path(run) / f"codebook_{method}.json") if path.is_file() else None
 
 
 def _read_coords(path: Path, meta_path: Path) -> dict[int, pd.DataFrame] | None:
