@@ -1,5 +1,6 @@
 # diffgrm: two commands on a fresh clone (see README.md)
 #   make app    set up, prepare MovieLens-100K, install the demo runs shipped in the package, open the app
+#               (`make app APP_ARGS="--port 8600"` passes options on to `diffgrm app`)
 #   make test   set up and run the whole test suite (installs Debian's chromium for the browser test)
 #
 # TORCH is what pip installs before everything else. The default pins the CPU wheel that this
@@ -36,7 +37,7 @@ chromium:
 	  else echo "note: the browser test needs chromium (sudo apt-get install chromium)" >&2; fi; }
 
 app: data
-	$(BIN)/diffgrm app
+	$(BIN)/diffgrm app $(APP_ARGS)
 
 test: data chromium
 	$(BIN)/python -m pytest

@@ -242,10 +242,14 @@ def _cmd_app(args: argparse.Namespace) -> int:
     if cached_coords(run, method) is None:  # missing, damaged or of an older layout: load the run only then
         print(f"projecting the codebooks with {method} (once per run) ...", file=sys.stderr)
         Explorer(run).codebook_coords(method)
-    # toolbarMode minimal: no "Deploy" button in a teaching demo (set before the first page runs)
+    # Served for viewers, not edited: toolbarMode minimal hides the "Deploy" button; no file watcher
+    # (it polled and hashed the app's modules all the time); no full garbage collection after every
+    # rerun (with torch, pandas and plotly loaded it cost about 0.4 s of CPU per user switch; memory is
+    # still freed by reference counting and Python's own collector). See bench/app_speed.py.
     cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.address", args.address,
            "--server.port", str(args.port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
-           "--client.toolbarMode", "minimal", "--", "--run", str(run)] + (["--ar", str(args.ar)] if args.ar else [])
+           "--client.toolbarMode", "minimal", "--server.fileWatcherType", "none", "--runner.postScriptGC", "false",
+           "--", "--run", str(run)] + (["--ar", str(args.ar)] if args.ar else [])
     for folder in (run, Path(args.ar) if args.ar else Path(f"{run}-ar")):  # the scores the sidebar shows, here too
         path = folder / "metrics.json"
         if path.is_file():
@@ -258,7 +262,9 @@ def _cmd_app(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(" ".join(cmd))
         return 0
-    os.execv(sys.executable, cmd)
+    # One thread per decoding: a viewer's search is a batch of one, and several viewers' reruns run in
+    # parallel threads of the server; torch's default pool made them spin against each other.
+    os.execve(sys.executable, cmd, {"OMP_NUM_THREADS": "1", **os.environ})
     return 0  # pragma: no cover
 
 

@@ -133,6 +133,8 @@ def test_app_dry_run_prints_the_streamlit_command(chain_run, chain_ar_run, capsy
     assert "--server.port 8599" in out and "http://127.0.0.1:8599" in err
     assert (chain_run / "codebook_pca.csv").is_file()  # projected before serving
     assert "--client.toolbarMode minimal" in out  # no Deploy button
+    # served, not edited: no file watcher, no full garbage collection after every rerun (bench/app_speed.py)
+    assert "--server.fileWatcherType none" in out and "--runner.postScriptGC false" in out
 
 
 def test_app_prints_the_scores_the_sidebar_shows(chain_run, tmp_path, capsys, monkeypatch):

@@ -171,7 +171,7 @@ def strip_frame_data(trace: DenoisingTrace, step: int, beams: int = 8) -> pd.Dat
     return pd.DataFrame(rows)
 
 
-def _strip_traces(frame: pd.DataFrame, labels: Sequence[str], n_digits: int) -> list[go.BaseTraceType]:
+def _strip_traces(frame: pd.DataFrame, labels: Sequence[str], n_digits: int) -> list[dict]:
     """Committed cells (coloured by probability), masked cells (grey, "?"), and outlines of the new ones."""
     n_rows = len(labels)
     z = np.full((n_rows, n_digits), np.nan)
@@ -190,9 +190,11 @@ def _strip_traces(frame: pd.DataFrame, labels: Sequence[str], n_digits: int) -> 
                         row.runners_up]
     new = frame[frame["state"] == "new"]
     rows_y = list(range(n_rows))
+    # plain dicts, turned into plotly objects once by the figure: building go.Heatmap objects first and
+    # then the figure validated everything twice (4x slower; a user switch in the app draws this figure)
     return [
-        go.Heatmap(
-            name="committed",
+        dict(
+            type="heatmap", name="committed",
             z=z, x=list(range(n_digits)), y=rows_y, text=text, texttemplate="%{text}", customdata=custom,
             colorscale=PROB_SCALE, zmin=0.0, zmax=1.0, xgap=2, ygap=2, hoverongaps=False,
             colorbar={"title": {"text": "probability"}},
@@ -201,14 +203,14 @@ def _strip_traces(frame: pd.DataFrame, labels: Sequence[str], n_digits: int) -> 
                 "<br>committed at step %{customdata[2]}<br>runners-up: %{customdata[3]}<extra></extra>"
             ),
         ),
-        go.Heatmap(
-            name="masked",
+        dict(
+            type="heatmap", name="masked",
             z=grey, x=list(range(n_digits)), y=rows_y, text=question, texttemplate="%{text}", customdata=custom,
             colorscale=_GREY_SCALE, zmin=0.0, zmax=1.0, showscale=False, xgap=2, ygap=2, hoverongaps=False,
             hovertemplate="%{customdata[0]}<br>digit %{x}: still masked<extra></extra>",
         ),
-        go.Scatter(
-            name="committed by this pass",
+        dict(
+            type="scatter", name="committed by this pass",
             x=new["digit"].tolist(), y=new["beam_rank"].tolist(), mode="markers", hoverinfo="skip",
             marker={"symbol": "square-open", "size": _CELL_PX - 6, "color": HIGHLIGHT, "line": {"width": 3}},
         ),
@@ -256,28 +258,18 @@ def denoising_strip(
     )
     if not player:
         step_note = f" (pass {passes[initial] + 1})" if fewer else ""
-        fig = go.Figure(data=_strip_traces(strip_frame_data(trace, initial, beams), labels, n_digits))
-        fig.update_layout(
-            title=figure_title(f"{title}, after step {initial + 1} of {n_steps}{step_note}"),
-            height=130 + _CELL_PX * len(finals), margin={"t": 90, "b": 40}, **layout,
-        )
-        return fig
+        layout.update(title=figure_title(f"{title}, after step {initial + 1} of {n_steps}{step_note}"),
+                      height=130 + _CELL_PX * len(finals), margin={"t": 90, "b": 40})
+        return go.Figure(data=_strip_traces(strip_frame_data(trace, initial, beams), labels, n_digits), layout=layout)
     frames = [
         go.Frame(name=names[s], data=_strip_traces(strip_frame_data(trace, s, beams), labels, n_digits))
         for s in range(n_steps)
     ]
     ticks = [f"{s + 1} (pass {passes[s] + 1})" if fewer else str(s + 1) for s in range(n_steps)]
     sliders, menus = _step_sliders(names, ticks, initial)
-    fig = go.Figure(data=frames[initial].data, frames=frames)
-    fig.update_layout(
-        title=figure_title(title),
-        height=170 + _CELL_PX * len(finals),
-        sliders=sliders,
-        updatemenus=menus,
-        margin={"t": 100, "b": 100},
-        **layout,
-    )
-    return fig
+    layout.update(title=figure_title(title), height=170 + _CELL_PX * len(finals), sliders=sliders, updatemenus=menus,
+                  margin={"t": 100, "b": 100})
+    return go.Figure(data=frames[initial].data, frames=frames, layout=layout)
 
 
 # --- 2. confidence heatmap ----------------------------------------------------------------------
@@ -319,32 +311,29 @@ def confidence_heatmap(trace: DenoisingTrace, *, beam: int = 0, metric: str = "m
     else:  # low entropy = confident: reverse the scale so "sure" has the same colour in both metrics
         scale, zmax, bar, fmt = PROB_SCALE + "_r", math.log2(k), "entropy (bits)", ".2f"
     steps_y = list(range(n_steps))
-    fig = go.Figure(
-        [
-            go.Heatmap(
-                name=metric, z=z, x=list(range(n_digits)), y=steps_y, colorscale=scale, zmin=0.0, zmax=zmax,
-                text=[[format(v, fmt) if np.isfinite(v) else "" for v in row] for row in z],
-                texttemplate="%{text}", xgap=2, ygap=2, hoverongaps=False,
-                colorbar={"title": {"text": bar}},
-                hovertemplate="step %{customdata}<br>digit %{x}<br>" + bar + " %{z:" + fmt + "}<extra></extra>",
-                customdata=[[s + 1] * n_digits for s in range(n_steps)],
-            ),
-            go.Heatmap(
-                name="not open", z=grey, x=list(range(n_digits)), y=steps_y, colorscale=_GREY_SCALE,
-                zmin=0.0, zmax=1.0, showscale=False, xgap=2, ygap=2, hoverongaps=False, text=why,
-                hovertemplate="digit %{x}: %{text}<extra></extra>",
-            ),
-            go.Scatter(
-                name="filled at this step",
-                x=[f.digit for f in fills], y=[f.step for f in fills], mode="markers",
-                customdata=[[f.step + 1, f.code, f.prob] for f in fills],
-                marker={"symbol": "square-open", "size": _CELL_PX - 6, "color": HIGHLIGHT, "line": {"width": 3}},
-                hovertemplate="step %{customdata[0]}: filled digit %{x} with code %{customdata[1]}"
-                "<br>probability %{customdata[2]:.3f}<extra></extra>",
-            ),
-        ]
-    )
-    fig.update_layout(
+    data = [
+        dict(
+            type="heatmap", name=metric, z=z, x=list(range(n_digits)), y=steps_y, colorscale=scale, zmin=0.0,
+            zmax=zmax, text=[[format(v, fmt) if np.isfinite(v) else "" for v in row] for row in z],
+            texttemplate="%{text}", xgap=2, ygap=2, hoverongaps=False, colorbar={"title": {"text": bar}},
+            hovertemplate="step %{customdata}<br>digit %{x}<br>" + bar + " %{z:" + fmt + "}<extra></extra>",
+            customdata=[[s + 1] * n_digits for s in range(n_steps)],
+        ),
+        dict(
+            type="heatmap", name="not open", z=grey, x=list(range(n_digits)), y=steps_y, colorscale=_GREY_SCALE,
+            zmin=0.0, zmax=1.0, showscale=False, xgap=2, ygap=2, hoverongaps=False, text=why,
+            hovertemplate="digit %{x}: %{text}<extra></extra>",
+        ),
+        dict(
+            type="scatter", name="filled at this step",
+            x=[f.digit for f in fills], y=[f.step for f in fills], mode="markers",
+            customdata=[[f.step + 1, f.code, f.prob] for f in fills],
+            marker={"symbol": "square-open", "size": _CELL_PX - 6, "color": HIGHLIGHT, "line": {"width": 3}},
+            hovertemplate="step %{customdata[0]}: filled digit %{x} with code %{customdata[1]}"
+            "<br>probability %{customdata[2]:.3f}<extra></extra>",
+        ),
+    ]
+    layout = dict(
         title=figure_title(f"{bar.capitalize()} per step and digit",
                            f"on the way to final beam #{beam + 1} ({trace.decoder.upper()}, {trace.order} order); "
                            "outlined: the digit filled"),
@@ -356,7 +345,7 @@ def confidence_heatmap(trace: DenoisingTrace, *, beam: int = 0, metric: str = "m
         height=190 + _CELL_PX * n_steps,
         legend={"orientation": "h", "y": -0.02, "yanchor": "top"},
     )
-    return fig
+    return go.Figure(data=data, layout=layout)
 
 
 # --- 3. alternatives at one step ----------------------------------------------------------------
@@ -380,11 +369,7 @@ def alternatives_figure(trace: DenoisingTrace, *, beam: int = 0, step: int, top:
     dist = trace.distributions[step, fill.beam]  # [n, K]: the parent's prediction
     digits = [d for d in range(n_digits) if parent[d] < 0 and dist[d].sum() > 0]
 
-    fig = make_subplots(
-        rows=len(digits), cols=1, shared_xaxes=True, vertical_spacing=min(0.08, 0.5 / max(len(digits) - 1, 1)),
-        subplot_titles=[f"digit {d}" + (f": chose code {fill.code}" if d == fill.digit else "") for d in digits],
-    )
-    biggest = 0.0
+    data, biggest = [], 0.0
     for i, d in enumerate(digits, start=1):
         codes = [int(c) for c in np.argsort(-dist[d], kind="stable")[:top]]
         if d == fill.digit and fill.code not in codes:
@@ -392,30 +377,52 @@ def alternatives_figure(trace: DenoisingTrace, *, beam: int = 0, step: int, top:
         chosen = [d == fill.digit and c == fill.code for c in codes]
         values = [float(dist[d, c]) for c in codes]
         biggest = max(biggest, *values)
-        fig.add_trace(
-            go.Bar(
-                name=f"digit {d}", orientation="h", showlegend=False,
-                x=values, y=[f"code {c}" for c in codes],
-                text=[f"{v:.3f}" for v in values], textposition="outside", cliponaxis=False,
-                marker={"color": [HIGHLIGHT if ch else "#7f8c9b" for ch in chosen]},
-                customdata=[[c, "chosen" if ch else ""] for c, ch in zip(codes, chosen)],
-                hovertemplate=f"digit {d}<br>code %{{customdata[0]}}<br>probability %{{x:.3f}}"
-                "<br>%{customdata[1]}<extra></extra>",
-            ),
-            row=i, col=1,
-        )
-        fig.update_yaxes(autorange="reversed", row=i, col=1)
+        data.append(dict(
+            type="bar", name=f"digit {d}", orientation="h", showlegend=False, xaxis=_axis("x", i), yaxis=_axis("y", i),
+            x=values, y=[f"code {c}" for c in codes],
+            text=[f"{v:.3f}" for v in values], textposition="outside", cliponaxis=False,
+            marker={"color": [HIGHLIGHT if ch else "#7f8c9b" for ch in chosen]},
+            customdata=[[c, "chosen" if ch else ""] for c, ch in zip(codes, chosen)],
+            hovertemplate=f"digit {d}<br>code %{{customdata[0]}}<br>probability %{{x:.3f}}"
+            "<br>%{customdata[1]}<extra></extra>",
+        ))
     # the axis fits the largest bar (with room for its printed value), so small probabilities stay readable
     upper = min(1.0, max(biggest * 1.3, 0.02))
-    fig.update_xaxes(range=[0.0, upper])
-    fig.update_xaxes(title_text="probability (axis fits the largest bar)", row=len(digits), col=1)
-    fig.update_layout(
+    layout = _stacked_rows([f"digit {d}" + (f": chose code {fill.code}" if d == fill.digit else "") for d in digits],
+                           x_range=[0.0, upper], x_title="probability (axis fits the largest bar)")
+    layout.update(
         title=figure_title(f"Step {step + 1}: candidates for the open digits",
                            f"on the way to final beam #{beam + 1}: filled digit {fill.digit} with code {fill.code}"),
         height=150 + (40 + 22 * (top + 1)) * len(digits),
         bargap=0.25,
     )
-    return fig
+    return go.Figure(data=data, layout=layout)
+
+
+def _stacked_rows(titles: Sequence[str], *, x_range: list[float], x_title: str) -> dict:
+    """The layout of one bar chart per row sharing the x range, each titled, codes top down: what
+    ``make_subplots(rows, 1, shared_xaxes=True)`` builds, written out (make_subplots alone took
+    longer than the whole figure does now)."""
+    rows = len(titles)
+    gap = min(0.08, 0.5 / max(rows - 1, 1))
+    height = (1.0 - gap * (rows - 1)) / rows
+    layout: dict = {"annotations": []}
+    for i, text in enumerate(titles, start=1):
+        top = 1.0 - (i - 1) * (height + gap)
+        x, y = _axis("x", i), _axis("y", i)
+        layout[x.replace("x", "xaxis")] = {"domain": [0.0, 1.0], "anchor": y, "range": x_range,
+                               "showticklabels": i == rows, **({"matches": "x"} if i > 1 else {}),
+                               **({"title": {"text": x_title}} if i == rows else {})}
+        layout[y.replace("y", "yaxis")] = {"domain": [max(0.0, top - height), min(1.0, top)], "anchor": x, "autorange": "reversed"}
+        layout["annotations"].append({"text": text, "x": 0.5, "xref": "paper", "xanchor": "center", "y": top,
+                                      "yref": "paper", "yanchor": "bottom", "showarrow": False,
+                                      "font": {"size": 16}})
+    return layout
+
+
+def _axis(letter: str, row: int) -> str:
+    """Plotly's name for row ``row``'s axis: x, x2, x3, ..."""
+    return letter if row == 1 else f"{letter}{row}"
 
 
 # --- 6. decoding orders side by side ------------------------------------------------------------
