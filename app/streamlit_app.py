@@ -18,7 +18,7 @@ import streamlit as st
 
 from diffgrm import viz
 from diffgrm.errors import DiffGRMError
-from diffgrm.explorer import Explorer
+from diffgrm.explorer import Explorer, open_explorer
 from diffgrm.safeio import read_json
 
 DEFAULT_RUN = "runs/ml-tiny"
@@ -59,7 +59,7 @@ def _read_metrics(run: Path) -> dict | None:
 
 @st.cache_resource(show_spinner="Loading the model and catalogue...")
 def load_explorer(run: str) -> Explorer:
-    return Explorer(run)
+    return open_explorer(run)  # `diffgrm app` has usually loaded it already, while the server started
 
 
 @st.cache_data(show_spinner=False, max_entries=256)

@@ -218,6 +218,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 def _cmd_app(args: argparse.Namespace) -> int:
     import os
+    import threading
     from importlib import resources
 
     # The app ships as diffgrm.app (app/ in the repository, mapped in pyproject.toml): found the
@@ -236,10 +237,12 @@ def _cmd_app(args: argparse.Namespace) -> int:
         ensure_demo_run(run)  # trains and evaluates only what is missing
     elif not (run / "model.safetensors").is_file():
         raise DiffGRMError(f"{run} holds no checkpoint; train one with `diffgrm train` or omit RUN for the demo")
-    from diffgrm.explorer import Explorer, cached_coords
+    from diffgrm.coords_cache import cached_coords
 
     method = os.environ.get("DIFFGRM_PROJECTION", "umap")
     if cached_coords(run, method) is None:  # missing, damaged or of an older layout: load the run only then
+        from diffgrm.explorer import Explorer
+
         print(f"projecting the codebooks with {method} (once per run) ...", file=sys.stderr)
         Explorer(run).codebook_coords(method)
     # Served for viewers, not edited: toolbarMode minimal hides the "Deploy" button; no file watcher
@@ -264,8 +267,25 @@ def _cmd_app(args: argparse.Namespace) -> int:
         return 0
     # One thread per decoding: a viewer's search is a batch of one, and several viewers' reruns run in
     # parallel threads of the server; torch's default pool made them spin against each other.
-    os.execve(sys.executable, cmd, {"OMP_NUM_THREADS": "1", **os.environ})
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    # The server runs in this process, so the run loads (torch imported, model and catalogue read:
+    # about 3 s) while Streamlit starts, not when the first viewer arrives.
+    threading.Thread(target=_preload, args=(run,), name="diffgrm-preload", daemon=True).start()
+    from streamlit.web import cli as streamlit_cli
+
+    streamlit_cli.main(args=cmd[3:], prog_name="streamlit")  # `streamlit run APP ...`; exits when stopped
     return 0  # pragma: no cover
+
+
+def _preload(run: Path) -> None:
+    """Load the app's run into ``explorer.open_explorer``'s cache; a failure is the app's to report."""
+    try:
+        from diffgrm import viz  # noqa: F401  (the figures' imports, on the first page's path too)
+        from diffgrm.explorer import open_explorer
+
+        open_explorer(run)
+    except Exception:  # noqa: BLE001  (the page shows the same error with its explanation)
+        pass
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

@@ -9,21 +9,22 @@ The Streamlit app is wiring around this class; nothing here imports Streamlit.
 from __future__ import annotations
 
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from diffgrm.coords_cache import cached_coords, write_coords
 from diffgrm.decode import Recommender
 from diffgrm.errors import DiffGRMError
-from diffgrm.safeio import atomic_write, read_json, write_json
+from diffgrm.safeio import read_json
 from diffgrm.trace import DenoisingTrace, SearchResult
 from diffgrm.train import load_run
 from diffgrm.why import WhyNot, why_not
 
 MIN_HISTORY = 1
-COORDS_VERSION = 3
 """The codebook projection cache's layout (3: by code, items around their centroids); an older
 cache is computed again."""
 
@@ -275,7 +276,6 @@ class Explorer:
         """Per-digit 2-D coordinates of centroids and items, laid out by code (``project_codebook(...,
         by_code=True)``), computed once and kept in the run folder (a cache of another layout is
         computed again)."""
-        path = self.run / f"codebook_{method}.csv"
         cached = cached_coords(self.run, method)
         if cached is not None:
             return cached
@@ -286,15 +286,7 @@ class Explorer:
             raise DiffGRMError(f"the {tok.config.method} tokenizer has no per-digit codebook spaces to draw")
         coords = project_codebook(tok.subvectors(self.prepared.embeddings), tok.state["centroids"], codes=self.codes,
                                   method=method, max_items=max_items, by_code=True)
-        frame = pd.concat([g.assign(digit=d) for d, g in coords.items()], ignore_index=True)
-        first = next(iter(coords.values())).attrs
-        try:  # a cache: a read-only run folder still shows the plot
-            atomic_write(path, lambda p: frame.to_csv(p, index=False))
-            write_json(self.run / f"codebook_{method}.json",
-                       {"method": first.get("method", method), "layout": first.get("layout", "sub-vectors"),
-                        "version": COORDS_VERSION})
-        except OSError as exc:
-            print(f"note: cannot keep the codebook projection in {self.run} ({exc.strerror})", file=sys.stderr)
+        write_coords(self.run, method, coords)
         return coords
 
     def code_summary(self, digit: int, *, history: np.ndarray = (), recommended: np.ndarray = (),
@@ -337,30 +329,16 @@ def _partial(tokens: np.ndarray) -> str:
     return "-".join("_" if int(c) < 0 else str(int(c)) for c in tokens)
 
 
-def cached_coords(run: str | Path, method: str) -> dict[int, pd.DataFrame] | None:
-    """A run's cached codebook projection when it is current, else ``None`` (without loading the run)."""
-    path = Path(run) / f"codebook_{method}.csv"
-    return _read_coords(path, Path(run) / f"codebook_{method}.json") if path.is_file() else None
+_OPEN: dict[str, Explorer] = {}
+_OPEN_LOCK = threading.Lock()
 
 
-def _read_coords(path: Path, meta_path: Path) -> dict[int, pd.DataFrame] | None:
-    """The cached projection, or ``None`` (with a note) when it is damaged and must be rebuilt."""
-    try:
-        meta = read_json(meta_path)
-        method = meta["method"]
-        if meta.get("version") != COORDS_VERSION:
-            print(f"note: the codebook projection cache {path} has an older layout; computing it again",
-                  file=sys.stderr)
-            return None
-        frame = pd.read_csv(path)
-        if not {"digit", "x", "y"} <= set(frame.columns) or frame.empty:
-            raise ValueError("columns digit, x, y missing")
-    except (DiffGRMError, OSError, ValueError, KeyError, pd.errors.ParserError) as exc:
-        print(f"note: the codebook projection cache {path} is damaged ({str(exc)[:120]}); computing it again",
-              file=sys.stderr)
-        return None
-    out = {int(d): g.drop(columns="digit").reset_index(drop=True) for d, g in frame.groupby("digit")}
-    for g in out.values():
-        g.attrs["method"] = method
-        g.attrs["layout"] = meta.get("layout", "sub-vectors")
-    return out
+def open_explorer(run: str | Path) -> Explorer:
+    """One :class:`Explorer` per run folder and process, shared by the app's sessions and by the
+    preload that ``diffgrm app`` starts beside the server (a session that comes while it loads
+    waits for it instead of loading a second copy)."""
+    key = str(Path(run).resolve())
+    with _OPEN_LOCK:
+        if key not in _OPEN:
+            _OPEN[key] = Explorer(run)
+        return _OPEN[key]
