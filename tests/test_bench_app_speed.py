@@ -23,8 +23,8 @@ def test_render_states_each_measurement_beside_its_target():
                       "rows": [_switch_row(1, 0.41), _switch_row(8, 2.9)]}}
     text = app_speed.render(res)
     assert "Commit abc1234" in text
-    assert "| cold (new clone) | 101.5 | 130.2 | 140.0 | **151.3** | <= 180 |" in text
-    assert "| warm (second start) | - | - | 3.1 | **4.4** | <= 5 |" in text
+    assert "| cold (new clone) | 101.5 | 130.2 | 140.0 | **151.3** | page drawn <= 180 |" in text
+    assert "| warm (second start) | - | - | **3.1** | 4.4 | server answers <= 5 |" in text
     assert "| 1 | 5 | 0.41 | 0.61 | 0.82 | 0 | 0.087 | 0.91 | 430 (+3) |" in text
     assert "| 8 | 40 | 2.90 | 4.35 | 5.80 | 0 |" in text
     assert "first page after 6.2 s" in text
