@@ -36,8 +36,8 @@ PARTS = [
     ("network: history encoder", "model.py", "encode"),
     ("network: denoiser / AR decoder passes", "model.py", "_decode"),
     ("network: AR decoder steps (cached)", "model.py", "step_logits"),
-    ("search: validity mask (`_blocked`)", "cpd.py", "_blocked"),
-    ("search: distinct beams (`_Matches.novel`)", "cpd.py", "novel"),
+    ("search: validity mask (`_blocked`)", "cpd_validity.py", "_blocked"),
+    ("search: distinct beams (`_Matches.novel`)", "cpd_validity.py", "novel"),
     ("search: AR validity mask (`allowed`)", "ar.py", "allowed"),
     ("search: finish (SIDs to items)", "cpd.py", "_finish"),
 ]

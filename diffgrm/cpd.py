@@ -18,19 +18,25 @@ reaches a new item is left, so a constrained beam of K returns K distinct items 
 catalogue holds them.
 
 Everything is batched over users and beams; the only Python loop is the one over the ``n`` steps.
+
+This file is the search a reader follows top to bottom: :func:`cpd_search`, then one step
+(:func:`_step`), the finish and the trace. Two parts live beside it: how the ``n`` fills are
+split over fewer network passes (``cpd_passes.py``) and which children the catalogue allows and
+which items a beam can still reach (``cpd_validity.py``).
 """
 
 from __future__ import annotations
 
-import weakref
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
+from diffgrm.cpd_passes import _Prediction, pass_sizes
+from diffgrm.cpd_validity import _blocked, _listed_children, _matches
 from diffgrm.errors import DiffGRMError
 from diffgrm.seen import Seen
-from diffgrm.sid_index import MAX_PATTERNS, MASK, SIDIndex, masked_digits
+from diffgrm.sid_index import MASK, SIDIndex, masked_digits
 from diffgrm.trace import DenoisingTrace, SearchResult, check_search_sizes
 
 LogProbFn = Callable[[torch.Tensor], torch.Tensor]
@@ -131,18 +137,6 @@ def cpd_search(
     return result
 
 
-def pass_sizes(n: int, steps: int) -> list[int]:
-    """How many digits each of ``steps`` passes fills: one per pass, and the last pass the rest.
-
-    A prediction knows more the more digits are filled, so the several-digit fill is best left to
-    the end: on Beauty's validation users (beam 32) two passes of 1 + 3 digits kept 88% of the
-    n-pass NDCG@10 against 85% for 2 + 2, and three passes of 1 + 1 + 2 kept 97% against 92%
-    for 1 + 2 + 1 (bench/results/passes.md)."""
-    if not isinstance(steps, int) or not 1 <= steps <= n:
-        raise DiffGRMError(f"steps must be a whole number between 1 and {n} (the SID's digits), got {steps}")
-    return [1] * (steps - 1) + [n - steps + 1]
-
-
 LAST_CHUNK = 32
 """Beams the last step decodes at once when only the Top-K is asked for."""
 
@@ -211,59 +205,6 @@ def _call(logprob_fn: LogProbFn, tokens: torch.Tensor, digits: int, k: int) -> t
 
 
 # --- one denoising step -------------------------------------------------------------------------
-
-
-class _Prediction:
-    """One network pass's log-probabilities and, for each current beam, the row it reads.
-
-    A pass that fills several digits keeps its one prediction: after each fill, a child reads the
-    row of the beam the pass started from (``rows``), and the log-probs are never copied per beam.
-    With masked-only log-probs (``start`` = the tokens at the pass's start), a digit's column is
-    its rank among the digits masked when the pass began.
-    """
-
-    def __init__(self, logp: torch.Tensor, start: torch.Tensor | None) -> None:
-        self.logp = logp  # [B, P0, D, K], D = n or the digits masked at the pass's start
-        self.rows: torch.Tensor | None = None  # [B, P] row of logp per current beam (None: beam p reads row p)
-        # [B, P0, n] the column of each digit (masked-only: its rank among the start's masked digits)
-        self.rank = None if start is None else torch.cumsum((start == MASK).long(), -1) - 1
-        self.fresh = True  # no fill yet: masked-only columns are exactly the parents' masked digits
-
-    def follow(self, parent: torch.Tensor) -> "_Prediction":
-        """The same prediction, read by the children ``[B, beam]`` of the current beams."""
-        self.rows = parent if self.rows is None else self.rows.gather(1, parent)
-        self.fresh = False
-        return self
-
-    def _locate(self, parent: torch.Tensor, digit: torch.Tensor, batch: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The row and column of ``logp`` holding current beam ``parent``'s prediction of ``digit``
-        (``batch``, ``parent`` and ``digit`` broadcast together)."""
-        row = parent if self.rows is None else self.rows[batch, parent]
-        col = digit if self.rank is None else self.rank[batch, row, digit]
-        return row, col
-
-    def at(self, digits: torch.Tensor) -> torch.Tensor | None:
-        """Log-probs ``[B, P, m, K]`` of ``digits [B, P, m]`` for each current beam (None: ``logp`` itself)."""
-        b, p, m = digits.shape
-        if self.rank is not None and self.fresh and m == self.logp.shape[2]:
-            return None  # the masked digits of every beam, ascending: what the masked-only pass returned
-        batch = torch.arange(b, device=digits.device)[:, None, None]
-        parent = torch.arange(p, device=digits.device)[None, :, None]
-        row, col = self._locate(parent, digits, batch)
-        return self.logp[batch, row, col]
-
-    def values(self, parent: torch.Tensor, digit: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
-        """Log-prob of ``code`` in ``digit`` for current beam ``parent``, elementwise over ``[B, T]``."""
-        batch = torch.arange(parent.shape[0], device=parent.device)[:, None]
-        row, col = self._locate(parent, digit, batch)
-        return self.logp[batch, row, col, code]
-
-    def full(self) -> torch.Tensor:
-        """Every digit's log-probs ``[B, P, n, K]`` per current beam (traces; never masked-only)."""
-        if self.rows is None:
-            return self.logp
-        return self.logp.gather(1, self.rows[..., None, None].expand(-1, -1, *self.logp.shape[2:]))
 
 
 def _step(
@@ -391,169 +332,6 @@ def _first_occurrence(keys: torch.Tensor) -> torch.Tensor:
     first = torch.ones_like(keys, dtype=torch.bool)
     first[:, 1:] = sorted_keys[:, 1:] != sorted_keys[:, :-1]
     return torch.zeros_like(first).scatter(1, order, first)
-
-
-# --- validity mask ------------------------------------------------------------------------------
-
-
-class _Matches:
-    """Which catalogue items match a partial SID, as a contiguous run of one sorted array.
-
-    The validity mask is ``SIDIndex.allowed`` restricted to the candidate digits. Asking the index
-    per candidate binary-searches ``beams x digits x codes`` keys (millions per step, the bulk of
-    the search time). Deep in the search a beam matches only a handful of items, so it is much
-    cheaper to list those items and mark the codes they carry: the same mask, built by a scatter.
-    Every item's pattern for every subset of filled digits is keyed by the index (keys tell the
-    subsets apart too: a masked digit packs as 0) and sorted into one array, so a beam's matches
-    are found by two ``searchsorted`` calls.
-    """
-
-    def __init__(self, index: SIDIndex, device: torch.device) -> None:
-        n = index.n_digits
-        codes = index.codes.to(device)
-        self.codes = codes
-        keys, items = [], []
-        for subset in range(1 << n):
-            filled = torch.tensor([(subset >> d) & 1 == 1 for d in range(n)], device=device)
-            keys.append(index.keys(torch.where(filled, codes, MASK)))
-            items.append(torch.arange(len(codes), device=device))
-        keys_all, items_all = torch.cat(keys), torch.cat(items)
-        if not index.packed:  # a prefix-only index has no ranked key for other subsets' patterns
-            held = keys_all >= 0
-            keys_all, items_all = keys_all[held], items_all[held]
-        order = torch.argsort(keys_all)
-        self.sorted_keys, self.items = keys_all[order], items_all[order]
-        # the item a full SID names (the lowest index where SIDs collide): what a search can return
-        self.returned = index.item_of(index.codes).to(device)
-        self.n_items = len(codes)
-
-    def ranges(self, keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """First position and number of matching items per partial SID (by its index key)."""
-        lo = torch.searchsorted(self.sorted_keys, keys)
-        hi = torch.searchsorted(self.sorted_keys, keys, right=True)
-        return lo, hi - lo
-
-    def listed(self, lo: torch.Tensor, count: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Every (partial SID, matching item) pair: the partial SID's flat position and the item."""
-        count = count.reshape(-1)
-        total = int(count.sum())
-        owner = torch.repeat_interleave(torch.arange(len(count), device=count.device), count, output_size=total)
-        start = torch.cumsum(count, 0) - count
-        pos = lo.reshape(-1)[owner] + torch.arange(total, device=count.device) - start[owner]
-        return owner, self.items[pos]
-
-    def novel(self, keys: torch.Tensor, live: torch.Tensor, enough: int, seen: Seen | None = None
-              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Bool ``[B, W]``: does a live child reach an item that no better child of its user reaches?
-        And ``[B]``: how many distinct items the live children of each user reach (at least
-        ``enough`` where one child alone matches that many). And bool ``[B, W]``: is a live
-        child *hollow*, every item it matches ``seen`` (it can return nothing)?
-
-        Columns are best-first. Children with different filled digits can match the same items
-        (``{d0=a, d1=b}`` and ``{d2=c, d3=e}`` may both lead only to item ``(a, b, c, e)``), and
-        after two or three digits most partial SIDs match a single item. A child all of whose
-        items are reachable from better children is *redundant*: it can only end on an item
-        another beam already leads to. Redundancy is measured against all better candidates, but
-        each item's best child is novel, so an item reachable from a better candidate is also
-        reachable from a better novel one: keeping novel children first, every kept novel child
-        adds at least one item the beam can still return.
-
-        A child that matches ``enough`` (the beam size) items or more counts as novel without its
-        items being listed, nor counted against other children: listing them early in the search
-        would be most of the work, and as soon as one is kept the beam can reach ``enough`` items.
-        Seen items are left out of the listed ones (a big child is never hollow).
-        """
-        b, w = keys.shape
-        lo, count = self.ranges(keys)
-        big = live & (count >= enough)
-        owner, item = self.listed(lo, torch.where(live & ~big, count, torch.zeros_like(count)))
-        item = self.returned[item]
-        hollow = torch.zeros_like(live)
-        if seen is not None:
-            unseen = ~seen.holds(item, owner // w)
-            owner, item = owner[unseen], item[unseen]
-            reached = torch.zeros(b * w, dtype=torch.bool, device=keys.device)
-            reached[owner] = True
-            hollow = live & ~big & ~reached.reshape(b, w)
-        # the best (smallest) column per (user, item), found by sorting (user, item, column) triples
-        triple = ((owner // w) * self.n_items + item) * w + owner % w
-        triple = torch.sort(triple).values
-        pair = triple // w
-        first = torch.ones_like(pair, dtype=torch.bool)
-        first[1:] = pair[1:] != pair[:-1]
-        best = triple[first]
-        user = best // w // self.n_items
-        novel = torch.zeros(b * w, dtype=torch.bool, device=keys.device)
-        novel[user * w + best % w] = True
-        reach = torch.bincount(user, minlength=b)
-        return novel.reshape(b, w) | big, torch.where(big.any(1), reach.clamp(min=enough), reach), hollow
-
-
-_MATCHES: "weakref.WeakKeyDictionary[SIDIndex, dict[torch.device, _Matches]]" = weakref.WeakKeyDictionary()
-
-
-def _matches(index: SIDIndex, device: torch.device) -> _Matches | None:
-    """The cached :class:`_Matches` of ``index`` on ``device``; None where every item's pattern
-    for every digit subset would be more than ``MAX_PATTERNS``: the validity mask then asks the
-    index per code, and the search tells beams apart by their partial SIDs only."""
-    per_device = _MATCHES.setdefault(index, {})
-    if device not in per_device:
-        fits = index.n_items << index.n_digits <= MAX_PATTERNS
-        per_device[device] = _Matches(index, device) if fits else None
-    return per_device[device]
-
-
-def _listed_children(index: SIDIndex, tokens: torch.Tensor, parent_keys: torch.Tensor, digits: torch.Tensor
-                     ) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """The (parent, candidate digit, code) children the catalogue allows, as flat indices into
-    the dense ``[B, P * m * K]`` candidates, per user and padded: ``([B, T] indices, [B, T] valid)``.
-    None when the parents match so many items that scoring every candidate is cheaper."""
-    b, p, m = digits.shape
-    k = index.codebook_size
-    matches = _matches(index, tokens.device)
-    if matches is None:
-        return None
-    lo, count = matches.ranges(parent_keys)
-    if 4 * int(count.sum()) > b * p * k:  # listing pays off below a quarter of the dense candidates
-        return None
-    owner, items = matches.listed(lo, count)  # flat parent (b * P + p) of each matching item
-    code = matches.codes[items[:, None], digits.reshape(b * p, m)[owner]]  # [T, m] the codes they carry
-    slots = torch.arange(m, device=tokens.device)
-    flat = torch.unique(((owner[:, None] * m + slots) * k + code).reshape(-1))  # sorted: user by user
-    per_user = p * m * k
-    user = flat // per_user
-    counts = torch.bincount(user, minlength=b)
-    pos = torch.arange(len(flat), device=flat.device) - (torch.cumsum(counts, 0) - counts)[user]
-    width = max(int(counts.max()) if b else 0, 1)
-    lookup = torch.zeros(b, width, dtype=torch.long, device=flat.device)
-    valid = torch.zeros(b, width, dtype=torch.bool, device=flat.device)
-    lookup[user, pos] = flat % per_user
-    valid[user, pos] = True
-    return lookup, valid
-
-
-def _blocked(index: SIDIndex, tokens: torch.Tensor, parent_keys: torch.Tensor, digits: torch.Tensor) -> torch.Tensor:
-    """Bool ``[B, P, m, K]``: is code c in digit ``digits[b, p, j]`` outside the catalogue for parent ``[b, p]``?
-
-    The complement of ``SIDIndex.allowed`` on the candidate digits only.
-    """
-    b, p, m = digits.shape
-    k = index.codebook_size
-    device = tokens.device
-    matches = _matches(index, device)
-    if matches is not None:
-        lo, count = matches.ranges(parent_keys)
-        # listing costs one scatter per (matching item, digit), asking the index one binary search
-        # per (digit, code): list unless the parents match more items than that
-        if int(count.sum()) <= b * p * m * k:
-            owner, items = matches.listed(lo, count)
-            # [T, m] codes the matching items carry
-            code = matches.codes[items[:, None], digits.reshape(b * p, m)[owner]]
-            blocked = torch.ones(b * p, m, k, dtype=torch.bool, device=device)
-            blocked[owner[:, None], torch.arange(m, device=device), code] = False
-            return blocked.reshape(b, p, m, k)
-    children = index.child_keys(parent_keys[..., None, None], digits[..., None], torch.arange(k, device=device))
-    return ~index.exists_keys(children)
 
 
 # --- finish -------------------------------------------------------------------------------------

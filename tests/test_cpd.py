@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from diffgrm.cpd import _blocked, cpd_search
+from diffgrm.cpd import cpd_search
+from diffgrm.cpd_validity import _blocked
 from diffgrm.errors import DiffGRMError
 from diffgrm.sid_index import MASK, SIDIndex
 

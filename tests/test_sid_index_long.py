@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from diffgrm.ar import ar_search
-from diffgrm.cpd import _blocked, _matches, cpd_search
+from diffgrm.cpd import cpd_search
+from diffgrm.cpd_validity import _blocked, _matches
 from diffgrm.errors import DiffGRMError
 from diffgrm.sid_index import ABSENT, MASK, SIDIndex
 from tests.test_ar import _random_logprob_fn
