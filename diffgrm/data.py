@@ -1,8 +1,10 @@
-"""Datasets: one in-memory shape for every source, the folder format, and the leave-one-out split.
+"""Datasets: loading one by name, the folder format, and the leave-one-out split.
 
-Every source (the embedded MovieLens-100K, the official Amazon 2014 files, a "sequences + items"
-folder) becomes a :class:`Dataset`: an item table with one text per item and, per user, the items
-in time order. Everything downstream (tokenizer, training, evaluation) reads only this shape.
+Every source (the embedded MovieLens-100K and the official Amazon 2014 files in ``sources.py``, a
+"sequences + items" folder here) becomes a :class:`Dataset` (``dataset.py``): an item table with
+one text per item and, per user, the items in time order. Everything downstream (tokenizer,
+training, evaluation) reads only this shape. Imports flow one way: ``data`` uses ``sources``,
+and both use ``dataset``.
 """
 
 from __future__ import annotations
@@ -13,126 +15,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
+from diffgrm.dataset import MIN_SEQUENCE, Dataset, build_dataset
 from diffgrm.errors import DiffGRMError
 from diffgrm.safeio import read_text
-from diffgrm.text import item_text
-
-MIN_SEQUENCE = 3
-"""Shortest usable user sequence: one training item, a validation target and a test target."""
 
 MAX_HISTORY = 50
 """Histories are truncated to their last 50 items (method.md section 5)."""
 
 NAMED_DATASETS = ("movielens-100k", "amazon-beauty", "amazon-sports", "amazon-toys")
-
-
-@dataclass
-class Dataset:
-    """Items (``item_id``, ``title``, ``text``; row i is item index i) and per-user sequences.
-
-    ``sequences[u]`` holds item indices in time order, oldest first. Users whose sequence was
-    shorter than :data:`MIN_SEQUENCE` are not in ``users``; ``skipped_users`` counts them.
-    """
-
-    name: str
-    items: pd.DataFrame
-    users: list[str]
-    sequences: list[np.ndarray]
-    skipped_users: int = 0
-    source: str = ""
-    embeddings: np.ndarray | None = None  # [n_items, dim] vectors the data folder brought (item_embeddings.npy)
-
-    @property
-    def n_items(self) -> int:
-        return len(self.items)
-
-    @property
-    def n_users(self) -> int:
-        return len(self.users)
-
-    @property
-    def n_interactions(self) -> int:
-        return int(sum(len(s) for s in self.sequences))
-
-    def summary(self) -> dict[str, object]:
-        return {
-            "name": self.name,
-            "source": self.source,
-            "n_users": self.n_users,
-            "n_items": self.n_items,
-            "n_interactions": self.n_interactions,
-            "skipped_users": self.skipped_users,
-        }
-
-
-def build_dataset(
-    name: str,
-    items: Iterable[dict],
-    sequences: Iterable[tuple[str, Sequence[str]]],
-    *,
-    source: str = "",
-    need_text: bool = True,
-) -> Dataset:
-    """Validate raw records and index them.
-
-    ``items`` are dicts with ``item_id`` and any of the text fields of :func:`diffgrm.text.item_text`
-    (or a ready ``text``); ``sequences`` are ``(user_id, [item_id, ...])`` in time order.
-    Raises :class:`DiffGRMError` for duplicate ids, unknown items and items without any text
-    (unless ``need_text=False``: the items come with their own vectors, and an item without text
-    is shown by its id); users with fewer than :data:`MIN_SEQUENCE` items are skipped and counted.
-    """
-    ids: list[str] = []
-    titles: list[str] = []
-    texts: list[str] = []
-    index: dict[str, int] = {}
-    no_text: list[str] = []
-    for rec in items:
-        iid = str(rec["item_id"])
-        if iid in index:
-            raise DiffGRMError(f"item {iid!r} appears twice in the item table")
-        text = rec.get("text")
-        text = (text.strip() if isinstance(text, str) else "") or item_text(rec)
-        if not text:
-            no_text.append(iid)
-            text = iid
-        index[iid] = len(ids)
-        ids.append(iid)
-        titles.append(str(rec.get("title") or "").strip() or iid)
-        texts.append(text)
-    if not ids:
-        raise DiffGRMError(f"dataset {name!r} has no items")
-    if no_text and need_text:
-        raise DiffGRMError(
-            f"{len(no_text)} item(s) have no text at all (no title, category or other field), "
-            f"e.g. {no_text[0]!r}; give every item at least one text field"
-        )
-
-    users: list[str] = []
-    seqs: list[np.ndarray] = []
-    seen: set[str] = set()
-    skipped = 0
-    for user, seq in sequences:
-        user = str(user)
-        if user in seen:
-            raise DiffGRMError(f"user {user!r} has more than one sequence")
-        seen.add(user)
-        try:
-            idx = np.fromiter((index[str(i)] for i in seq), dtype=np.int64)
-        except KeyError as exc:
-            raise DiffGRMError(f"user {user!r}: item {exc.args[0]!r} is not in the item table") from None
-        if len(idx) < MIN_SEQUENCE:
-            skipped += 1
-            continue
-        users.append(user)
-        seqs.append(idx)
-    if not users:
-        raise DiffGRMError(
-            f"dataset {name!r} has no user with at least {MIN_SEQUENCE} items ({skipped} skipped)"
-        )
-    table = pd.DataFrame({"item_id": ids, "title": titles, "text": texts})
-    return Dataset(name=name, items=table, users=users, sequences=seqs, skipped_users=skipped, source=source)
 
 
 # --------------------------------------------------------------------------- folder format
@@ -248,7 +139,7 @@ def write_folder(dataset: Dataset, path: str | Path) -> Path:
 
 def load_dataset(name_or_folder: str | Path, *, raw_dir: str | Path | None = None, download: bool = True) -> Dataset:
     """A named dataset (see :data:`NAMED_DATASETS`) or a "sequences + items" folder."""
-    from diffgrm import sources
+    from diffgrm import sources  # here, not above: reading a folder needs no downloader
 
     key = str(name_or_folder)
     if key == "movielens-100k":

@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm.auto import tqdm
 
-from diffgrm.data import Dataset, build_dataset
+from diffgrm.dataset import Dataset, build_dataset
 from diffgrm.errors import DiffGRMError
 from diffgrm.text import cache_dir
 
