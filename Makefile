@@ -14,7 +14,7 @@ BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.diffgrm-installed
 RUNS   ?= runs
 
-.PHONY: setup data chromium app test docs clean
+.PHONY: setup data chromium app test docs screenshots clean
 
 setup: $(STAMP)
 
@@ -47,6 +47,10 @@ test: data chromium
 # It needs `data`: the notebooks read MovieLens-100K, fetched once by the set-up; the build itself is offline.
 docs: data
 	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --clean --site-dir site
+
+# The README's picture (docs/images/explorer.png), drawn from the running app in chromium.
+screenshots: data chromium
+	$(BIN)/python scripts/screenshots.py
 
 clean:
 	rm -rf $(VENV) $(RUNS) test-artifacts

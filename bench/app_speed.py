@@ -257,13 +257,13 @@ def stage_switch(args: argparse.Namespace) -> dict:
 
 
 def render(res: dict) -> str:
-    lines = ["# How fast the explorer feels (`bench/app_speed.py`)", "",
+    lines = [
              "This 2-core machine, quiet (no other job running), Debian's chromium driven by Playwright; "
              "the demo run (MovieLens-100K, beam 32, K 10, history kept out).", ""]
     start = res.get("start")
     if start:
         cold, warm = start["cold"], start["warm"]
-        lines += ["## `make app` on a fresh clone", "",
+        lines += ["### `make app` on a fresh clone", "",
                   f"Commit {start['commit']}, cloned into a temporary folder; seconds from `make app` starting.", "",
                   "| start | set-up done | demo runs installed | server answers | first page drawn | target |",
                   "|---|---|---|---|---|---|",
@@ -278,7 +278,7 @@ def render(res: dict) -> str:
                   "were this machine's.", ""]
     sw = res.get("switch")
     if sw:
-        lines += ["## Switching user", "",
+        lines += ["### Switching user", "",
                   f"One server (`diffgrm app`, first page after {sw['first_page_s']} s); V viewers in separate "
                   f"browser contexts of one chromium switch user together, {sw['rounds']} rounds, every switch to a "
                   "user no viewer has seen (no cache hit). A switch ends when that page has settled: new title, "

@@ -182,7 +182,11 @@ def on_page_markdown(markdown: str, page, config, files) -> str:
         _figure_pages.add(page.file.src_uri)
         return plotly_html(json.loads(path.read_text()), f"figure-{path.stem}")
 
-    return _FIGURE.sub(figure, markdown)
+    markdown = _FIGURE.sub(figure, markdown)
+    if page.file.src_uri == "index.md":  # the README, included here: its pictures' paths start at the repository
+        readme = (ROOT / "README.md").read_text().replace("](docs/images/", "](images/")
+        markdown = markdown.replace('--8<-- "README.md"', readme)
+    return markdown
 
 
 _ROLE = re.compile(r":(?:py:)?(?:class|func|meth|attr|mod|data|obj|exc|const):(?=<code>)")

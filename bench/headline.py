@@ -1,0 +1,78 @@
+"""The README's headline table, generated from the committed results (a number lives in one place).
+
+    .venv/bin/python bench/headline.py                  # print the table
+    .venv/bin/python bench/headline.py --readme README.md   # rewrite the block between the markers
+
+It reads ``bench/results/long-sids.json`` (Amazon Beauty, DiffGRM and AR on the same SIDs of 4
+and 8 digits) and ``bench/results/demo.json`` (the shipped MovieLens-100K demo runs and
+popularity). ``tests/test_bench_headline.py`` checks that the README's block is this output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+BEGIN, END = "<!-- headline:begin -->", "<!-- headline:end -->"
+BEAUTY_ROWS = {"a4": "AR, 4 digits", "d4": "DiffGRM, 4 digits", "a8": "AR, 8 digits",
+               "d8-k4": "DiffGRM, 8 digits (4 OCN views)"}
+DEMO_ROWS = {"demo": "DiffGRM (the shipped demo run)", "demo-ar": "AR companion", "popularity": "popularity"}
+
+
+def render(long_sids: dict, demo: dict) -> str:
+    rows = {r["row"]: r for r in long_sids["rows"]}
+    lines = [f"Amazon Beauty, validation split ({long_sids['users']:,} users), beam {long_sids['beam']}, "
+             f"`{long_sids['preset']}` for {long_sids['epochs']} epochs, the same OPQ SIDs for both decoders "
+             "(`bench/results/long-sids.md`):", "",
+             "| decoder | NDCG@10 | Recall@10 | NDCG@10, history kept out | NDCG@10 with n/2 passes |",
+             "|---|---|---|---|---|"]
+    for name, label in BEAUTY_ROWS.items():
+        r = rows.get(name)
+        if not r or not r.get("valid"):
+            continue
+        v, n = r["valid"], r["n"]
+        full, seen = v.get(f"s{n}"), v.get(f"s{n}-unseen")
+        half = v.get(f"s{n // 2}") if r["model"] == "diffgrm" else None
+        lines.append(f"| {label} | {full['item']['ndcg@10']:.4f} | {full['item']['recall@10']:.4f} | "
+                     f"{seen['item']['ndcg@10']:.4f} | " + (f"{half['item']['ndcg@10']:.4f}" if half else "-") + " |")
+    d = demo["rows"]
+    pop = d["popularity"]["item"]["ndcg@10"]
+    lines += ["", "MovieLens-100K, test split (943 users), beam 32, history kept out, the runs that ship with "
+              "the package (`bench/results/demo.md`):", "",
+              "| run | NDCG@10 | Recall@10 | vs popularity |", "|---|---|---|---|"]
+    for name, label in DEMO_ROWS.items():
+        m = d[name]["item"]
+        ratio = "" if name == "popularity" else f"{m['ndcg@10'] / pop:.1f}x"
+        lines.append(f"| {label} | {m['ndcg@10']:.4f} | {m['recall@10']:.4f} | {ratio} |")
+    return "\n".join(lines)
+
+
+def current() -> str:
+    return render(json.loads((RESULTS / "long-sids.json").read_text()), json.loads((RESULTS / "demo.json").read_text()))
+
+
+def rewrite(readme: Path, table: str) -> None:
+    text = readme.read_text()
+    if BEGIN not in text or END not in text:
+        raise SystemExit(f"{readme} has no {BEGIN} ... {END} block to rewrite")
+    head, rest = text.split(BEGIN, 1)
+    readme.write_text(head + BEGIN + "\n" + table + "\n" + END + rest.split(END, 1)[1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--readme", default=None, help="rewrite this README's headline block")
+    args = p.parse_args(argv)
+    table = current()
+    if args.readme:
+        rewrite(Path(args.readme), table)
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

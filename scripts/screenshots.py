@@ -1,0 +1,65 @@
+"""Draw the README's picture from the running explorer (``make screenshots``), so it stays current.
+
+    .venv/bin/python scripts/screenshots.py [--out docs/images] [--user 1]
+
+Serves the demo run with ``diffgrm app`` on a free port, opens it in Debian's chromium (the same
+browser and settle check as the browser test and ``bench/app_speed.py``), and writes
+``explorer.png``: the first screen a viewer sees, the sidebar and the denoising tab at the last step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.app_speed import CHROMIUM, FLAGS, free_port, wait_health, wait_settled  # noqa: E402
+
+VIEWPORT = {"width": 1400, "height": 1450}
+
+
+def capture(out: Path, user: str = "1", run: str | None = None) -> Path:
+    """Serve ``run`` (default: the demo run), draw ``user``'s page, and save ``out/explorer.png``."""
+    from playwright.sync_api import sync_playwright
+
+    out.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    cmd = [sys.executable, "-m", "diffgrm", "app", *([run] if run else []), "--port", str(port)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_health(f"http://127.0.0.1:{port}", 600, proc)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+            page = browser.new_page(viewport=VIEWPORT, device_scale_factor=1)
+            page.goto(f"http://127.0.0.1:{port}")
+            wait_settled(page, "what comes next?")
+            if user:
+                box = page.get_by_label("User id")
+                box.fill(user)
+                box.press("Enter")
+                wait_settled(page, f"User {user}: what comes next?")
+            path = out / "explorer.png"
+            page.screenshot(path=str(path))
+            browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--out", default=str(ROOT / "docs" / "images"))
+    p.add_argument("--user", default="1", help="the user whose page is drawn (the demo's first: 1)")
+    p.add_argument("--run", default=None, help="a run folder (default: the demo run)")
+    args = p.parse_args(argv)
+    print(capture(Path(args.out), args.user, args.run))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
