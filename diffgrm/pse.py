@@ -4,10 +4,11 @@ Pipeline (``method="opq"``): whitened PCA fit on training items -> L2 normalise 
 -> split into n equal-width subspaces -> k-means with K centroids in each. Digit d of an item is
 its nearest centroid in subspace d, so the digits are symmetric: none is "coarse".
 
-The tokenizer follows scikit-learn: :meth:`PSETokenizer.fit` learns the transform,
-:meth:`PSETokenizer.transform` maps any embeddings to codes. Making a *catalogue* one-to-one is a
-property of a whole item set, not of one item, so it lives beside: :func:`repair_collisions`
-moves colliding items to their nearest free SID, and :func:`build_catalogue` runs everything.
+The tokenizer follows scikit-learn: :meth:`PSETokenizer.fit` learns the transform, one method
+per stage, and :meth:`PSETokenizer.transform` maps any embeddings to codes. Making a *catalogue*
+one-to-one is a property of a whole item set, not of one item, so it lives beside, in
+``collisions.py`` (:func:`repair_collisions` moves colliding items to their nearest free SID);
+:func:`build_catalogue` runs everything.
 
 Baselines for the ablations: ``pq`` (no rotation), ``rq`` (residual k-means on the raw
 embedding, the "semantic hourglass"), ``random``.
@@ -17,19 +18,18 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import heapq
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from safetensors.numpy import save_file
 from threadpoolctl import threadpool_limits
 
+from diffgrm.collisions import CHUNK, collision_groups, collision_rate, repair_collisions
 from diffgrm.config import TokenizerConfig
 from diffgrm.errors import DiffGRMError
 from diffgrm.safeio import atomic_write, load_tensors, read_json, write_json
-from diffgrm.sid_info import collision_rates, sid_information
+from diffgrm.sid_info import sid_information
 
 
 def _faiss():
@@ -81,11 +81,39 @@ class PSETokenizer:
     # ---------------------------------------------------------------- fit
     @one_thread
     def fit(self, embeddings: np.ndarray, train_idx: np.ndarray | None = None) -> "PSETokenizer":
-        """Learn PCA/rotation/codebooks from ``embeddings[train_idx]`` (all rows if None), or from
-        a seeded sample of ``config.fit_items`` of them: the codebooks of a million items are
-        learnt as well from a few hundred thousand, and every item is encoded afterwards."""
-        cfg = self.config
+        """Learn the transform from ``embeddings[train_idx]`` (all rows if None), stage by stage.
+
+        The item embeddings come from the sentence encoder already (``text.embed_texts``). For
+        ``opq`` (``pq`` skips stage 3):
+
+        1. :meth:`_fit_rows`: the training items, or a seeded sample of ``config.fit_items`` of them;
+        2. :meth:`_fit_whitened_pca`: whitened PCA, then L2 normalisation;
+        3. :meth:`_fit_opq_rotation`: the OPQ rotation;
+        4. :meth:`_fit_subspace_kmeans`: product quantization, k-means with K centroids in each of
+           the n subspaces.
+
+        ``rq`` runs :meth:`_fit_residual_kmeans` on the raw embeddings instead, and ``random``
+        learns nothing. Collisions are a property of the whole catalogue, handled after encoding
+        (:func:`repair_collisions`).
+        """
+        method = self.config.method
         x = self._check(embeddings)
+        xt = self._fit_rows(x, train_idx)
+        self.state = {"dim": np.array([x.shape[1]], dtype=np.int64)}
+        if method == "rq":
+            self.state["centroids"] = self._fit_residual_kmeans(xt)
+        elif method != "random":
+            y = self._fit_whitened_pca(xt)
+            if method == "opq":
+                y = self._fit_opq_rotation(y)
+            self.state["centroids"] = self._fit_subspace_kmeans(y)
+        return self
+
+    def _fit_rows(self, x: np.ndarray, train_idx: np.ndarray | None) -> np.ndarray:
+        """The items the transform is learnt from: ``x[train_idx]``, or a seeded sample of
+        ``config.fit_items`` of them (the codebooks of a million items are learnt as well from a
+        few hundred thousand, and every item is encoded afterwards). At least one item per code."""
+        cfg = self.config
         rows = np.arange(len(x)) if train_idx is None else np.asarray(train_idx)
         if cfg.fit_items and len(rows) > cfg.fit_items:
             rows = np.sort(np.random.default_rng(cfg.seed).choice(rows, cfg.fit_items, replace=False))
@@ -96,21 +124,11 @@ class PSETokenizer:
                 f"a codebook of {k} codes needs at least {k} training items, but there are {len(xt)}; "
                 f"use a smaller --codebook (e.g. {1 << max(1, int(np.log2(max(len(xt), 2))) - 2)})"
             )
-        self.state = {"dim": np.array([x.shape[1]], dtype=np.int64)}
-        if cfg.method == "random":
-            return self
-        if cfg.method == "rq":
-            self._fit_rq(xt)
-            return self
-        self._fit_pca(xt)
-        y = self._project(xt)
-        if cfg.method == "opq":
-            self.state["rotation"] = self._fit_opq(y)
-            y = y @ self.state["rotation"].T
-        self.state["centroids"] = self._fit_pq(y)
-        return self
+        return xt
 
-    def _fit_pca(self, x: np.ndarray) -> None:
+    def _fit_whitened_pca(self, x: np.ndarray) -> np.ndarray:
+        """Stage 2: PCA to ``config.pca_dim`` dimensions (a multiple of the digits), each scaled to
+        unit variance when ``config.whiten``; returns ``x`` projected and L2 normalised."""
         cfg = self.config
         dim = min(cfg.pca_dim, x.shape[1], len(x) - 1)
         dim -= dim % cfg.n_digits
@@ -123,6 +141,7 @@ class PSETokenizer:
         scale = 1.0 / np.sqrt(var + 1e-8) if cfg.whiten else np.ones(dim)
         self.state["pca_mean"] = mean.astype(np.float32)
         self.state["pca_components"] = (vt[:dim] * scale[:, None]).astype(np.float32)
+        return self._project(x)
 
     def _project(self, x: np.ndarray) -> np.ndarray:
         return _l2n((x - self.state["pca_mean"]) @ self.state["pca_components"].T).astype(np.float32)
@@ -138,7 +157,9 @@ class PSETokenizer:
         pq.verbose = False
         return pq
 
-    def _fit_opq(self, y: np.ndarray) -> np.ndarray:
+    def _fit_opq_rotation(self, y: np.ndarray) -> np.ndarray:
+        """Stage 3: the orthogonal rotation (OPQ) that balances the variance over the n subspaces;
+        returns ``y`` rotated."""
         d = y.shape[1]
         faiss = _faiss()
         opq = faiss.OPQMatrix(d, self.config.n_digits)
@@ -147,9 +168,12 @@ class PSETokenizer:
         opq.pq = pq  # faiss keeps a raw pointer: `pq` must stay alive until train() returns
         opq.verbose = False
         opq.train(np.ascontiguousarray(y))
-        return faiss.vector_to_array(opq.A).reshape(d, d).astype(np.float32)
+        self.state["rotation"] = faiss.vector_to_array(opq.A).reshape(d, d).astype(np.float32)
+        return y @ self.state["rotation"].T
 
-    def _fit_pq(self, y: np.ndarray) -> np.ndarray:
+    def _fit_subspace_kmeans(self, y: np.ndarray) -> np.ndarray:
+        """Stage 4: product quantization, k-means with K centroids in each of the n contiguous
+        subspaces of ``y``; returns the centroids ``[n_digits, K, dsub]``."""
         cfg = self.config
         faiss = _faiss()
         dsub = y.shape[1] // cfg.n_digits
@@ -168,7 +192,9 @@ class PSETokenizer:
             cents.append(km.centroids)
         return np.stack(cents).astype(np.float32)
 
-    def _fit_rq(self, x: np.ndarray) -> None:
+    def _fit_residual_kmeans(self, x: np.ndarray) -> np.ndarray:
+        """The ``rq`` ablation: k-means on the raw embeddings, then on what each level leaves;
+        returns the centroids ``[n_digits, K, dim]``."""
         faiss = _faiss()
         cfg = self.config
         residual = x.astype(np.float32).copy()
@@ -181,7 +207,7 @@ class PSETokenizer:
             _, assign = km.index.search(residual, 1)
             residual -= km.centroids[assign[:, 0]]
             levels.append(km.centroids)
-        self.state["centroids"] = np.stack(levels)
+        return np.stack(levels)
 
     # ---------------------------------------------------------------- transform
     def _check(self, embeddings: np.ndarray) -> np.ndarray:
@@ -276,103 +302,6 @@ def _sqdist(x: np.ndarray, c: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- catalogue
-
-
-def collision_groups(codes: np.ndarray) -> list[np.ndarray]:
-    """Groups (of two or more item indices) that share one SID, largest group first.
-
-    One sort over the items (no pass per group), so a million items take a second.
-    """
-    _, inverse, counts = np.unique(codes, axis=0, return_inverse=True, return_counts=True)
-    inverse = inverse.reshape(-1)
-    shared = np.flatnonzero(counts[inverse] > 1)  # items in a group, ascending
-    if len(shared) == 0:
-        return []
-    order = shared[np.argsort(inverse[shared], kind="stable")]  # grouped by SID, ascending within a group
-    cuts = np.flatnonzero(np.diff(inverse[order])) + 1
-    groups = np.split(order, cuts)
-    return sorted(groups, key=lambda g: (-len(g), int(g[0])))
-
-
-def collision_rate(codes: np.ndarray) -> float:
-    """Fraction of items whose SID is shared with at least one other item (a group of 3 counts 3).
-
-    The other count, items beyond the first in each SID, is in :func:`diffgrm.sid_info.collision_rates`.
-    """
-    return collision_rates(codes)["sharing"]
-
-
-DistanceFn = Callable[[int, int], np.ndarray]
-"""``(start, stop)`` -> squared distances of items ``start..stop-1`` to every code, ``[stop - start, n_digits, K]``."""
-
-CHUNK = 1 << 16
-"""Items measured at once. Chunks start at multiples of it, so the same item always sees the
-same floating-point distances (a BLAS product can round differently in another batch)."""
-
-
-def repair_collisions(codes: np.ndarray, distances: np.ndarray | DistanceFn, chunk: int = CHUNK) -> np.ndarray:
-    """Make the SIDs unique by moving colliding items to their cheapest free SID.
-
-    In each group of items sharing a SID, the item closest to that SID keeps it; every other
-    item takes the free SID with the least extra distortion, found by a best-first walk over
-    per-digit rank tuples (0 = its nearest code in that digit). Deterministic.
-
-    ``distances`` is the ``[N, n, K]`` array, or a function giving it for a slice of items: the
-    items are then measured ``chunk`` at a time and only colliding items' rows are kept, so a
-    million-item catalogue never holds ``N x n x K`` floats.
-    """
-    n_items, n = codes.shape
-    groups = collision_groups(codes)
-    out = codes.copy()
-    if not groups:
-        return out
-    slice_of = distances if callable(distances) else (lambda start, stop: distances[start:stop])
-
-    def rows(wanted: np.ndarray):  # (item, its [n, K] distances) for the wanted items, chunk by chunk
-        flag = np.zeros(n_items, dtype=bool)
-        flag[wanted] = True
-        for start in range(0, n_items, chunk):
-            picked = np.flatnonzero(flag[start : start + chunk])
-            if len(picked):
-                block = slice_of(start, min(n_items, start + chunk))
-                yield from ((start + int(i), block[i]) for i in picked)
-
-    members = np.concatenate(groups)
-    own = {}  # each group member's distance to its own SID
-    for item, dist in rows(members):
-        own[item] = float(dist[np.arange(n), codes[item]].sum())
-        k = dist.shape[1]
-    if k**n < n_items:
-        raise DiffGRMError(f"{k}^{n} = {k**n} SIDs cannot hold {n_items} distinct items; raise --codebook or --digits")
-    movers = [int(i) for g in groups for i in g[np.argsort([own[int(j)] for j in g], kind="stable")][1:]]
-    dist_of = {item: dist.copy() for item, dist in rows(np.asarray(movers))}
-    taken = {row.tobytes() for row in out}
-    for item in movers:  # in group order: the largest groups choose first
-        out[item] = _nearest_free(dist_of.pop(item), taken, out.dtype)
-        taken.add(out[item].tobytes())
-    return out
-
-
-def _nearest_free(dist: np.ndarray, taken: set[bytes], dtype: np.dtype) -> np.ndarray:
-    n, _ = dist.shape
-    order = np.argsort(dist, axis=1, kind="stable")
-    delta = np.take_along_axis(dist, order, axis=1)
-    delta = delta - delta[:, :1]
-    start = (0,) * n
-    heap: list[tuple[float, tuple[int, ...]]] = [(0.0, start)]
-    seen = {start}
-    while heap:
-        cost, ranks = heapq.heappop(heap)
-        sid = order[np.arange(n), ranks].astype(dtype)
-        if sid.tobytes() not in taken:
-            return sid
-        for d in range(n):
-            if ranks[d] + 1 < order.shape[1]:
-                nxt = ranks[:d] + (ranks[d] + 1,) + ranks[d + 1 :]
-                if nxt not in seen:
-                    seen.add(nxt)
-                    heapq.heappush(heap, (cost + float(delta[d, nxt[d]] - delta[d, ranks[d]]), nxt))
-    raise DiffGRMError("no free SID left")  # unreachable: k**n >= n_items is checked first
 
 
 def digit_stats(codes: np.ndarray, codebook_size: int) -> list[dict[str, float]]:
