@@ -24,22 +24,17 @@
 # Amazon Beauty data (K = 256) when it is there.
 
 # %%
-import json
 import os
 import time
-import warnings
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-QUICK = os.environ.get("DIFFGRM_QUICK") == "1"  # the tests set it: small sizes, about two minutes
-RUNS = Path("../runs/notebooks")  # the repository's runs/ folder, which git ignores
-RUNS.mkdir(parents=True, exist_ok=True)
-pd.set_option("display.max_colwidth", 70)
-warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm without ipywidgets; we show no progress bars
-print("quick mode" if QUICK else "full mode", "| outputs go to", RUNS.resolve())
+from diffgrm.tutorial import setup
+
+QUICK, RUNS = setup()  # DIFFGRM_QUICK=1 (the tests set it): small sizes, about two minutes; outputs in ../runs/notebooks
 
 # %%
 from diffgrm.data import load_dataset, train_items

@@ -23,21 +23,16 @@
 
 # %%
 import json
-import os
 import time
-import warnings
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-QUICK = os.environ.get("DIFFGRM_QUICK") == "1"  # the tests set it: small sizes, about two minutes
-RUNS = Path("../runs/notebooks")  # the repository's runs/ folder, which git ignores
-RUNS.mkdir(parents=True, exist_ok=True)
-pd.set_option("display.max_colwidth", 70)
-warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm without ipywidgets; we show no progress bars
-print("quick mode" if QUICK else "full mode", "| outputs go to", RUNS.resolve())
+from diffgrm.tutorial import prepared_movielens, setup
+
+QUICK, RUNS = setup()  # DIFFGRM_QUICK=1 (the tests set it): small sizes, about two minutes; outputs in ../runs/notebooks
 
 # %% [markdown]
 # ## 1. By hand
@@ -106,14 +101,6 @@ from diffgrm.train import train
 
 K_SMALL = 8
 
-
-def prepared_movielens(folder, config):
-    """MovieLens-100K prepared with `config` in `folder`; a folder prepared earlier with the same config is reused."""
-    saved = folder / "tokenizer.json"
-    same = saved.is_file() and (folder / "tokenizer_report.json").is_file() and json.loads(saved.read_text()) == config.to_dict()
-    if not same:
-        prepare(load_dataset("movielens-100k"), folder, config, progress=False, force=True)
-    return load_prepared(folder)
 
 
 variants = {

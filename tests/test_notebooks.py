@@ -39,7 +39,7 @@ def test_notebook_is_stored_clean_and_framed(name):
     last_md = [c for c in nb.cells if c.cell_type == "markdown"][-1]
     assert "What to try next" in last_md.source
     code = [c for c in nb.cells if c.cell_type == "code"]
-    assert "QUICK = os.environ.get(\"DIFFGRM_QUICK\") == \"1\"" in code[0].source
+    assert "QUICK, RUNS = setup()" in code[0].source  # the shared set-up (diffgrm.tutorial): quick mode, outputs
     for cell in code:
         assert cell.outputs == [] and cell.execution_count is None, "commit notebooks with outputs stripped"
 
