@@ -3,6 +3,9 @@
 An interrupt must leave complete files only (the previous result, or the epochs finished so
 far), exit 130 with one line saying so, and the same command run again must finish cleanly:
 training continues where it stopped and ends with the weights of an uninterrupted run.
+
+The commands start with SIGINT at its default whatever the test runner inherited: the CLI itself
+keeps an ignored SIGINT ignored, as a command started with `nohup ... &` should be.
 """
 
 from __future__ import annotations
@@ -23,9 +26,38 @@ from tests.conftest import ROOT, write_folder_dataset
 pytestmark = pytest.mark.slow
 
 
+def default_sigint() -> None:
+    """Run in the child before it starts: SIGINT back to its default. A test runner started as a
+    background job of a non-interactive shell (`nohup make test &`) ignores SIGINT, and a child
+    would inherit that and never see the interrupt these tests send."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def cli(*args: str, env: dict | None = None) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "diffgrm", *args], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})},
+                            preexec_fn=default_sigint)  # noqa: PLW1509 (one signal call, no locks taken)
+
+
+def test_the_interrupt_arrives_when_the_runner_ignores_sigint(chain_prepared, tmp_path):
+    """As under `nohup make test &`: this file's helpers, used from a process that ignores SIGINT,
+    still interrupt the command they start (it exits 130, not 0 after finishing)."""
+    run = tmp_path / "run"
+    script = f"""if True:
+        import signal
+        from pathlib import Path
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN, "the scenario needs SIGINT ignored"
+        from tests.test_interrupts import cli, interrupt_when
+        run = Path({str(run)!r})
+        proc = cli("train", {str(chain_prepared)!r}, "--preset", "tiny", "--epochs", "6", "--max-steps", "4",
+                   "--out", str(run))
+        print(interrupt_when(proc, lambda _: (run / "resume.json").is_file())[0])
+    """
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["130"], "the command ran to the end: it inherited an ignored SIGINT"
+    assert not (run / "config.json").exists() and (run / "resume.json").is_file()
 
 
 def interrupt_when(proc: subprocess.Popen, ready, timeout: float = 240) -> tuple[int, str]:
