@@ -152,8 +152,6 @@ def _serve(run: Path, port: int) -> subprocess.Popen:
 
 def _lockstep(browser, url: str, users: list[str], viewers: int, rounds: int, server) -> dict:
     """``viewers`` pages switch user together ``rounds`` times; each switch timed until its page settles."""
-    import psutil
-
     contexts = [browser.new_context(viewport={"width": 1400, "height": 1000}) for _ in range(viewers)]
     pages = [c.new_page() for c in contexts]
     for page in pages:  # every viewer's first page, one after another (not timed)
