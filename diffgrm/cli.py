@@ -420,7 +420,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--force", action="store_true",
-                   help="replace the run already at --out, as a whole (an unfinished run with the same settings continues without it)")
+                   help="replace the run already at --out, as a whole, once the new one is complete (it trains in .RUN.forced "
+                        "beside it; the same command continues it after an interrupt); an unfinished run with the same "
+                        "settings continues without --force")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("evaluate", help="Recall/NDCG@5/10 of a run, item level and SID level; writes RUN/metrics.json")

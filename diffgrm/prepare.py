@@ -31,7 +31,7 @@ from diffgrm.config import DEFAULT_ENCODER, TokenizerConfig
 from diffgrm.data import EMBEDDINGS_FILE, Dataset, Samples, leave_one_out, train_items
 from diffgrm.errors import DiffGRMError
 from diffgrm.pse import Catalogue, PSETokenizer, build_catalogue, collision_groups
-from diffgrm.safeio import check_output, load_tensors, read_json, read_text, require_keys, staged_folder
+from diffgrm.safeio import check_output, load_tensors, output_lock, read_json, read_text, require_keys, staged_folder
 from diffgrm.text import embed_texts
 
 SPLITS = ("train", "valid", "test")
@@ -56,8 +56,14 @@ def prepare(
 
     The folder is written beside ``out`` and swapped in when complete, so an error or an
     interrupt leaves ``out`` as it was. A previous prepared folder is replaced only with ``force``.
+    ``out`` is locked meanwhile: a second command writing it fails at once instead of mixing in.
     """
-    out = Path(out)
+    with output_lock(out):
+        return _prepare(dataset, Path(out), config, encoder=encoder, progress=progress, force=force)
+
+
+def _prepare(dataset: Dataset, out: Path, config: TokenizerConfig, *, encoder: str | None, progress: bool,
+             force: bool) -> dict[str, object]:
     inputs = (dataset.source,) if dataset.source and Path(dataset.source).is_dir() else ()
     check_output(out, "prepared", force=force, inputs=inputs)
     t0 = time.perf_counter()

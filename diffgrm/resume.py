@@ -7,17 +7,25 @@ lid or a job's time limit. After every epoch ``train`` writes, beside the run's 
 ``resume.safetensors``     the weights, the optimiser's moments, the best weights so far,
                            and the torch random states (as uint8 tensors)
 ``resume.json``            the epoch, the configs it belongs to, the scheduler, the numpy
-                           generator, early stopping's counters and the history so far
+                           generator, early stopping's counters, the history so far and
+                           the sha256 of ``resume.safetensors`` (checked on resume)
 =========================  ==========================================================
 
 Nothing is pickled. Both files are written to a temporary name and renamed, so an interrupt
 leaves the previous epoch's complete state. A finished run deletes them. Resuming gives the same
 weights as an uninterrupted run on the same machine and thread count.
+
+``--force`` over a run that cannot be continued trains in ``.RUN.forced`` beside it and swaps it
+in when complete (:func:`run_folder`): an interrupted forced retrain leaves the old run intact,
+and the same command continues the new one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,8 +33,10 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
+from diffgrm import distributed
 from diffgrm.errors import DiffGRMError
-from diffgrm.safeio import atomic_write, load_tensors, read_json, require_keys
+from diffgrm.safeio import (atomic_write, check_output, file_checksums, load_tensors, output_lock, read_json,
+                            require_keys, swap_in, verify_checksums)
 
 STATE_FILE, META_FILE = "resume.safetensors", "resume.json"
 
@@ -62,6 +72,7 @@ def save_state(run: str | Path, state: TrainState, configs: dict, model: torch.n
         "opt_groups": opt_state["param_groups"], "sched": sched.state_dict(), "numpy": rng.bit_generator.state,
     }
     atomic_write(run / STATE_FILE, lambda p: save_file(tensors, str(p)))
+    meta["sha256"] = file_checksums(run, (STATE_FILE,))
     atomic_write(run / META_FILE, lambda p: p.write_text(json.dumps(meta)))
 
 
@@ -73,6 +84,7 @@ def load_state(run: str | Path, configs: dict, model: torch.nn.Module, opt: torc
         return None
     try:
         meta = read_json(run / META_FILE)
+        verify_checksums(run, meta.get("sha256"), run / META_FILE, "")
         tensors = load_tensors(run / STATE_FILE, framework="torch")
         require_keys(meta, ["configs", "epoch", "history", "opt_groups", "sched", "numpy"], run / META_FILE)
     except DiffGRMError as exc:  # a damaged file: say which and what to do
@@ -97,6 +109,51 @@ def load_state(run: str | Path, configs: dict, model: torch.nn.Module, opt: torc
                       stopped=meta["stopped"], history=meta["history"], best_state=best_state)
 
 
+def resumable(run: str | Path, configs: dict) -> bool:
+    """Whether ``run`` holds an intact resume state of these settings (what ``--force`` continues)."""
+    run = Path(run)
+    if not (run / META_FILE).is_file() or not (run / STATE_FILE).is_file():
+        return False
+    try:
+        meta = read_json(run / META_FILE)
+        verify_checksums(run, meta.get("sha256"), run / META_FILE, "")
+        load_tensors(run / STATE_FILE)
+    except DiffGRMError:
+        return False
+    return meta.get("configs") == configs
+
+
 def clear_state(run: str | Path) -> None:
     for name in (STATE_FILE, META_FILE):
         (Path(run) / name).unlink(missing_ok=True)
+
+
+def forced_stage(out: str | Path) -> Path:
+    """Where ``--force`` trains a run that replaces ``out``: beside it, hidden."""
+    out = Path(out).absolute()
+    return out.with_name(f".{out.name}.forced")
+
+
+@contextlib.contextmanager
+def run_folder(out: str | Path, configs: dict, *, force: bool, inputs: tuple[str | Path, ...] = (),
+               main: bool = True) -> Iterator[Path]:
+    """The folder ``train`` writes for ``--out``, under ``out``'s lock (rank 0 alone under torchrun).
+
+    ``out`` itself, unless ``force`` replaces a run there that cannot be continued (finished,
+    other settings, damaged): then :func:`forced_stage`, continued when it holds these settings'
+    state, and swapped in for the old run only once the new one is complete.
+    """
+    out = Path(out)
+    with output_lock(out) if main else contextlib.nullcontext():
+        work = out
+        if check_output(out, "run", force=force, inputs=inputs) == "run" and force and not resumable(out, configs):
+            work = forced_stage(out)
+            if main and not resumable(work, configs):
+                shutil.rmtree(work, ignore_errors=True)
+        distributed.barrier()
+        yield work
+        if main and work != out:
+            swap_in(work, out)
+        elif main:
+            shutil.rmtree(forced_stage(out), ignore_errors=True)  # an earlier forced attempt, now obsolete
+        distributed.barrier()  # the other ranks return once rank 0 has put the run in place

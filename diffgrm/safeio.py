@@ -8,12 +8,19 @@ Writing: :func:`atomic_write` writes a temporary file beside the target and rena
 interrupt leaves either the old complete file or the new one; :func:`staged_folder` does the same
 for a whole folder. :func:`check_output` decides whether a command may write into ``--out``: a
 new or empty folder always, a previous result of the same kind only with ``--force``, and never
-a folder that holds the input or anything else.
+a folder that holds the input or anything else. :func:`output_lock` keeps two commands from
+writing the same ``--out`` at once.
+
+Checking: :func:`file_checksums` records the sha256 of the weights a folder holds (in its
+``config.json``), and :func:`verify_checksums` compares them on load, so a flipped byte is an
+error naming the file instead of silently different recommendations.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -86,6 +93,33 @@ def require_keys(mapping: dict, keys: list[str], path: str | Path) -> None:
     missing = [k for k in keys if k not in mapping]
     if missing:
         raise DiffGRMError(f"{path} lacks {', '.join(map(repr, missing))}; the file is damaged or from another tool")
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def file_checksums(folder: str | Path, names: tuple[str, ...]) -> dict[str, str]:
+    """``{name: sha256}`` of the files ``names`` in ``folder``, to record beside them."""
+    return {name: file_sha256(Path(folder) / name) for name in names}
+
+
+def verify_checksums(folder: str | Path, recorded: object, where: str | Path, fix: str) -> None:
+    """Refuse a file whose sha256 differs from the one ``where`` recorded; folders written before
+    checksums were recorded (``recorded`` is None) load as before."""
+    if recorded is None:
+        return
+    if not isinstance(recorded, dict) or not all(isinstance(v, str) for v in recorded.values()):
+        raise DiffGRMError(f"{where}: 'sha256' should map file names to checksums; the file is damaged")
+    for name, digest in recorded.items():
+        path = Path(folder) / name
+        if path.is_file() and file_sha256(path) != digest:
+            raise DiffGRMError(f"{path} is damaged: its sha256 differs from the one recorded in {where}"
+                               + (f"; {fix}" if fix else ""))
 
 
 def _first_line(exc: BaseException) -> str:
@@ -172,12 +206,6 @@ def check_output(out: str | Path, kind: str, *, force: bool = False, inputs: tup
     return found
 
 
-def clear_folder(path: str | Path) -> None:
-    """Empty a folder that :func:`check_output` allowed to be replaced (keeps the folder itself)."""
-    for child in Path(path).iterdir():
-        shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
-
-
 @contextlib.contextmanager
 def staged_folder(out: str | Path) -> Iterator[Path]:
     """Write a folder beside ``out`` and swap it in only when complete.
@@ -195,8 +223,76 @@ def staged_folder(out: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
+    swap_in(stage, out)
+
+
+def swap_in(stage: str | Path, out: str | Path) -> None:
+    """Put the complete folder ``stage`` at ``out``, replacing what was there, by two renames."""
+    stage, out = Path(stage), Path(out)
     old = out.with_name(f".{out.name}.old{os.getpid()}")
     if out.exists():
         os.replace(out, old)
     os.replace(stage, out)
     shutil.rmtree(old, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- one writer per --out
+
+_HELD: dict[Path, int] = {}  # lock files this process holds -> nesting depth (a caller may lock around train())
+
+
+def lock_path(out: str | Path) -> Path:
+    """The lock file of an output folder: beside it, so the folder itself stays a clean result."""
+    out = Path(out).resolve()
+    return out.with_name(f".{out.name}.lock")
+
+
+@contextlib.contextmanager
+def output_lock(out: str | Path) -> Iterator[None]:
+    """Hold ``--out``'s lock while writing it: a second command gets a clear error, not a mixed folder.
+
+    The lock is an ``flock`` on ``.OUT.lock`` beside ``out``; the kernel drops it when its process
+    dies, so a lock file left by a killed command blocks nothing. The file is removed on release.
+    """
+    path = lock_path(out)
+    if path in _HELD:  # already ours: nested in the same command
+        _HELD[path] += 1
+        try:
+            yield
+        finally:
+            _HELD[path] -= 1
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = _acquire(path, out)
+    _HELD[path] = 1
+    try:
+        yield
+    finally:
+        del _HELD[path]
+        path.unlink(missing_ok=True)  # before unlocking: a command that opened it meanwhile sees it gone
+        os.close(fd)
+
+
+def _acquire(path: Path, out: str | Path) -> int:
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            os.close(fd)
+            who = f" (pid {pid})" if pid.isdigit() else ""
+            raise DiffGRMError(f"--out {out} is being written by another diffgrm command{who}; "
+                               "wait for it to finish, or choose another folder") from None
+        except BaseException:
+            os.close(fd)
+            raise
+        try:
+            current = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            current = False
+        if current:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            return fd
+        os.close(fd)  # its holder released and removed it as we locked: lock the new file

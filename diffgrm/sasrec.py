@@ -32,7 +32,8 @@ from diffgrm.errors import DiffGRMError
 from diffgrm.metrics import combined_score, ranking_metrics, sid_ranking_metrics
 from diffgrm.model import MASK, default_device
 from diffgrm.prepare import Prepared
-from diffgrm.safeio import atomic_write, load_tensors, read_json, require_keys, write_json, write_text
+from diffgrm.safeio import (atomic_write, file_checksums, load_tensors, read_json, require_keys, verify_checksums,
+                            write_json, write_text)
 from diffgrm.train import subsample
 
 
@@ -197,7 +198,8 @@ def save_sasrec(run: str | Path, model: SASRec, prepared: Prepared, history: lis
     tensors = {k: v.contiguous() for k, v in model.state_dict().items()}
     atomic_write(run / "model.safetensors", lambda p: save_file(tensors, str(p)))
     meta = {"model": {"kind": "sasrec", "n_items": model.n_items}, "train": model.cfg.to_dict(),
-            "fingerprint": prepared.catalogue.fingerprint, "data": str(Path(prepared.path).resolve())}
+            "fingerprint": prepared.catalogue.fingerprint, "data": str(Path(prepared.path).resolve()),
+            "sha256": file_checksums(run, ("model.safetensors",))}  # checked by load_sasrec
     write_text(run / "history.jsonl", "".join(json.dumps(r) + "\n" for r in history))
     write_json(run / "config.json", meta)  # last: a folder with config.json is complete
     return run
@@ -215,6 +217,7 @@ def load_sasrec(run: str | Path, device: str | torch.device = "cpu") -> SASRec:
         model = SASRec(int(meta["model"]["n_items"]), SASRecConfig.from_dict(meta["train"]))
     except (KeyError, TypeError, ValueError) as exc:
         raise DiffGRMError(f"{run / 'config.json'}: the model settings are damaged ({exc})") from None
+    verify_checksums(run, meta.get("sha256"), run / "config.json", "restore the file or retrain the run")
     weights = load_tensors(run / "model.safetensors", framework="torch")
     try:
         model.load_state_dict(weights)

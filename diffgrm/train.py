@@ -1,8 +1,9 @@
 """Training: AdamW, warm-up + cosine, gradient clipping, early stopping, checkpoints.
 
 A run folder holds ``model.safetensors`` (weights, no pickled code), ``config.json`` (model and
-training configs, the catalogue's fingerprint, the prepared data folder, the package version)
-and ``history.jsonl`` (one line per epoch: loss, validation metrics, time).
+training configs, the catalogue's fingerprint, the prepared data folder, the package version,
+the sha256 of ``model.safetensors``, which :func:`load_run` checks) and ``history.jsonl`` (one
+line per epoch: loss, validation metrics, time).
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ from diffgrm.metrics import combined_score, popularity_metrics
 from diffgrm.model import ARGenerator, DiffGRM, GenerativeRecommender, build_model, default_device
 from diffgrm.ocn import ocn_loss
 from diffgrm.prepare import Prepared, load_prepared
-from diffgrm.resume import TrainState, clear_state, load_state, save_state
-from diffgrm.safeio import atomic_write, check_output, clear_folder, load_tensors, read_json, require_keys, write_json, write_text
+from diffgrm.resume import TrainState, clear_state, load_state, run_folder, save_state
+from diffgrm.safeio import (atomic_write, file_checksums, load_tensors, read_json, require_keys, verify_checksums,
+                            write_json, write_text)
 
 
 def ar_loss(model: ARGenerator, history: torch.Tensor, targets: torch.Tensor, label_smoothing: float) -> torch.Tensor:
@@ -202,18 +204,31 @@ def train(prepared: Prepared, model_cfg: ModelConfig, cfg: TrainConfig, out: str
 
     ``out`` must be new, empty, or an unfinished run with the same settings (which continues
     after its last epoch); a finished or different run there is replaced, as a whole, only with
-    ``force``. ``on_epoch(epoch, model, row)`` is called after every epoch (row = that epoch's
-    history line), for notebooks that watch the model learn; the model is in eval mode during it.
+    ``force``, and only once the new run is complete (see :func:`diffgrm.resume.run_folder`).
+    ``on_epoch(epoch, model, row)`` is called after every epoch (row = that epoch's history
+    line), for notebooks that watch the model learn; the model is in eval mode during it.
     """
-    # Under torchrun every rank runs this function: each checks --out the same way, rank 0 alone
-    # clears and writes it, and the ranks agree on everything else by construction (same seed,
-    # same batches, averaged gradients, gathered validation).
     device = distributed.setup(device) or default_device(device)
+    if out is None:
+        return _fit(prepared, model_cfg, cfg, None, device, progress, on_epoch)
+    configs = run_configs(model_cfg, cfg, prepared)
+    with run_folder(out, configs, force=force, inputs=(prepared.path,), main=distributed.is_main()) as work:
+        return _fit(prepared, model_cfg, cfg, work, device, progress, on_epoch)
+
+
+def run_configs(model_cfg: ModelConfig, cfg: TrainConfig, prepared: Prepared) -> dict:
+    """What a resume state must match to be continued."""
+    return {"model": model_cfg.to_dict(), "train": cfg.to_dict(), "fingerprint": prepared.catalogue.fingerprint}
+
+
+def _fit(prepared: Prepared, model_cfg: ModelConfig, cfg: TrainConfig, out: Path | None, device: torch.device,
+         progress: bool, on_epoch: Callable[[int, GenerativeRecommender, dict], None] | None) -> TrainResult:
+    """The training loop, writing into ``out`` (the run folder, or a forced run's staging folder)."""
+    # Under torchrun every rank runs this function: rank 0 alone writes ``out``, and the ranks
+    # agree on everything else by construction (same seed, same batches, averaged gradients,
+    # gathered validation).
     main = distributed.is_main()
     progress = progress and main
-    if out is not None and check_output(out, "run", force=force, inputs=(prepared.path,)) == "run" and force and main:
-        clear_folder(out)
-    distributed.barrier()
     writes = out is not None and main
     ranks, my_rank = distributed.world_size(), distributed.rank()
     if cfg.batch_size < ranks:
@@ -239,7 +254,7 @@ def train(prepared: Prepared, model_cfg: ModelConfig, cfg: TrainConfig, out: str
 
     history: list[dict] = []
     best, best_epoch, best_state, stale, stopped, first = -1.0, 0, None, 0, False, 1
-    configs = {"model": model_cfg.to_dict(), "train": cfg.to_dict(), "fingerprint": cat.fingerprint}
+    configs = run_configs(model_cfg, cfg, prepared)
     saved = load_state(out, configs, model, opt, sched, gen, rng) if out is not None else None
     if saved is not None:  # an interrupted run with these settings: continue after its last epoch
         history, best, best_epoch, best_state = saved.history, saved.best, saved.best_epoch, saved.best_state
@@ -327,6 +342,7 @@ def save_checkpoint(run: str | Path, model: GenerativeRecommender, cfg: TrainCon
         "data": str(Path(prepared.path).resolve()),
         "diffgrm_version": __version__,
         **(extra or {}),
+        "sha256": file_checksums(run, ("model.safetensors",)),  # checked by load_run: a flipped byte is an error
     }
     write_json(run / "config.json", meta)  # written last: a run folder with config.json is complete
     return run
@@ -358,6 +374,7 @@ def load_run(run: str | Path, data: str | Path | None = None,
         model = build_model(model_cfg, torch.from_numpy(prepared.catalogue.codes))
     except (TypeError, ValueError, AttributeError) as exc:
         raise DiffGRMError(f"{run / 'config.json'}: the model settings are damaged ({exc})") from None
+    verify_checksums(run, meta.get("sha256"), run / "config.json", "restore the file or retrain the run")
     load_tensors(run / "model.safetensors", framework="torch")  # a damaged file: its own clear error
     try:
         load_model(model, str(run / "model.safetensors"), device=str(device))  # re-ties shared weights
