@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 
 from diffgrm import __version__, distributed
+from diffgrm.cli_app import _cmd_app, _cmd_demo
 from diffgrm.demo import DEMO_RUN
 from diffgrm.errors import DiffGRMError
-from diffgrm.safeio import atomic_write, check_output, read_json, write_json
+from diffgrm.safeio import atomic_write, check_output, write_json
 
 
 def _cmd_fetch(args: argparse.Namespace) -> int:
@@ -213,88 +214,6 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     print(f"wrote {args.out}: {counts['items']:,} items in {counts['topics']:,} topics ({counts['dim']}-d vectors), "
           f"{counts['users']:,} users, {counts['interactions']:,} interactions; next: "
           f"diffgrm prepare --dataset {args.out} --out DIR", file=sys.stderr)
-    return 0
-
-
-def _cmd_app(args: argparse.Namespace) -> int:
-    import os
-    import threading
-    from importlib import resources
-
-    # The app ships as diffgrm.app (app/ in the repository, mapped in pyproject.toml): found the
-    # same way in a wheel install and an editable one.
-    try:
-        app = Path(str(resources.files("diffgrm.app") / "streamlit_app.py"))
-    except ModuleNotFoundError:  # a clone put on sys.path by hand, or an editable install from before the mapping
-        app = Path(__file__).resolve().parents[1] / "app" / "streamlit_app.py"
-    if not app.is_file():
-        raise DiffGRMError(f"the explorer app is missing ({app}); reinstall diffgrm (`pip install \"diffgrm[app]\"`, "
-                           "or `pip install -e .` in a clone)")
-    run = Path(args.run)
-    if args.run == DEMO_RUN:
-        from diffgrm.demo import ensure_demo_run
-
-        ensure_demo_run(run)  # trains and evaluates only what is missing
-    elif not (run / "model.safetensors").is_file():
-        raise DiffGRMError(f"{run} holds no checkpoint; train one with `diffgrm train` or omit RUN for the demo")
-    from diffgrm.coords_cache import cached_coords
-
-    method = os.environ.get("DIFFGRM_PROJECTION", "umap")
-    if cached_coords(run, method) is None:  # missing, damaged or of an older layout: load the run only then
-        from diffgrm.explorer import Explorer
-
-        print(f"projecting the codebooks with {method} (once per run) ...", file=sys.stderr)
-        Explorer(run).codebook_coords(method)
-    # Served for viewers, not edited: toolbarMode minimal hides the "Deploy" button; no file watcher
-    # (it polled and hashed the app's modules all the time); no full garbage collection after every
-    # rerun (with torch, pandas and plotly loaded it cost about 0.4 s of CPU per user switch; memory is
-    # still freed by reference counting and Python's own collector). See bench/app_speed.py.
-    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.address", args.address,
-           "--server.port", str(args.port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
-           "--client.toolbarMode", "minimal", "--server.fileWatcherType", "none", "--runner.postScriptGC", "false",
-           "--", "--run", str(run)] + (["--ar", str(args.ar)] if args.ar else [])
-    for folder in (run, Path(args.ar) if args.ar else Path(f"{run}-ar")):  # the scores the sidebar shows, here too
-        path = folder / "metrics.json"
-        if path.is_file():
-            m = read_json(path)
-            pop = (m.get("popularity") or {}).get("ndcg@10")
-            ratio = f" = {m['item']['ndcg@10'] / pop:.1f}x popularity" if pop else ""
-            print(f"{folder}: {m.get('model', '?')} {m.get('split', 'test')} NDCG@10 {m['item']['ndcg@10']:.4f}{ratio}"
-                  f"{', history kept out' if m.get('exclude_seen') else ''}", file=sys.stderr)
-    print(f"diffgrm explorer on http://{args.address}:{args.port} (Ctrl+C to stop)", file=sys.stderr)
-    if args.dry_run:
-        print(" ".join(cmd))
-        return 0
-    # One thread per decoding: a viewer's search is a batch of one, and several viewers' reruns run in
-    # parallel threads of the server; torch's default pool made them spin against each other.
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    # The server runs in this process, so the run loads (torch imported, model and catalogue read:
-    # about 3 s) while Streamlit starts, not when the first viewer arrives.
-    threading.Thread(target=_preload, args=(run,), name="diffgrm-preload", daemon=True).start()
-    from streamlit.web import cli as streamlit_cli
-
-    streamlit_cli.main(args=cmd[3:], prog_name="streamlit")  # `streamlit run APP ...`; exits when stopped
-    return 0  # pragma: no cover
-
-
-def _preload(run: Path) -> None:
-    """Load the app's run into ``explorer.open_explorer``'s cache; a failure is the app's to report."""
-    try:
-        from diffgrm import viz  # noqa: F401  (the figures' imports, on the first page's path too)
-        from diffgrm.explorer import open_explorer
-
-        open_explorer(run)
-    except Exception:  # noqa: BLE001  (the page shows the same error with its explanation)
-        pass
-
-
-def _cmd_demo(args: argparse.Namespace) -> int:
-    from diffgrm import demo
-
-    if args.retrain:
-        demo.ship(args.work, data=args.data, progress=not args.quiet,
-                  command=f"diffgrm demo --retrain --work {args.work} --data {args.data}")
-    print(demo.describe())
     return 0
 
 

@@ -60,12 +60,10 @@ def test_readme_scripts_and_folders_exist():
 # --------------------------------------------------------------------------- structure
 
 MAX_LINES = 460
-"""No module under diffgrm/ or bench/ is longer than this: each is one concept a reader can follow."""
+"""No module under diffgrm/, app/ or bench/ is longer than this: each is one concept a reader can follow."""
 
-OVER_MAX_LINES = {
-    # Allowed for now, and only these: split them, then drop them from here (issue 23).
-    "diffgrm/cli.py",  # the command line, being edited for issue 23's reliability items
-}
+OVER_MAX_LINES: set[str] = set()
+"""Modules allowed over the limit for now (none): a module that grows past it is split, not listed."""
 
 
 def _module_name(path: Path) -> str:
@@ -135,7 +133,7 @@ def test_the_package_has_no_import_cycle():
 
 
 def test_no_module_is_over_the_line_limit():
-    files = sorted([*(ROOT / "diffgrm").rglob("*.py"), *(ROOT / "bench").rglob("*.py")])
+    files = sorted([*(ROOT / "diffgrm").rglob("*.py"), *(ROOT / "bench").rglob("*.py"), *(ROOT / "app").rglob("*.py")])
     lengths = {str(p.relative_to(ROOT)): len(p.read_text().splitlines()) for p in files}
     over = {path: n for path, n in lengths.items() if n > MAX_LINES and path not in OVER_MAX_LINES}
     assert not over, f"modules over {MAX_LINES} lines (split them along their concepts): {over}"
