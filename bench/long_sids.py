@@ -290,7 +290,8 @@ def collect(args: argparse.Namespace) -> list[dict]:
         # the speed file of this SID length at --speed-users, else one measured on another sample size
         found = [speed_file(args, row.n)] + sorted(args.runs.glob(f"e{args.epochs}/speed-n{row.n}-t{args.threads}-u*.json"))
         speed = next((_read(p) for p in found if p.is_file()), None) or {}
-        mine = {k.split("-")[0] + "-s" + k.rsplit("-s", 1)[1]: v for k, v in speed.items() if k.split("-", 1)[1].rsplit("-s", 1)[0] == name}
+        # each entry names its decoder ("d8-k4-s4": the row, then its passes) and its beam
+        mine = {f"b{v['beam']}-s{v['steps']}": v for v in speed.values() if v["decoder"].rsplit("-s", 1)[0] == name}
         if mine:
             rec["speed"] = {k: {"users_per_second": v["users_per_s"], **{x: v.get(x) for x in ("threads", "users", "beam", "steps", "batch_users", "spread")}}
                             for k, v in mine.items()}
