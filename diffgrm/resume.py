@@ -80,15 +80,13 @@ def load_state(run: str | Path, configs: dict, model: torch.nn.Module, opt: torc
                gen: torch.Generator, rng: np.random.Generator) -> TrainState | None:
     """Restore what :func:`save_state` wrote into the given objects; ``None`` when there is nothing."""
     run = Path(run)
-    if not (run / META_FILE).is_file() or not (run / STATE_FILE).is_file():
-        return None
     try:
-        meta = read_json(run / META_FILE)
-        verify_checksums(run, meta.get("sha256"), run / META_FILE, "")
-        tensors = load_tensors(run / STATE_FILE, framework="torch")
-        require_keys(meta, ["configs", "epoch", "history", "opt_groups", "sched", "numpy"], run / META_FILE)
+        found = _read_state(run)
     except DiffGRMError as exc:  # a damaged file: say which and what to do
         raise DiffGRMError(f"the resume state of {run} is damaged ({exc}); pass --force to train from the start") from None
+    if found is None:
+        return None
+    meta, tensors = found
     if meta["configs"] != configs:
         raise DiffGRMError(f"{run} holds an unfinished run with other settings; train into another folder, "
                            "or pass --force to start this one from the beginning")
@@ -109,18 +107,25 @@ def load_state(run: str | Path, configs: dict, model: torch.nn.Module, opt: torc
                       stopped=meta["stopped"], history=meta["history"], best_state=best_state)
 
 
+def _read_state(run: Path) -> tuple[dict, dict] | None:
+    """``resume.json`` (checked) and the tensors it describes; ``None`` when ``run`` holds no state.
+    Raises :class:`DiffGRMError` when either file is damaged."""
+    if not (run / META_FILE).is_file() or not (run / STATE_FILE).is_file():
+        return None
+    meta = read_json(run / META_FILE)
+    verify_checksums(run, meta.get("sha256"), run / META_FILE, "")
+    tensors = load_tensors(run / STATE_FILE, framework="torch")
+    require_keys(meta, ["configs", "epoch", "history", "opt_groups", "sched", "numpy"], run / META_FILE)
+    return meta, tensors
+
+
 def resumable(run: str | Path, configs: dict) -> bool:
     """Whether ``run`` holds an intact resume state of these settings (what ``--force`` continues)."""
-    run = Path(run)
-    if not (run / META_FILE).is_file() or not (run / STATE_FILE).is_file():
-        return False
     try:
-        meta = read_json(run / META_FILE)
-        verify_checksums(run, meta.get("sha256"), run / META_FILE, "")
-        load_tensors(run / STATE_FILE)
+        found = _read_state(Path(run))
     except DiffGRMError:
         return False
-    return meta.get("configs") == configs
+    return found is not None and found[0]["configs"] == configs
 
 
 def clear_state(run: str | Path) -> None:
