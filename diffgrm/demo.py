@@ -23,10 +23,10 @@ DEMO_RUN = "runs/ml-tiny"
 KINDS = ("diffgrm", "ar")
 """The shipped runs, one folder each in ``diffgrm/demo_runs/``; installed as RUN and RUN-ar."""
 SHIPPED_FILES = ("model.safetensors", "history.jsonl", "recipe.json", "config.json", "metrics.json")
-PROJECTION_FILES = ("codebook_umap.csv", "codebook_umap.json")
-"""The explorer's codebook map (UMAP took 55 s of a cold start): shipped with the DiffGRM run, copied when present."""
 """What a shipped run holds, in the order an install writes it: metrics.json last (a demo run with
 metrics.json is complete)."""
+PROJECTION_FILES = ("codebook_umap.csv", "codebook_umap.json")
+"""The explorer's codebook map (UMAP took 55 s of a cold start): shipped with the DiffGRM run, copied when present."""
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,8 @@ def install_shipped(runs: dict[str, Path], folders: dict[str, Path], data: Path)
     """Copy the shipped runs into ``folders``, with config.json's "data" pointing at ``data``."""
     for kind, folder in folders.items():
         folder.mkdir(parents=True, exist_ok=True)
-        for name in SHIPPED_FILES + tuple(p for p in PROJECTION_FILES if (runs[kind] / p).is_file()):
+        maps = tuple(p for p in PROJECTION_FILES if (runs[kind] / p).is_file())
+        for name in SHIPPED_FILES[:-1] + maps + SHIPPED_FILES[-1:]:  # metrics.json last: the run is complete
             src = runs[kind] / name
             if name == "config.json":
                 write_json(folder / name, {**read_json(src), "data": str(Path(data).resolve())})
