@@ -145,7 +145,8 @@ def stage_start(args: argparse.Namespace) -> dict:
 # --------------------------------------------------------------------------- switch: viewers in lockstep
 
 
-def _serve(run: Path, port: int) -> subprocess.Popen:
+def serve(run: Path, port: int) -> subprocess.Popen:
+    """``diffgrm app RUN`` on ``port`` from the repository root, its output discarded (also scripts/screenshots.py)."""
     cmd = [sys.executable, "-m", "diffgrm.cli", "app", str(run), "--port", str(port)]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
 
@@ -228,7 +229,7 @@ def stage_switch(args: argparse.Namespace) -> dict:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     t0 = time.monotonic()
-    proc = _serve(run, port)
+    proc = serve(run, port)
     rows = []
     try:
         wait_health(url, 120, proc)

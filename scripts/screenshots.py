@@ -10,14 +10,14 @@ browser and settle check as the browser test and ``bench/app_speed.py``), and wr
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.app_speed import CHROMIUM, FLAGS, free_port, wait_health, wait_settled  # noqa: E402
+from bench.app_speed import CHROMIUM, FLAGS, free_port, serve, wait_health, wait_settled  # noqa: E402
+from diffgrm.demo import DEMO_RUN  # noqa: E402
 
 VIEWPORT = {"width": 1400, "height": 1450}
 
@@ -28,8 +28,7 @@ def capture(out: Path, user: str = "1", run: str | None = None) -> Path:
 
     out.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    cmd = [sys.executable, "-m", "diffgrm", "app", *([run] if run else []), "--port", str(port)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = serve(Path(run or DEMO_RUN), port)  # `diffgrm app` as the benchmark serves it
     try:
         wait_health(f"http://127.0.0.1:{port}", 600, proc)
         with sync_playwright() as p:
