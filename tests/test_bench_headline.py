@@ -15,6 +15,14 @@ def test_the_readme_headline_is_the_committed_results():
     assert block == bench.current()
 
 
+def test_the_readme_start_times_are_the_committed_measurements():
+    readme = (ROOT / "README.md").read_text()
+    block = readme[readme.index(bench.START_BEGIN) + len(bench.START_BEGIN): readme.index(bench.START_END)].strip()
+    assert block == bench.current_start()
+    speed = json.loads((ROOT / "bench" / "results" / "app-speed.json").read_text())["start"]
+    assert f"**{speed['cold']['page_s']:.0f} s**" in block and f"**{speed['warm']['served_s']:.1f} s**" in block
+
+
 def test_render_reads_each_row_from_its_file(tmp_path):
     long_sids = json.loads((ROOT / "bench" / "results" / "long-sids.json").read_text())
     demo = json.loads((ROOT / "bench" / "results" / "demo.json").read_text())
