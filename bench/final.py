@@ -4,14 +4,13 @@ history kept out of the Top-K.
 
     .venv/bin/python bench/final.py --data runs/long/beauty-n8 --ocn-views 4       # train what is missing, evaluate
     .venv/bin/python bench/final.py --trained-only                                 # the table of what exists
-    .venv/bin/python bench/final.py --readme README.md                             # and rewrite the README's table
     .venv/bin/python bench/final.py --quick --data DIR --runs DIR --out FILE       # a smoke run
 
 Runs live in RUNS/<variant>-s<seed> (trained with bench/quality.py's recipe at ``--preset`` and
 ``--epochs``), each evaluation beside its run, so a second call only fills what is missing.
 ``OUT.json`` has one row per (model, seed, beam, exclude_seen) with ``users``, like quality.json;
-the README's table between ``<!-- final-table:begin -->`` and ``<!-- final-table:end -->`` is
-generated from it by ``--readme``, never typed (tests/test_bench_final.py checks that it matches).
+the README's copy is generated from ``bench/results/final.json`` by ``bench/headline.py --readme``,
+never typed.
 """
 
 from __future__ import annotations
@@ -28,7 +27,6 @@ sys.path.insert(0, str(ROOT))
 
 from bench.results_io import write_results  # noqa: E402
 
-BEGIN, END = "<!-- final-table:begin -->", "<!-- final-table:end -->"
 LABELS = {"diffgrm": "DiffGRM (OCN + CPD)", "ar": "AR decoder, same SIDs", "sasrec": "SASRec (full softmax, item ids)"}
 METRICS = ("recall@5", "recall@10", "ndcg@5", "ndcg@10")
 
@@ -47,7 +45,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sasrec-epochs", type=int, default=17)
     p.add_argument("--users", type=int, default=0, help="test users (0 = all)")
     p.add_argument("--trained-only", action="store_true", help="train nothing; table what exists")
-    p.add_argument("--readme", default=None, help="rewrite this README's final table from OUT.json")
     p.add_argument("--quick", action="store_true", help="tiny training for a smoke test")
     p.add_argument("--device", default=None)
     args = p.parse_args(argv)
@@ -151,14 +148,6 @@ def render(payload: dict) -> str:
     return "\n".join(lines)
 
 
-def rewrite_readme(readme: Path, table: str) -> None:
-    text = readme.read_text()
-    if BEGIN not in text or END not in text:
-        raise SystemExit(f"{readme} has no {BEGIN} ... {END} block to rewrite")
-    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
-    readme.write_text(text[:start] + "\n" + table + "\n" + text[end:])
-
-
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     payload = collect(args)
@@ -166,8 +155,6 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit("no trained runs to table (drop --trained-only to train)")
     table = render(payload)
     write_results(args.out, table, payload)
-    if args.readme:
-        rewrite_readme(Path(args.readme), table)
     print(table)
     return payload
 

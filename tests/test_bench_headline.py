@@ -42,3 +42,31 @@ def test_rewrite_replaces_only_the_block(tmp_path):
     readme.write_text(f"intro\n{bench.BEGIN}\nold\n{bench.END}\nafter\n")
     bench.rewrite(readme, "new table")
     assert readme.read_text() == f"intro\n{bench.BEGIN}\nnew table\n{bench.END}\nafter\n"
+
+
+def _final_row(model, seed, beam, seen, ndcg):
+    return {"model": model, "seed": seed, "beam": beam, "users": 100, "exclude_seen": seen,
+            "item": {"ndcg@10": ndcg, "recall@10": 2 * ndcg}}
+
+
+def test_the_final_table_is_mean_and_std_over_seeds_with_and_without_the_history():
+    final = {"preset": "cpu-long", "epochs": 6, "n_digits": 4, "codebook_size": 256,
+             "rows": [_final_row("diffgrm", 0, 32, False, 0.01), _final_row("diffgrm", 1, 32, False, 0.03),
+                      _final_row("diffgrm", 0, 32, True, 0.02), _final_row("diffgrm", 1, 32, True, 0.04),
+                      _final_row("sasrec", 0, None, False, 0.05)]}
+    lines = bench.final_block(final)
+    assert "test split (100 users)" in lines[0] and "`cpu-long` for 6 epochs" in lines[0]
+    assert "| DiffGRM (OCN + CPD) | 32 | 2 | 0.0200 ± 0.0141 | 0.0400 ± 0.0283 | 0.0300 ± 0.0141 | 0.0600 ± 0.0283 |" in lines
+    # a setting measured for one seed shows its value; one not measured shows a dash, not a zero
+    assert "| SASRec (item ids) | full softmax | 1 | 0.0500 | 0.1000 | - | - |" in lines
+
+
+def test_the_paper_protocol_leads_and_states_the_overstatement():
+    long_sids = json.loads((ROOT / "bench" / "results" / "long-sids.json").read_text())
+    demo = json.loads((ROOT / "bench" / "results" / "demo.json").read_text())
+    protocol = {"sid": {"ndcg@10": 0.03, "recall@10": 0.05}, "item": {"ndcg@10": 0.02, "recall@10": 0.04},
+                "collision_rate": 0.25, "users": 10, "published": {"sid": 0.05, "item": 0.025, "source": "someone"}}
+    text = bench.render(long_sids, demo, protocol)
+    assert text.startswith("One DiffGRM run on Beauty's catalogue with its collisions kept (25.0%")
+    assert "overstates the item level by **+50%**" in text and "0.050 (SID level) against 0.025 (item level), +100%" in text
+    assert text.index("read both ways") < text.index("validation split") < text.index("MovieLens-100K")
