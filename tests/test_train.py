@@ -140,6 +140,7 @@ def test_max_steps_limits_an_epoch(chain_prepared):
 
 def test_on_epoch_callback_and_digit_report(chain_prepared):
     from diffgrm.decode import pad_histories
+    from diffgrm.model import build_model
     from diffgrm.ocn import digit_report
 
     prepared = load_prepared(chain_prepared)
@@ -147,6 +148,8 @@ def test_on_epoch_callback_and_digit_report(chain_prepared):
     test = prepared.splits["test"]
     hist = pad_histories(test.histories, 20)
     targets = torch.from_numpy(prepared.catalogue.codes[test.targets])
+    torch.manual_seed(cfg.seed)
+    untrained = digit_report(build_model(model_cfg, torch.from_numpy(prepared.catalogue.codes)).eval(), hist, targets)
     seen = []
 
     def watch(epoch, model, row):
@@ -157,7 +160,8 @@ def test_on_epoch_callback_and_digit_report(chain_prepared):
     assert len(seen) == 15
     for rep in seen:
         assert rep["accuracy"].shape == (4,) and ((rep["confidence"] > 0) & (rep["confidence"] <= 1)).all()
-    assert seen[-1]["accuracy"].mean() > seen[0]["accuracy"].mean()
+    # against the untrained model, not epoch 1: the chain catalogue can be learned within one epoch
+    assert seen[-1]["accuracy"].mean() > untrained["accuracy"].mean() + 0.1
 
 
 def test_min_history_picks_the_training_samples(chain_prepared, tmp_path):
