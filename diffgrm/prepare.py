@@ -3,7 +3,8 @@
 A prepared folder is everything training, evaluation and the app need, readable by people:
 
 =========================  ==========================================================
-``dataset.json``           name, source, counts, skipped users, encoder
+``dataset.json``           name, source, counts, skipped users, encoder, the sha256 of the two
+                           safetensors files (checked by :func:`load_prepared`)
 ``items.jsonl``            one item per line in index order: item_id, title, text
 ``splits/{train,valid,test}.tsv``  user, history (item indices, oldest first), target
 ``sids.tsv``               each item's SID after repair and before (``raw``)
@@ -31,7 +32,8 @@ from diffgrm.config import DEFAULT_ENCODER, TokenizerConfig
 from diffgrm.data import EMBEDDINGS_FILE, Dataset, Samples, leave_one_out, train_items
 from diffgrm.errors import DiffGRMError
 from diffgrm.pse import Catalogue, PSETokenizer, build_catalogue, collision_groups
-from diffgrm.safeio import check_output, load_tensors, output_lock, read_json, read_text, require_keys, staged_folder
+from diffgrm.safeio import (check_output, file_checksums, load_tensors, output_lock, read_json, read_text, require_keys,
+                            staged_folder, verify_checksums)
 from diffgrm.text import embed_texts
 
 SPLITS = ("train", "valid", "test")
@@ -41,6 +43,8 @@ COLLISION_GROUPS_KEPT = 1000
 TRAIN_MIN_HISTORY = 1
 """``splits/train.tsv`` holds every prefix with at least this many history items; training picks
 its own minimum (``TrainConfig.min_history``). Folders written before it existed start at 2."""
+WEIGHT_FILES = ("catalogue.safetensors", "tokenizer.safetensors")
+"""Hashed into ``dataset.json``; folders written before the hashes existed load as before."""
 
 
 def prepare(
@@ -103,9 +107,6 @@ def _prepare(dataset: Dataset, out: Path, config: TokenizerConfig, *, encoder: s
 
 
 def _write(out: Path, ds: Dataset, emb: np.ndarray, tok: PSETokenizer, cat: Catalogue, report: dict) -> None:
-    summary = {**ds.summary(), "encoder": report["encoder"], "diffgrm_version": __version__,
-               "train_min_history": TRAIN_MIN_HISTORY}
-    (out / "dataset.json").write_text(json.dumps(summary, indent=2))
     with open(out / "items.jsonl", "w", encoding="utf-8") as fh:
         for i, row in enumerate(ds.items.itertuples(index=False)):
             fh.write(json.dumps({"index": i, "item_id": row.item_id, "title": row.title, "text": row.text}) + "\n")
@@ -128,6 +129,10 @@ def _write(out: Path, ds: Dataset, emb: np.ndarray, tok: PSETokenizer, cat: Cata
         metadata={"codebook_size": str(cat.codebook_size), "fingerprint": cat.fingerprint},
     )
     tok.save(out)
+    summary = {**ds.summary(), "encoder": report["encoder"], "diffgrm_version": __version__,
+               "train_min_history": TRAIN_MIN_HISTORY,
+               "sha256": file_checksums(out, WEIGHT_FILES)}  # checked by load_prepared: a flipped byte is an error
+    (out / "dataset.json").write_text(json.dumps(summary, indent=2))
     titles = ds.items["title"].tolist()
     ids = ds.items["item_id"].tolist()
     groups = [
@@ -181,6 +186,8 @@ def load_prepared(folder: str | Path) -> Prepared:
         raise DiffGRMError(f"{folder} is not a prepared dataset (missing {missing[0]}); run `diffgrm prepare` first")
     report = read_json(folder / "tokenizer_report.json")
     require_keys(report, ["codebook_size", "n_digits", "dataset"], folder / "tokenizer_report.json")
+    summary = read_json(folder / "dataset.json") if (folder / "dataset.json").is_file() else {}
+    verify_checksums(folder, summary.get("sha256"), folder / "dataset.json", "run `diffgrm prepare` again")
     arrays = load_tensors(folder / "catalogue.safetensors")
     require_keys(arrays, ["codes", "codes_raw", "embeddings"], folder / "catalogue.safetensors")
     items = _read_items(folder / "items.jsonl")
@@ -215,7 +222,6 @@ def load_prepared(folder: str | Path) -> Prepared:
         if not targets:
             raise DiffGRMError(f"{path} holds no samples; run `diffgrm prepare` again")
         splits[name] = Samples(histories=hist, targets=np.array(targets, dtype=np.int64), users=np.array(us, dtype=np.int64))
-    summary = read_json(folder / "dataset.json") if (folder / "dataset.json").is_file() else {}
     return Prepared(
         path=folder, items=items, splits=splits, users=users, catalogue=cat, embeddings=emb, report=report,
         train_min_history=int(summary.get("train_min_history", 2)),

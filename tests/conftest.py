@@ -124,3 +124,17 @@ def chain_ar_run(chain_prepared, chain_run) -> Path:
 
 FAST_TRAIN = dict(epochs=40, batch_size=32, lr=5e-3, warmup_steps=20, eval_start=40, patience=5, eval_users=0, max_minutes=0)
 """Training settings that learn the chain dataset in seconds."""
+
+
+def save_catalogue(folder: Path, arrays: dict) -> None:
+    """Rewrite a prepared folder's catalogue as ``prepare`` would: the file and its recorded sha256."""
+    import json
+
+    from safetensors.numpy import save_file
+
+    from diffgrm.safeio import file_checksums
+
+    save_file(arrays, str(folder / "catalogue.safetensors"))
+    meta = json.loads((folder / "dataset.json").read_text())
+    meta["sha256"].update(file_checksums(folder, ("catalogue.safetensors",)))
+    (folder / "dataset.json").write_text(json.dumps(meta))

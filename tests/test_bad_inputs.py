@@ -110,12 +110,14 @@ def unfinished_run(env: Env, epochs: str) -> Path:
 
 def other_catalogue(env: Env) -> Path:
     """The chain prepared folder with two items' SIDs swapped: another fingerprint, same shape."""
-    from safetensors.numpy import load_file, save_file
+    from safetensors.numpy import load_file
+
+    from tests.conftest import save_catalogue
 
     folder = env.copy_prepared()
     arrays = load_file(str(folder / "catalogue.safetensors"))
     arrays["codes"][[0, 1]] = arrays["codes"][[1, 0]]
-    save_file(arrays, str(folder / "catalogue.safetensors"))
+    save_catalogue(folder, arrays)
     return folder
 
 

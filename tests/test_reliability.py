@@ -120,6 +120,25 @@ def test_the_shipped_demo_runs_record_their_weights_checksum():
         assert recorded == {"model.safetensors": file_sha256(folder / "model.safetensors")}, kind
 
 
+@pytest.mark.parametrize("name", ["catalogue.safetensors", "tokenizer.safetensors"])
+def test_a_flipped_byte_in_a_prepared_folder_is_an_error_naming_the_file(chain_prepared, tmp_path, capsys, name):
+    folder = Path(shutil.copytree(chain_prepared, tmp_path / "prepared"))
+    recorded = read_json(folder / "dataset.json")["sha256"]
+    assert recorded == {n: file_sha256(folder / n) for n in ("catalogue.safetensors", "tokenizer.safetensors")}
+    flip_last_byte(folder / name)
+    with pytest.raises(DiffGRMError, match=rf"{name.replace('.', '[.]')} is damaged: its sha256 differs .*dataset[.]json"):
+        load_prepared(folder)
+    assert main(["train", str(folder), "--preset", "tiny", "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "diffgrm prepare" in err[0]
+    # a folder written before the hashes existed loads as before
+    meta = read_json(folder / "dataset.json")
+    del meta["sha256"]
+    (folder / "dataset.json").write_text(json.dumps(meta))
+    shutil.copy(chain_prepared / name, folder / name)
+    assert load_prepared(folder).n_items == load_prepared(chain_prepared).n_items
+
+
 def test_a_flipped_byte_in_the_resume_state_is_refused(chain_prepared, tmp_path):
     prepared = load_prepared(chain_prepared)
     model_cfg, cfg = small()

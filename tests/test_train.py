@@ -53,13 +53,15 @@ def test_checkpoint_round_trip_and_refusals(chain_prepared, tmp_path):
     # another catalogue: same items, codes changed
     import shutil
 
-    from safetensors.numpy import load_file, save_file
+    from safetensors.numpy import load_file
+
+    from tests.conftest import save_catalogue
 
     other = tmp_path / "other"
     shutil.copytree(chain_prepared, other)
     arrays = load_file(str(other / "catalogue.safetensors"))
     arrays["codes"] = arrays["codes"][::-1].copy()
-    save_file(arrays, str(other / "catalogue.safetensors"))
+    save_catalogue(other, arrays)
     with pytest.raises(DiffGRMError, match="trained on another catalogue"):
         load_run(tmp_path / "run", data=other)
     with pytest.raises(DiffGRMError, match="holds no checkpoint"):
