@@ -44,7 +44,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ocn-views", type=int, default=0, help="DiffGRM: OCN views per sample and step (0 = all n)")
     p.add_argument("--sasrec-epochs", type=int, default=17)
     p.add_argument("--users", type=int, default=0, help="test users (0 = all)")
-    p.add_argument("--trained-only", action="store_true", help="train nothing; table what exists")
+    p.add_argument("--history", choices=["both", "kept", "excluded"], default="both",
+                   help="evaluate with the user's history items kept in the Top-K, kept out, or both")
+    p.add_argument("--trained-only", action="store_true", help="train and evaluate nothing; table what exists")
     p.add_argument("--quick", action="store_true", help="tiny training for a smoke test")
     p.add_argument("--device", default=None)
     args = p.parse_args(argv)
@@ -70,12 +72,16 @@ def train_run(variant: str, seed: int, run: Path, prepared, args: argparse.Names
     train(prepared, model_cfg, cfg, run, device=args.device, progress=not args.quick)
 
 
+def evaluation_file(run: Path, beam: int, exclude_seen: bool, args: argparse.Namespace) -> Path:
+    return run / f"final_test_b{beam}_u{args.users}{'_unseen' if exclude_seen else ''}.json"
+
+
 def evaluate_run(variant: str, run: Path, prepared, beam: int, exclude_seen: bool, args: argparse.Namespace) -> dict:
     from diffgrm.decode import Recommender
     from diffgrm.sasrec import evaluate_sasrec, load_sasrec
     from diffgrm.train import load_run, subsample
 
-    cached = run / f"final_test_b{beam}_u{args.users}{'_unseen' if exclude_seen else ''}.json"
+    cached = evaluation_file(run, beam, exclude_seen, args)
     if cached.is_file():
         return json.loads(cached.read_text())
     samples = subsample(prepared.splits["test"], args.users, seed=0)
@@ -107,7 +113,9 @@ def collect(args: argparse.Namespace) -> dict:
                 print(f"training {variant} seed {seed} into {run}", file=sys.stderr)
                 train_run(variant, seed, run, prepared, args)
             for beam in args.beams if variant != "sasrec" else args.beams[:1]:
-                for seen in (False, True):
+                for seen in {"both": (False, True), "kept": (False,), "excluded": (True,)}[args.history]:
+                    if args.trained_only and not evaluation_file(run, beam, seen, args).is_file():
+                        continue
                     m = evaluate_run(variant, run, prepared, beam, seen, args)
                     rows.append({"model": variant, "seed": seed, "beam": m["beam"], "users": m["users"],
                                  "exclude_seen": seen, "item": m["item"], "run": str(run)})

@@ -69,15 +69,16 @@ def final_block(final: dict) -> list[str]:
         if (r["model"], r["beam"]) not in keys:
             keys.append((r["model"], r["beam"]))
     for model, beam in keys:
-        cells, seeds = [], set()
-        for seen in (False, True):
-            group = [r for r in rows if (r["model"], r["beam"], r["exclude_seen"]) == (model, beam, seen)]
-            seeds |= {r["seed"] for r in group}
+        groups = [[r for r in rows if (r["model"], r["beam"], r["exclude_seen"]) == (model, beam, seen)]
+                  for seen in (False, True)]
+        seeds = len({r["seed"] for g in groups for r in g})
+        cells = []
+        for group in groups:
+            fewer = f" ({len(group)} seed{'s' if len(group) > 1 else ''})" if group and len(group) < seeds else ""
             for metric in ("ndcg@10", "recall@10"):
-                cells.append(_mean_std([r["item"][metric] for r in group]) if group else "-")
+                cells.append(_mean_std([r["item"][metric] for r in group]) + fewer if group else "-")
         label = FINAL_ROWS.get(model, model)
-        lines.append(f"| {label} | {beam if beam is not None else 'full softmax'} | {len(seeds)} | "
-                     + " | ".join(cells) + " |")
+        lines.append(f"| {label} | {beam if beam is not None else 'full softmax'} | {seeds} | " + " | ".join(cells) + " |")
     return lines
 
 
