@@ -22,3 +22,10 @@ def test_quick_run_writes_one_row_per_model_seed_beam_and_history_setting(chain_
     table = out.with_suffix(".md").read_text().strip()
     assert table == bench.render(payload)
     assert "| DiffGRM (OCN + CPD) | 32 | yes | 2 |" in table
+    # --trained-only tables what exists and evaluates nothing: a beam never run gives no row
+    out2 = tmp_path / "again"
+    bench.main(["--quick", "--data", str(chain_prepared), "--runs", str(tmp_path / "runs"), "--out", str(out2),
+                "--seeds", "0", "1", "--beams", "16", "64", "--trained-only", "--history", "kept"])
+    again = json.loads(out2.with_suffix(".json").read_text())["rows"]
+    assert {r["beam"] for r in again} == {16, None} and not any(r["exclude_seen"] for r in again)
+    assert not list((tmp_path / "runs").rglob("final_test_b64_*"))
