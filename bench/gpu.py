@@ -16,7 +16,13 @@ The ten minutes (``--budget``), split ahead of time so that every run is the sam
   ``TrainConfig.max_minutes``: it is read after each epoch, so a run overshoots by the epoch in
   flight and its validation;
 - evaluate each at beam 256 on the test split (item level, batches of ``--eval-batch`` users);
-- the rest (about 1.5 min) is margin for the overshoots and start-up.
+- decode speed (about 0.5 min; ``--speed-users 0`` skips it): users/s of the cached AR decoder and
+  of CPD at S = n, n/2 and 1 passes, taking turns on the same ``--speed-users`` test users
+  (``bench/decode_speed.py``'s method), at beams 32 and 256, once in batches of 32 users
+  (throughput) and once one user at a time (latency, the first ``--speed-users`` / 8 users): on a
+  GPU the AR decoder's n sequential steps, not arithmetic, may set the pace, which is where fewer
+  passes could pay (docs: "Where diffusion pays");
+- the rest (about 1 min) is margin for the overshoots and start-up.
 
 Training keeps the `paper` preset (diffgrm/config.py) except: the cap, the precision (bf16
 autocast on CUDA when the GPU supports it, fp32 otherwise; ``--precision``) and the validation
@@ -82,6 +88,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--eval-batch", type=int, default=None,
                    help="users decoded together (default 128 on CUDA, 32 on CPU)")
     p.add_argument("--split", default="test", choices=["test", "valid"])
+    p.add_argument("--speed-users", type=int, default=None,
+                   help="test users for the decode-speed stage (default 512; 16 with --tiny; 0 skips it)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     args = p.parse_args(argv)
     tiny = args.tiny
@@ -92,6 +100,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.eval_users = args.eval_users if args.eval_users is not None else (20 if tiny else 1000)
     args.beam = args.beam or (16 if tiny else 256)
     args.users = args.users if args.users is not None else (30 if tiny else 0)
+    args.speed_users = args.speed_users if args.speed_users is not None else (16 if tiny else 512)
     if args.beam < 10:
         p.error("--beam must be at least 10 (the metrics read the Top-10)")
     if min(args.diffgrm_minutes, args.ar_minutes) <= 0:
@@ -288,6 +297,46 @@ def evaluate_model(kind: str, prepared, args: argparse.Namespace, device: torch.
     return {**metrics, "reused": False}
 
 
+def decode_speeds(prepared, args: argparse.Namespace, device: torch.device, clock: Clock) -> list[dict]:
+    """Users/s of the cached AR and of CPD at S = n, n/2, 1, in batches of 32 and one user at a time."""
+    from bench.decode_speed import measure, pass_counts, sample_histories
+    from diffgrm.decode import Recommender
+    from diffgrm.train import load_run
+
+    if args.speed_users <= 0:
+        return []
+    recs = {kind: Recommender(load_run(args.runs / kind, data=prepared.path, device=device)[0]) for kind in MODELS}
+    n = recs["diffgrm"].model.config.n_digits
+    decoders = {"AR (cached)": (recs["ar"], None)} | {f"CPD S={s}": (recs["diffgrm"], s) for s in pass_counts(n)}
+    histories = sample_histories(prepared, args.split, args.speed_users, 0)
+    t0, rows = time.perf_counter(), []
+    for batch, users in ((32, histories), (1, histories[: max(1, len(histories) // 8)])):
+        for beam in (32, 256):
+            res = measure(decoders, users, beam=beam, batch_users=batch, repeats=2, sample={"split": args.split, "seed": 0})
+            rows += [{"decoder": label, "batch_users": batch, "beam": beam, "users": r["users"],
+                      "steps": r["steps"], "users_per_s": r["users_per_s"]} for label, r in res.items()]
+    clock.say(f"decode speed measured in {(time.perf_counter() - t0) / 60:.2f} min")
+    return rows
+
+
+def speed_table(rows: list[dict]) -> list[str]:
+    """users/s per decoder (rows) and (batch, beam) setting (columns); CPD's column is against the AR."""
+    settings = sorted({(r["batch_users"], r["beam"]) for r in rows}, key=lambda x: (-x[0], x[1]))
+    lines = ["", "Decode users/s (`bench/decode_speed.py`'s method, taking turns, best of 2; fp32; "
+             "in brackets: its users/s over the cached AR's, above 1 is faster):", "",
+             "| decoder | " + " | ".join(f"{b} user{'s' if b > 1 else ''}/batch, beam {k}" for b, k in settings) + " |",
+             "|---|" + "---|" * len(settings)]
+    ar = {(r["batch_users"], r["beam"]): r["users_per_s"] for r in rows if r["decoder"] == "AR (cached)"}
+    for label in dict.fromkeys(r["decoder"] for r in rows):
+        cells = []
+        for setting in settings:
+            r = next(x for x in rows if x["decoder"] == label and (x["batch_users"], x["beam"]) == setting)
+            ratio = "" if label == "AR (cached)" else f" ({r['users_per_s'] / ar[setting]:.2f}x)"
+            cells.append(f"{r['users_per_s']:,.1f}{ratio}")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def fmt(x: float | None) -> str:
     return "?" if x is None else f"{x:.2f}"
 
@@ -316,6 +365,8 @@ def report(payload: dict) -> str:
               "the two test evaluations and the overshoot",
               f"- validation during training: {p['eval_users']:,} users at the preset's beam, each epoch from "
               f"epoch {p['eval_start']}"]
+    if p.get("decode_speed"):
+        lines += speed_table(p["decode_speed"])
     return "\n".join(lines)
 
 
@@ -343,6 +394,7 @@ def main(argv: list[str] | None = None) -> dict:
         prepared = load_prepared(data)
         trained = {kind: train_model(kind, prepared, args, device, precision, clock) for kind in MODELS}
         scores = {kind: evaluate_model(kind, prepared, args, device, clock) for kind in MODELS}
+        speed = decode_speeds(prepared, args, device, clock)
     except DiffGRMError as exc:
         raise SystemExit(f"error: {exc}") from None
     stages = {"prepare": prep.get("minutes")}
@@ -372,6 +424,7 @@ def main(argv: list[str] | None = None) -> dict:
         "budget_minutes": args.budget, "prepare_reused": prep["reused"],
         "stages": stages, "stage_minutes": sum(known) if len(known) == len(stages) else None,
         "wall_minutes": clock.minutes(), "popularity": scores["diffgrm"]["popularity"], "models": models,
+        "decode_speed": speed,
     }
     text = report(payload)
     print(text)

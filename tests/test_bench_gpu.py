@@ -34,7 +34,14 @@ def test_gpu_bench_tiny_runs_both_models_on_the_cpu_and_reuses_them(tmp_path, ca
     assert stages["train_diffgrm"] > 0 and saved["stage_minutes"] == pytest.approx(sum(stages.values()))
     assert saved["budget_minutes"] == 10 and saved["stage_minutes"] <= saved["wall_minutes"] + 1e-6
     assert all(0 <= v <= 1 for v in saved["popularity"].values())
+    # decode speed: the cached AR and CPD at n, n/2 and 1 passes, in batches of 32 and one user at a time
+    speed = saved["decode_speed"]
+    assert {(r["decoder"], r["batch_users"], r["beam"]) for r in speed} == {
+        (d, b, k) for d in ("AR (cached)", "CPD S=4", "CPD S=2", "CPD S=1") for b in (32, 1) for k in (32, 256)}
+    assert all(r["users_per_s"] > 0 for r in speed)
+    assert {r["users"] for r in speed if r["batch_users"] == 1} == {2}
     md = out.with_suffix(".md").read_text()
+    assert "| CPD S=2 |" in md and "x) |" in md and "1 user/batch, beam 256" in md
     assert md.startswith("synth, test split, 30 users, beam 16") and "| AR decoder, same SIDs | 2 (" in md
     assert "| DiffGRM (OCN + CPD) |" in capsys.readouterr().out
 
