@@ -118,7 +118,8 @@ def collect(args: argparse.Namespace) -> dict:
                         continue
                     m = evaluate_run(variant, run, prepared, beam, seen, args)
                     rows.append({"model": variant, "seed": seed, "beam": m["beam"], "users": m["users"],
-                                 "exclude_seen": seen, "item": m["item"], "run": str(run)})
+                                 "exclude_seen": seen, "item": m["item"], "run": str(run),
+                                 "best_epoch": json.loads((run / "config.json").read_text()).get("best_epoch")})
     cat = prepared.catalogue
     return {"dataset": prepared.report.get("dataset"), "split": "test", "level": "item", "preset": args.preset,
             "epochs": args.epochs, "ocn_views": args.ocn_views, "n_digits": cat.n_digits,
@@ -153,6 +154,11 @@ def render(payload: dict) -> str:
         cells = [_cell([r["item"][m] for r in group]) for m in METRICS]
         lines.append(f"| {LABELS[model]} | {beam if beam is not None else 'full softmax'} | {'yes' if seen else 'no'} | "
                      f"{len(group)} | " + " | ".join(cells) + " |")
+    kept = {}  # the checkpoint each run kept (its best validated epoch), by model and seed
+    for r in rows:
+        kept.setdefault(r["model"], {})[r["seed"]] = r.get("best_epoch")
+    lines += ["", "Checkpoint kept (best validated epoch) per seed: " + "; ".join(
+        f"{LABELS[m]}: " + ", ".join(f"seed {s} epoch {e}" for s, e in sorted(by.items())) for m, by in kept.items()) + "."]
     return "\n".join(lines)
 
 
