@@ -9,7 +9,7 @@
 
 Every row trains the `cpu-long` preset (item-id embedding, input dropout 0.1, label smoothing 0.1)
 for the same number of epochs (``--epochs``, 6 for this screen, a cosine schedule over them) on
-Amazon Beauty SIDs made by PSE with OPQ (n digits x 256 codes, collisions repaired, one k-means
+Amazon Beauty SIDs made by PSE with OPQ (n digits x 256 codes unless a row says otherwise, collisions repaired, one k-means
 seed per digit). The rows differ only in n, the decoder (DiffGRM or AR) and how many of OCN's n
 nested views a step supervises. Runs live in RUNS/e<epochs>/<row>; each stage writes its result
 beside the run, so every command resumes and the table is rebuilt from whatever exists.
@@ -43,10 +43,11 @@ class Row:
     repair: bool = True
     select: str = "item"
     label: str = ""
+    codebook: int = 256  # codes per digit
 
     @property
     def data(self) -> str:
-        return f"beauty-n{self.n}" + ("" if self.repair else "-norepair")
+        return f"beauty-n{self.n}" + ("" if self.codebook == 256 else f"-c{self.codebook}") + ("" if self.repair else "-norepair")
 
     def views_text(self) -> str:
         if self.kind == "ar":
@@ -65,6 +66,8 @@ ROWS: dict[str, Row] = {
     "d8": Row(8, label="DiffGRM, OCN on all 8 views"),
     "d8-k1": Row(8, views=1, label="DiffGRM, 1 random view of 8"),
     "d8-ref4": Row(8, views=4, pick="shallowest", label="DiffGRM, the 4 shallowest views of 8 (the reference)"),
+    "d8c16-k1": Row(8, views=1, codebook=16, label="DiffGRM, 1 random view of 8, 16 codes per digit (32 bits, as 4 x 256)"),
+    "a8c16": Row(8, "ar", codebook=16, label="AR on the same 8 x 16 SIDs"),
     "d4-paper": Row(4, repair=False, select="sid", label="DiffGRM, the paper's protocol: collisions kept, chosen at SID level"),
 }
 
@@ -109,8 +112,8 @@ def prepared_folder(args: argparse.Namespace, row: Row) -> Path:
     folder = args.runs / row.data
     if not (folder / "tokenizer_report.json").is_file():
         argv = ["prepare", "--dataset", args.dataset, "--out", str(folder), "--digits", str(row.n), "--quiet", "--force"]
-        if args.quick:
-            argv += ["--codebook", "16"]
+        if args.quick or row.codebook != 256:
+            argv += ["--codebook", str(16 if args.quick else row.codebook)]
         if not row.repair:
             argv.append("--no-repair")
         if cli(argv) != 0:
@@ -275,7 +278,8 @@ def collect(args: argparse.Namespace) -> list[dict]:
         hist = _history(run)
         if not hist:
             continue
-        rec: dict = {"row": name, "label": row.label, "n": row.n, "model": row.kind, "views": row.views_text(),
+        rec: dict = {"row": name, "label": row.label, "n": row.n, "codebook": row.codebook, "model": row.kind,
+                     "views": row.views_text(),
                      "finished": finished(run), "epochs": len(hist), "budget_epochs": args.epochs,
                      "wall_minutes_per_epoch": round(sum(r["train_seconds"] for r in hist) / len(hist) / 60, 2)}
         ts = _read(run.parent / f"train-speed-{name}-t{args.threads}.json")
@@ -311,7 +315,7 @@ def render(records: list[dict], args: argparse.Namespace) -> str:
     users = f"{args.users:,} users" if args.users else "all 22,363 users"
     lines = [
         f"amazon-beauty, validation split ({users}), item level, beam {args.beam}, Top-10; `cpu-long` preset, "
-        f"{args.epochs} epochs for every row (cosine schedule over them), seed 0; OPQ n x 256 SIDs, collisions repaired",
+        f"{args.epochs} epochs for every row (cosine schedule over them), seed 0; OPQ n x 256 SIDs (rows named c16: 16 codes per digit), collisions repaired",
         "",
         "| row | n | model | OCN views | N@10 | R@10 | N@10, history excluded | R@10, history excluded | "
         "N@10 at S = n/2 / n/4 | N@10 at S = n/2 / n/4, history excluded | train min/epoch | users/s b32 (S = n, n/2, n/4) | users/s b256 (S = n, n/2, n/4) |",
@@ -320,7 +324,7 @@ def render(records: list[dict], args: argparse.Namespace) -> str:
     timed_like = {}  # OCN views change training only: a DiffGRM row decodes as fast as the timed one of its n
     for r in records:
         if r["model"] == "diffgrm" and r.get("speed"):
-            timed_like.setdefault(r["n"], r["row"])
+            timed_like.setdefault((r["n"], r.get("codebook", 256)), r["row"])
     for r in records:
         if r["row"] == "d4-paper":
             continue
@@ -335,7 +339,8 @@ def render(records: list[dict], args: argparse.Namespace) -> str:
             vals = [r.get("speed", {}).get(f"b{beam}-s{s}", {}).get("users_per_second") for s in keys]
             speeds[beam] = " / ".join("" if x is None else f"{x:.0f}" for x in vals)
             if all(x is None for x in vals):
-                speeds[beam] = f"as {timed_like[n]}" if r["model"] == "diffgrm" and n in timed_like else ""
+                like = timed_like.get((n, r.get("codebook", 256)))
+                speeds[beam] = f"as {like}" if r["model"] == "diffgrm" and like else ""
         it = lambda m, k: _f((m.get("item") or {}).get(k))  # noqa: E731
         few = {tag: " / ".join(it(v.get(f"s{s}{tag}", {}), "ndcg@10") for s in fewer) if r["model"] == "diffgrm" else ""
                for tag in ("", "-unseen")}
