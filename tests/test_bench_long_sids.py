@@ -40,3 +40,12 @@ def test_every_stage_runs_and_the_table_reads_what_was_made(tmp_path, capsys):
     before = {p: p.stat().st_mtime for p in (tmp_path / "runs").rglob("*.json")}
     assert bench.main(["evaluate", *rows, *common]) == 0 and bench.main(["train", *rows, *common]) == 0
     assert {p: p.stat().st_mtime for p in before} == before
+
+
+def test_rows_with_another_codebook_or_catalogue_get_their_own_prepared_folder():
+    bench = load_script("bench/long_sids.py")
+    assert bench.ROWS["d8-k4"].data == "beauty-n8" and bench.ROWS["d8c16-k1"].data == "beauty-n8-c16"
+    assert bench.ROWS["a8c16"].data == bench.ROWS["d8c16-k1"].data and bench.ROWS["d4-paper"].data == "beauty-n4-norepair"
+    # the two decoders of one comparison always read the same SIDs
+    pairs = [("d4", "a4"), ("d8-k4", "a8"), ("d8c16-k1", "a8c16")]
+    assert all(bench.ROWS[d].data == bench.ROWS[a].data and bench.ROWS[a].kind == "ar" for d, a in pairs)
