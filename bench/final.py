@@ -43,6 +43,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=None, help="training epochs (default: the preset's)")
     p.add_argument("--ocn-views", type=int, default=0, help="DiffGRM: OCN views per sample and step (0 = all n)")
     p.add_argument("--sasrec-epochs", type=int, default=17)
+    p.add_argument("--sasrec-from", default=None,
+                   help="with --trained-only: SASRec seeds that have no run here are read from this results file of "
+                        "bench/quality.py (the same recipe on the same test split, history kept)")
     p.add_argument("--users", type=int, default=0, help="test users (0 = all)")
     p.add_argument("--history", choices=["both", "kept", "excluded"], default="both",
                    help="evaluate with the user's history items kept in the Top-K, kept out, or both")
@@ -120,10 +123,27 @@ def collect(args: argparse.Namespace) -> dict:
                     rows.append({"model": variant, "seed": seed, "beam": m["beam"], "users": m["users"],
                                  "exclude_seen": seen, "item": m["item"], "run": str(run),
                                  "best_epoch": json.loads((run / "config.json").read_text()).get("best_epoch")})
+    if args.sasrec_from and "sasrec" in args.variants:
+        rows += borrowed_sasrec(Path(args.sasrec_from), {r["seed"] for r in rows if r["model"] == "sasrec"}, args)
     cat = prepared.catalogue
     return {"dataset": prepared.report.get("dataset"), "split": "test", "level": "item", "preset": args.preset,
             "epochs": args.epochs, "ocn_views": args.ocn_views, "n_digits": cat.n_digits,
             "codebook_size": cat.codebook_size, "rows": rows}
+
+
+def borrowed_sasrec(path: Path, have: set[int], args: argparse.Namespace) -> list[dict]:
+    """SASRec rows of an earlier ``bench/quality.py`` results file, for the seeds not trained here."""
+    if not args.trained_only:
+        raise SystemExit("--sasrec-from only fills a table (--trained-only); without it the seeds are trained here")
+    quality = json.loads(path.read_text())
+    if quality.get("split") != "test" or (args.users and quality.get("users") != args.users):
+        raise SystemExit(f"{path} is not a test-split run of bench/quality.py on {args.users or 'all'} users")
+    if quality.get("dataset") != "amazon-beauty":
+        raise SystemExit(f"{path} is not on Amazon Beauty")
+    source = str(path.resolve().relative_to(ROOT)) if path.resolve().is_relative_to(ROOT) else str(path)
+    return [{"model": "sasrec", "seed": r["seed"], "beam": None, "users": r["users"], "exclude_seen": False,
+             "item": r["item"], "run": r["run"], "best_epoch": None, "source": source}
+            for r in quality["results"].get("sasrec", []) if r["seed"] in args.seeds and r["seed"] not in have]
 
 
 def _cell(values: list[float]) -> str:
@@ -156,9 +176,14 @@ def render(payload: dict) -> str:
                      f"{len(group)} | " + " | ".join(cells) + " |")
     kept = {}  # the checkpoint each run kept (its best validated epoch), by model and seed
     for r in rows:
-        kept.setdefault(r["model"], {})[r["seed"]] = r.get("best_epoch")
+        if r.get("best_epoch") is not None:
+            kept.setdefault(r["model"], {})[r["seed"]] = r["best_epoch"]
     lines += ["", "Checkpoint kept (best validated epoch) per seed: " + "; ".join(
         f"{LABELS[m]}: " + ", ".join(f"seed {s} epoch {e}" for s, e in sorted(by.items())) for m, by in kept.items()) + "."]
+    borrowed = sorted({(r["source"], r["seed"]) for r in rows if r.get("source")})
+    if borrowed:
+        lines += ["", f"SASRec seeds {', '.join(str(s) for _, s in borrowed)}: read from `{borrowed[0][0]}` "
+                  "(bench/quality.py: the same recipe and test split, history kept), not trained again here."]
     return "\n".join(lines)
 
 

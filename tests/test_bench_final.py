@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.conftest import load_script
 
 
@@ -29,3 +31,19 @@ def test_quick_run_writes_one_row_per_model_seed_beam_and_history_setting(chain_
     again = json.loads(out2.with_suffix(".json").read_text())["rows"]
     assert {r["beam"] for r in again} == {16, None} and not any(r["exclude_seen"] for r in again)
     assert not list((tmp_path / "runs").rglob("final_test_b64_*"))
+    # SASRec seeds with no run here can be read from bench/quality.py's results (same recipe), and say so
+    quality = tmp_path / "quality.json"
+    quality.write_text(json.dumps({"dataset": "amazon-beauty", "split": "test", "users": 30, "results": {"sasrec": [
+        {"seed": s, "users": 30, "run": f"runs/quality/sasrec-s{s}", "item": {"recall@5": 0.1, "recall@10": 0.2,
+                                                                           "ndcg@5": 0.05, "ndcg@10": 0.07}}
+        for s in (0, 2)]}}))
+    common = ["--quick", "--data", str(chain_prepared), "--runs", str(tmp_path / "runs"), "--out", str(out2),
+              "--seeds", "0", "1", "2", "--beams", "16", "--variants", "sasrec", "--sasrec-from", str(quality)]
+    bench.main([*common, "--trained-only"])
+    payload = json.loads(out2.with_suffix(".json").read_text())
+    by_seed = {(r["seed"], r["exclude_seen"]): r for r in payload["rows"]}
+    assert by_seed[(2, False)]["source"] == str(quality) and by_seed[(2, False)]["item"]["ndcg@10"] == 0.07
+    assert "source" not in by_seed[(0, False)] and (1, True) in by_seed  # a trained seed is never replaced
+    assert "SASRec seeds 2: read from" in out2.with_suffix(".md").read_text()
+    with pytest.raises(SystemExit, match="only fills a table"):
+        bench.main(common)
