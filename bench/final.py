@@ -164,11 +164,9 @@ def render(payload: dict) -> str:
             f"SIDs {payload['n_digits']} x {payload['codebook_size']}"
             + (f"; DiffGRM supervises {payload['ocn_views']} OCN views per step" if payload.get("ocn_views") else ""))
     lines = [head, "", "| model | beam | history excluded | seeds | R@5 | R@10 | N@5 | N@10 |", "|---|---|---|---|---|---|---|---|"]
-    keys = []
-    for r in rows:
-        key = (r["model"], r["beam"], r["exclude_seen"])
-        if key not in keys:
-            keys.append(key)
+    # models in LABELS' order, then beam, then history kept before kept out
+    keys = sorted({(r["model"], r["beam"], r["exclude_seen"]) for r in rows},
+                  key=lambda k: (list(LABELS).index(k[0]), k[1] or 0, k[2]))
     for model, beam, seen in keys:
         group = [r for r in rows if (r["model"], r["beam"], r["exclude_seen"]) == (model, beam, seen)]
         cells = [_cell([r["item"][m] for r in group]) for m in METRICS]

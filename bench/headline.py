@@ -64,10 +64,7 @@ def final_block(final: dict) -> list[str]:
              "seeds (`bench/results/final.md`):", "",
              "| model | beam | seeds | NDCG@10 | Recall@10 | NDCG@10, history kept out | Recall@10, history kept out |",
              "|---|---|---|---|---|---|---|"]
-    keys: list[tuple] = []
-    for r in rows:
-        if (r["model"], r["beam"]) not in keys:
-            keys.append((r["model"], r["beam"]))
+    keys = sorted({(r["model"], r["beam"]) for r in rows}, key=lambda k: (list(FINAL_ROWS).index(k[0]), k[1] or 0))
     for model, beam in keys:
         groups = [[r for r in rows if (r["model"], r["beam"], r["exclude_seen"]) == (model, beam, seen)]
                   for seen in (False, True)]
