@@ -76,6 +76,8 @@ def final_block(final: dict) -> list[str]:
                 cells.append(_mean_std([r["item"][metric] for r in group]) + fewer if group else "-")
         label = FINAL_ROWS.get(model, model)
         lines.append(f"| {label} | {beam if beam is not None else 'full softmax'} | {seeds} | " + " | ".join(cells) + " |")
+    borrowed = sorted({(FINAL_ROWS.get(r["model"], r["model"]), r["source"]) for r in rows if r.get("source")})
+    lines += [f"\n{label}: read from `{source}` (the same recipe and test split)." for label, source in borrowed]
     return lines
 
 

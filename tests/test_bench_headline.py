@@ -53,7 +53,7 @@ def test_the_final_table_is_mean_and_std_over_seeds_with_and_without_the_history
     final = {"preset": "cpu-long", "epochs": 6, "n_digits": 4, "codebook_size": 256,
              "rows": [_final_row("diffgrm", 0, 32, False, 0.01), _final_row("diffgrm", 1, 32, False, 0.03),
                       _final_row("diffgrm", 0, 32, True, 0.02), _final_row("diffgrm", 1, 32, True, 0.04),
-                      _final_row("sasrec", 0, None, False, 0.05),
+                      {**_final_row("sasrec", 0, None, False, 0.05), "source": "bench/results/quality.json"},
                       _final_row("ar", 0, 256, False, 0.01), _final_row("ar", 1, 256, False, 0.01),
                       _final_row("ar", 0, 256, True, 0.02)]}
     lines = bench.final_block(final)
@@ -61,6 +61,7 @@ def test_the_final_table_is_mean_and_std_over_seeds_with_and_without_the_history
     assert "| DiffGRM (OCN + CPD) | 32 | 2 | 0.0200 ± 0.0141 | 0.0400 ± 0.0283 | 0.0300 ± 0.0141 | 0.0600 ± 0.0283 |" in lines
     # a setting measured for one seed shows its value; one not measured shows a dash, not a zero
     assert "| SASRec (item ids) | full softmax | 1 | 0.0500 | 0.1000 | - | - |" in lines
+    assert "\nSASRec (item ids): read from `bench/results/quality.json` (the same recipe and test split)." in lines
     # a setting measured on fewer seeds than its row says how many
     assert "| AR decoder, same SIDs | 256 | 2 | 0.0100 ± 0.0000 | 0.0200 ± 0.0000 | 0.0200 (1 seed) | 0.0400 (1 seed) |" in lines
 
