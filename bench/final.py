@@ -115,6 +115,7 @@ def collect(args: argparse.Namespace) -> dict:
                     continue
                 print(f"training {variant} seed {seed} into {run}", file=sys.stderr)
                 train_run(variant, seed, run, prepared, args)
+            best_epoch = json.loads((run / "config.json").read_text()).get("best_epoch")
             for beam in args.beams if variant != "sasrec" else args.beams[:1]:
                 for seen in {"both": (False, True), "kept": (False,), "excluded": (True,)}[args.history]:
                     if args.trained_only and not evaluation_file(run, beam, seen, args).is_file():
@@ -122,7 +123,7 @@ def collect(args: argparse.Namespace) -> dict:
                     m = evaluate_run(variant, run, prepared, beam, seen, args)
                     rows.append({"model": variant, "seed": seed, "beam": m["beam"], "users": m["users"],
                                  "exclude_seen": seen, "item": m["item"], "run": str(run),
-                                 "best_epoch": json.loads((run / "config.json").read_text()).get("best_epoch")})
+                                 "best_epoch": best_epoch})
     if args.sasrec_from and "sasrec" in args.variants:
         rows += borrowed_sasrec(Path(args.sasrec_from), {r["seed"] for r in rows if r["model"] == "sasrec"}, args)
     cat = prepared.catalogue
@@ -146,7 +147,8 @@ def borrowed_sasrec(path: Path, have: set[int], args: argparse.Namespace) -> lis
             for r in quality["results"].get("sasrec", []) if r["seed"] in args.seeds and r["seed"] not in have]
 
 
-def _cell(values: list[float]) -> str:
+def mean_std(values: list[float]) -> str:
+    """One table cell: the value of one seed, or mean ± std over several (empty for none)."""
     if not values:
         return ""
     if len(values) == 1:
@@ -169,7 +171,7 @@ def render(payload: dict) -> str:
                   key=lambda k: (list(LABELS).index(k[0]), k[1] or 0, k[2]))
     for model, beam, seen in keys:
         group = [r for r in rows if (r["model"], r["beam"], r["exclude_seen"]) == (model, beam, seen)]
-        cells = [_cell([r["item"][m] for r in group]) for m in METRICS]
+        cells = [mean_std([r["item"][m] for r in group]) for m in METRICS]
         lines.append(f"| {LABELS[model]} | {beam if beam is not None else 'full softmax'} | {'yes' if seen else 'no'} | "
                      f"{len(group)} | " + " | ".join(cells) + " |")
     kept = {}  # the checkpoint each run kept (its best validated epoch), by model and seed

@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
+sys.path.insert(0, str(ROOT))
+
+from bench.final import mean_std  # noqa: E402
+
 BEGIN, END = "<!-- headline:begin -->", "<!-- headline:end -->"
 START_BEGIN, START_END = "<!-- start-times:begin -->", "<!-- start-times:end -->"
 BEAUTY_ROWS = {"a4": "AR, 4 digits", "d4": "DiffGRM, 4 digits", "a8": "AR, 8 digits",
@@ -48,12 +51,6 @@ def protocol_block(protocol: dict) -> list[str]:
     return lines
 
 
-def _mean_std(values: list[float]) -> str:
-    if len(values) == 1:
-        return f"{values[0]:.4f}"
-    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
-
-
 def final_block(final: dict) -> list[str]:
     """The final table (``bench/final.py``): mean ± std over seeds, with and without the history kept out."""
     rows = final["rows"]
@@ -73,7 +70,7 @@ def final_block(final: dict) -> list[str]:
         for group in groups:
             fewer = f" ({len(group)} seed{'s' if len(group) > 1 else ''})" if group and len(group) < seeds else ""
             for metric in ("ndcg@10", "recall@10"):
-                cells.append(_mean_std([r["item"][metric] for r in group]) + fewer if group else "-")
+                cells.append(mean_std([r["item"][metric] for r in group]) + fewer if group else "-")
         label = FINAL_ROWS.get(model, model)
         lines.append(f"| {label} | {beam if beam is not None else 'full softmax'} | {seeds} | " + " | ".join(cells) + " |")
     borrowed = sorted({(FINAL_ROWS.get(r["model"], r["model"]), r["source"]) for r in rows if r.get("source")})

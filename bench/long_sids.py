@@ -144,10 +144,15 @@ def stage_train(args: argparse.Namespace) -> None:
             raise SystemExit(f"training {name} failed")
 
 
+def screen_passes(n: int) -> list[int]:
+    """The pass counts this screen scores and times a DiffGRM row at: S = n, n/2 and n/4."""
+    return [n, max(1, n // 2), max(1, n // 4)]
+
+
 def _evaluations(row: Row) -> list[tuple[int, bool]]:
     """(passes, exclude_seen) pairs evaluated per row: S = n, n/2 and n/4 for DiffGRM (the target reads S <= n/2;
     n/4 shows what the faster searches cost in quality), n for AR."""
-    steps = sorted({row.n, max(1, row.n // 2), max(1, row.n // 4)}, reverse=True) if row.kind == "diffgrm" else [row.n]
+    steps = sorted(set(screen_passes(row.n)), reverse=True) if row.kind == "diffgrm" else [row.n]
     return [(s, seen) for s in steps for seen in (False, True)]
 
 
@@ -196,7 +201,7 @@ def stage_speed(args: argparse.Namespace) -> None:
             row = ROWS[name]
             model, prepared, _ = load_run(run_dir(args, name))
             rec = Recommender(model)
-            for s in ([row.n, max(1, row.n // 2), max(1, row.n // 4)] if row.kind == "diffgrm" else [row.n]):
+            for s in (screen_passes(row.n) if row.kind == "diffgrm" else [row.n]):
                 decoders[f"{name}-s{s}"] = (rec, s if row.kind == "diffgrm" else None)
         histories = sample_histories(prepared, "valid", args.speed_users, 0)
         for beam in (32, 256):
@@ -330,12 +335,12 @@ def render(records: list[dict], args: argparse.Namespace) -> str:
             continue
         v, n = r["valid"], r["n"]
         full, unseen = v.get(f"s{n}", {}), v.get(f"s{n}-unseen", {})
-        fewer = [max(1, n // 2), max(1, n // 4)]  # S = n/2 and n/4: CPD with fewer passes than digits
+        fewer = screen_passes(n)[1:]  # S = n/2 and n/4: CPD with fewer passes than digits
         ts = r.get("train_speed")
         mins = f"{ts['minutes_per_epoch']:.1f}" if ts else f"({r['wall_minutes_per_epoch']:.1f} wall)"
         speeds = {}
         for beam in (32, 256):
-            keys = [n, max(1, n // 2), max(1, n // 4)] if r["model"] == "diffgrm" else [n]
+            keys = screen_passes(n) if r["model"] == "diffgrm" else [n]
             vals = [r.get("speed", {}).get(f"b{beam}-s{s}", {}).get("users_per_second") for s in keys]
             speeds[beam] = " / ".join("" if x is None else f"{x:.0f}" for x in vals)
             if all(x is None for x in vals):

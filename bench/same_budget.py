@@ -66,7 +66,7 @@ def collect(args: argparse.Namespace) -> list[dict]:
     runs, records = Path(args.runs), []
     for group, pairs in GROUPS.items():
         for name, epochs in pairs:
-            row, run = ROWS[name], Path(args.runs) / f"e{epochs}" / name
+            row, run = ROWS[name], runs / f"e{epochs}" / name
             per_epoch = minutes_per_epoch(runs, name, args.threads)
             rec = {"group": group, "row": name, "label": row.label, "n": row.n, "model": row.kind,
                    "views": row.views_text(), "epochs": epochs, "finished": finished(run), "started": run.is_dir(),
