@@ -30,19 +30,19 @@ def no_run_page(run: Path) -> None:
     st.title("diffgrm explorer")
     st.error(f"No trained run in `{run}` (no model.safetensors + config.json).")
     st.markdown(
-        "Train the small MovieLens-100K demo run (a few minutes on a laptop CPU), or start the app "
-        "with an existing run: `diffgrm app RUN`."
+        "Install the MovieLens-100K demo runs that ship with diffgrm (a few seconds), or start the app "
+        "with an existing run: `diffgrm app RUN` (a folder, or a file from `diffgrm pack`)."
     )
-    if st.button("Train the tiny MovieLens-100K run", key="train_tiny"):
+    if st.button("Install the MovieLens-100K demo runs", key="install_demo"):
         from diffgrm.demo import ensure_demo_run
 
-        with st.spinner("Preparing MovieLens-100K and training the tiny preset..."):
+        with st.spinner("Installing the demo runs (trained here only if the shipped ones cannot be used)..."):
             try:
                 ensure_demo_run(run)
             except DiffGRMError as exc:
                 st.error(str(exc))
                 return
-        st.success("Trained. Loading it...")
+        st.success("Installed. Loading it...")
         st.rerun()
 
 

@@ -143,7 +143,8 @@ def ar_companion(setting: Setting, path: str) -> tuple[Path | None, str | None]:
         return None, None
     if not (ar_run / "model.safetensors").is_file():
         return None, (f"No AR run in `{ar_run}`; train one to add it here: "
-                      f"`diffgrm train {ex.prepared.path} --model ar --preset tiny --out {ar_run}`.")
+                      f"`diffgrm train {setting.run} --model ar --preset tiny --out {ar_run}` (on this run's own SIDs "
+                      "and users).")
     try:
         other = load_explorer(str(ar_run))
     except DiffGRMError as exc:

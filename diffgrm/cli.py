@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from diffgrm import __version__, distributed
-from diffgrm.cli_app import _cmd_app, _cmd_demo
+from diffgrm.cli_app import _cmd_app, _cmd_demo, add_share_commands
 from diffgrm.demo import DEMO_RUN
 from diffgrm.errors import DiffGRMError
 from diffgrm.safeio import atomic_write, check_output, write_json
@@ -61,11 +61,11 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
 def _cmd_train(args: argparse.Namespace) -> int:
     from diffgrm.config import preset
     from diffgrm.model import count_params
-    from diffgrm.prepare import load_prepared
+    from diffgrm.portable import load_data
     from diffgrm.train import train, training_samples
 
     check_output(args.out, "run", force=args.force, inputs=(args.data,))  # before loading anything
-    prepared = load_prepared(args.data)
+    prepared = load_data(args.data)
     cat = prepared.catalogue
     model_cfg, cfg = preset(args.preset, kind=args.model, n_digits=cat.n_digits, codebook_size=cat.codebook_size,
                             epochs=args.epochs, seed=args.seed, noising=args.noising, max_minutes=args.max_minutes,
@@ -78,7 +78,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if not args.quiet and main:
         n_samples = len(training_samples(prepared, cfg.min_history))
         ranks = f", {distributed.world_size()} processes" if distributed.active() else ""
-        print(f"training {args.model} ({args.preset} preset) on {prepared.path}: {n_samples:,} samples{ranks}",
+        print(f"training {args.model} ({args.preset} preset) on {args.data}: {n_samples:,} samples{ranks}",
               file=sys.stderr)
     result = train(prepared, model_cfg, cfg, args.out, device=args.device, progress=not args.quiet, force=args.force)
     v = result.best_valid or {}
@@ -164,7 +164,7 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
             raise DiffGRMError(f"--trace {trace}: give a .csv or .jsonl file in an existing folder")
     model, prepared, _ = load_run(args.run, data=args.data, device=args.device)
     if args.user not in prepared.users:
-        raise DiffGRMError(f"user {args.user!r} is not in {prepared.path} (e.g. {prepared.users[0]!r})")
+        raise DiffGRMError(f"user {args.user!r} is not in {prepared.source} (e.g. {prepared.users[0]!r})")
     u = prepared.users.index(args.user)
     test = prepared.splits["test"]
     row = int(np.flatnonzero(test.users == u)[0])
@@ -308,7 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_prepare)
 
     p = sub.add_parser("train", help="train DiffGRM (OCN) or the AR baseline on a prepared folder")
-    p.add_argument("data", metavar="DIR", help="a folder written by `diffgrm prepare`")
+    p.add_argument("data", metavar="DIR", help="a folder written by `diffgrm prepare`, or a run folder (its own "
+                   "catalogue and users: a companion on the very same SIDs, on any machine)")
     p.add_argument("--model", choices=["diffgrm", "ar"], default="diffgrm")
     p.add_argument("--preset", choices=["tiny", "cpu", "cpu-long", "paper"], default="cpu",
                    help="sizes and optimiser: tiny (MovieLens demo), cpu (Beauty < 30 min on 2 cores), "
@@ -357,7 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=_int(1), default=None, metavar="S",
                    help="CPD network passes, 1..n (default n: one digit per pass; fewer fill several digits per pass)")
     p.add_argument("--users", type=_int(0), default=0, help="evaluate a seeded sample of this many users (0 = all)")
-    p.add_argument("--data", default=None, help="prepared folder (default: the one the run was trained on)")
+    p.add_argument("--data", default=None, help="where the run's users come from: a prepared folder, a dataset folder or a dataset name (default: the data the run recorded)")
     p.add_argument("--device", default=None)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_evaluate)
@@ -371,7 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--history", type=_int(0), default=10, help="how many recent history items to show")
     p.add_argument("--steps", type=_int(1), default=None, metavar="S", help="CPD network passes, 1..n (default n)")
     p.add_argument("--trace", default=None, metavar="FILE", help="write the denoising trace (.csv or .jsonl)")
-    p.add_argument("--data", default=None)
+    p.add_argument("--data", default=None, help="where the run's users come from: a prepared folder, a dataset folder or a dataset name (default: the data the run recorded)")
     p.add_argument("--device", default=None)
     p.set_defaults(func=_cmd_recommend)
 
@@ -386,8 +387,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also explain why this item (catalogue index) was or was not recommended; repeatable")
     p.set_defaults(func=_cmd_report)
 
-    p = sub.add_parser("app", help="open the Streamlit explorer (prepares MovieLens-100K and installs the shipped demo runs if missing)")
-    p.add_argument("run", metavar="RUN", nargs="?", default=DEMO_RUN, help=f"run folder (default {DEMO_RUN})")
+    p = sub.add_parser("app", help="open the Streamlit explorer (installs the shipped demo runs if missing)")
+    p.add_argument("run", metavar="RUN", nargs="?", default=DEMO_RUN,
+                   help=f"run folder, or a file written by `diffgrm pack` (default {DEMO_RUN})")
+    p.add_argument("--data", default=None, help="with a packed run: where its users come from, when not where it "
+                   "was trained (a prepared folder, a dataset folder or a dataset name)")
     p.add_argument("--address", default="127.0.0.1", help="address to serve on (default: this machine only)")
     p.add_argument("--port", type=_int(1, 65535), default=8501)
     p.add_argument("--ar", default=None, metavar="AR_RUN",
@@ -403,6 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default="runs/movielens-100k", help="the prepared MovieLens-100K folder (made if missing)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_demo)
+    add_share_commands(sub)
     return parser
 
 

@@ -1,7 +1,8 @@
 """The commands around the explorer: ``diffgrm app`` (check the demo runs and the codebook map,
-then serve Streamlit in this process beside a preload of the run) and ``diffgrm demo`` (where the
-shipped demo runs are and what they score; ``--retrain`` rebuilds them). ``diffgrm.cli`` parses
-the command line and calls these.
+then serve Streamlit in this process beside a preload of the run), ``diffgrm demo`` (where the
+shipped demo runs are and what they score; ``--retrain`` rebuilds them), and ``diffgrm pack`` /
+``diffgrm unpack`` (a run as one file for a colleague). ``diffgrm.cli`` parses the command line
+and calls these.
 """
 
 from __future__ import annotations
@@ -30,6 +31,11 @@ def _cmd_app(args: argparse.Namespace) -> int:
         raise DiffGRMError(f"the explorer app is missing ({app}); reinstall diffgrm (`pip install \"diffgrm[app]\"`, "
                            "or `pip install -e .` in a clone)")
     run = Path(args.run)
+    if run.is_file():  # a packed run: unpacked once beside the demo's runs, then served like any run
+        run = _unpacked(run, args.data)
+    elif args.data is not None:
+        raise DiffGRMError("--data applies to a packed run (FILE); a run folder reads its users from the data "
+                           "in its config.json (or use `diffgrm evaluate RUN --data ...`)")
     if args.run == DEMO_RUN:
         from diffgrm.demo import ensure_demo_run
 
@@ -95,3 +101,70 @@ def _cmd_demo(args: argparse.Namespace) -> int:
                   command=f"diffgrm demo --retrain --work {args.work} --data {args.data}")
     print(demo.describe())
     return 0
+
+
+UNPACK_ROOT = "runs"
+"""Where ``diffgrm app FILE`` unpacks a packed run: ``runs/<file name without .zip>``."""
+
+
+def _unpacked(file: Path, data: str | None) -> Path:
+    """The folder ``diffgrm app FILE`` serves: the pack unpacked into ``runs/NAME`` (reused when it
+    already holds this very pack)."""
+    from diffgrm.pack import unpack, unpacked_here
+
+    dest = Path(UNPACK_ROOT) / file.name.removesuffix(".zip")
+    if dest.exists() and unpacked_here(file, dest):
+        if data is not None:
+            raise DiffGRMError(f"{dest} already holds this pack, unpacked; to read its users from {data}, "
+                               f"`diffgrm unpack {file} --out {dest} --data {data} --force`")
+        return dest
+    if dest.exists():
+        raise DiffGRMError(f"{dest} already holds something else; unpack the file yourself "
+                           f"(`diffgrm unpack {file} --out DIR`) and run `diffgrm app DIR`")
+    folders = unpack(file, dest, data=data)
+    print(f"unpacked {file} into {', '.join(map(str, folders.values()))}", file=sys.stderr)
+    return dest
+
+
+def _cmd_pack(args: argparse.Namespace) -> int:
+    from diffgrm.pack import pack
+
+    run = Path(args.run)
+    ar = None if args.no_ar else Path(args.ar) if args.ar else Path(f"{run}-ar")
+    if ar is not None and not ar.is_dir():
+        if args.ar:
+            raise DiffGRMError(f"--ar {ar} is not a run folder")
+        ar = None  # no companion next to the run: the pack holds the run alone
+    out = pack(run, args.out, ar=ar)
+    what = f"{run} and its AR companion {ar}" if ar else str(run)
+    print(f"packed {what} into {out} ({out.stat().st_size / 1e6:.1f} MB); open it with `diffgrm app {out}`",
+          file=sys.stderr)
+    return 0
+
+
+def _cmd_unpack(args: argparse.Namespace) -> int:
+    from diffgrm.pack import unpack
+
+    folders = unpack(args.file, args.out, data=args.data, force=args.force)
+    print(f"unpacked {args.file} into {', '.join(map(str, folders.values()))}; open it with "
+          f"`diffgrm app {folders['run']}`", file=sys.stderr)
+    return 0
+
+
+def add_share_commands(sub) -> None:
+    """The ``pack`` and ``unpack`` subcommands."""
+    p = sub.add_parser("pack", help="write a run (and its AR companion) as one checksummed file for a colleague")
+    p.add_argument("run", metavar="RUN")
+    p.add_argument("--out", required=True, metavar="FILE", help="the file to write (a zip), e.g. my-run.zip")
+    p.add_argument("--ar", default=None, metavar="AR_RUN", help="the AR companion to pack with it (default: RUN-ar "
+                   "when it exists)")
+    p.add_argument("--no-ar", action="store_true", help="pack the run alone")
+    p.set_defaults(func=_cmd_pack)
+
+    p = sub.add_parser("unpack", help="unpack a file written by `diffgrm pack` into a run folder (checked)")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--out", required=True, metavar="DIR", help="the run folder to write (its AR companion: DIR-ar)")
+    p.add_argument("--data", default=None, help="where the run's users come from, when not where it was trained "
+                   "(a prepared folder, a dataset folder or a dataset name)")
+    p.add_argument("--force", action="store_true", help="replace a run already at --out")
+    p.set_defaults(func=_cmd_unpack)

@@ -1,10 +1,12 @@
-"""The demo the app opens on: MovieLens-100K prepared, a DiffGRM run and its AR companion scored on
-the test split beside popularity (``make app``).
+"""The demo the app opens on: a DiffGRM run and its AR companion on MovieLens-100K, scored on the
+test split beside popularity (``make app``).
 
-The two runs ship inside the package (``diffgrm/demo_runs/``, made by ``diffgrm demo --retrain``):
-the first start installs them into ``runs/`` when the freshly prepared catalogue has the shipped
-fingerprint, and trains them with the same recipe only when it does not (another encoder or
-library version gives other SIDs, which the shipped weights cannot decode).
+The two runs ship inside the package (``diffgrm/demo_runs/``, made by ``diffgrm demo --retrain``)
+with the catalogue they were trained on (one copy, ``demo_runs/catalogue/``, which both share). The
+first start installs them into ``runs/`` on any machine, whatever SIDs its own ``diffgrm prepare``
+would give (those depend on the processor's floating point): the runs carry their SIDs, and read
+their users from MovieLens-100K by item id (:mod:`diffgrm.portable`). They are trained here with
+the same recipe only when they cannot be used: damaged, or written by another diffgrm version.
 """
 
 from __future__ import annotations
@@ -16,17 +18,26 @@ from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 
+from diffgrm.errors import DiffGRMError
+from diffgrm.portable import CATALOGUE, read_interactions, verify_run
 from diffgrm.safeio import atomic_write, read_json, staged_folder, write_json
 
+DEMO_DATASET = "movielens-100k"
+"""Where the demo runs read their users from (fetched once by ``diffgrm fetch movielens-100k``)."""
 DEMO_DATA = "runs/movielens-100k"
+"""The prepared folder the demo runs are trained on: made only to train them (``diffgrm demo
+--retrain``, or a first start that cannot use the shipped runs)."""
 DEMO_RUN = "runs/ml-tiny"
 KINDS = ("diffgrm", "ar")
 """The shipped runs, one folder each in ``diffgrm/demo_runs/``; installed as RUN and RUN-ar."""
-SHIPPED_FILES = ("model.safetensors", "history.jsonl", "recipe.json", "config.json", "metrics.json")
-"""What a shipped run holds, in the order an install writes it: metrics.json last (a demo run with
-metrics.json is complete)."""
+SHIPPED_FILES = ("model.safetensors", "history.jsonl", "recipe.json", "examples.json", "config.json", "metrics.json")
+"""What a shipped run holds beside the shared catalogue, in the order an install writes it:
+metrics.json last (a demo run with metrics.json is complete)."""
 PROJECTION_FILES = ("codebook_umap.csv", "codebook_umap.json")
 """The explorer's codebook map (UMAP took 55 s of a cold start): shipped with the DiffGRM run, copied when present."""
+EXAMPLE_USERS = 3
+"""``examples.json``: the Top-10 of the first test users as the run gave them where it was made,
+so another machine can check that it shows the same."""
 
 
 @dataclass(frozen=True)
@@ -64,16 +75,16 @@ def shipped_dir() -> Path:
 
 
 def shipped_runs(where: str | Path | None = None) -> dict[str, Path] | None:
-    """``{"diffgrm": folder, "ar": folder}`` when both shipped runs are complete, else None."""
+    """``{"diffgrm": folder, "ar": folder}`` when both shipped runs are there, else None."""
     where = Path(where) if where is not None else shipped_dir()
     runs = {kind: where / kind for kind in KINDS}
-    if all((folder / name).is_file() for folder in runs.values() for name in SHIPPED_FILES):
-        return runs
+    if all((folder / name).is_file() for folder in runs.values() for name in ("model.safetensors", "config.json")):
+        return runs  # whether they can be used is the install's to check (verify_run)
     return None
 
 
 def ensure_demo_data(data: str | Path = DEMO_DATA, progress: bool = True) -> Path:
-    """MovieLens-100K prepared into ``data``, only if missing."""
+    """MovieLens-100K prepared into ``data``, only if missing (to train the demo runs)."""
     data = Path(data)
     if not (data / "tokenizer_report.json").is_file():
         from diffgrm.config import DATASET_TOKENIZER_PRESET, tokenizer_preset
@@ -91,29 +102,51 @@ def demo_folders(run: str | Path) -> dict[str, Path]:
     return {"diffgrm": Path(run), "ar": Path(f"{run}-ar")}
 
 
-def install_shipped(runs: dict[str, Path], folders: dict[str, Path], data: Path) -> None:
-    """Copy the shipped runs into ``folders``, with config.json's "data" pointing at ``data``."""
+def install_shipped(runs: dict[str, Path], folders: dict[str, Path], data: str | Path) -> None:
+    """Copy the shipped runs into ``folders``, each with the shared catalogue and with config.json's
+    "data" saying where its users are read from; a run that does not check out is an error and
+    leaves nothing behind."""
+    catalogue = next(iter(runs.values())).parent / CATALOGUE
     for kind, folder in folders.items():
-        folder.mkdir(parents=True, exist_ok=True)
-        maps = tuple(p for p in PROJECTION_FILES if (runs[kind] / p).is_file())
-        for name in SHIPPED_FILES[:-1] + maps + SHIPPED_FILES[-1:]:  # metrics.json last: the run is complete
-            src = runs[kind] / name
-            if name == "config.json":
-                write_json(folder / name, {**read_json(src), "data": str(Path(data).resolve())})
-            else:
-                atomic_write(folder / name, lambda p, src=src: shutil.copyfile(src, p))
+        with staged_folder(folder) as stage:
+            shutil.copytree(catalogue, stage / CATALOGUE)
+            maps = tuple(p for p in PROJECTION_FILES if (runs[kind] / p).is_file())
+            for name in SHIPPED_FILES[:-1] + maps:
+                src = runs[kind] / name
+                if name == "config.json":
+                    write_json(stage / name, {**read_json(src), "data": str(data)})
+                else:
+                    atomic_write(stage / name, lambda p, src=src: shutil.copyfile(src, p))
+            verify_run(stage)
+            shutil.copyfile(runs[kind] / "metrics.json", stage / "metrics.json")  # last: the run is complete
 
 
-def evaluate_demo(folder: Path, data: Path, prepared, progress: bool = True) -> dict:
+def evaluate_demo(folder: Path, data: str | Path, progress: bool = True) -> dict:
     """The metrics a demo run keeps: test split, the recipe's beam, history items excluded (the
     explorer's default), and the same without the exclusion under "seen_included"."""
     from diffgrm.train import evaluate_split, load_run
 
-    model = load_run(folder, data=data, device="cpu")[0]  # the CPU: the numbers a test can check anywhere
+    model, prepared, _ = load_run(folder, data=data, device="cpu")  # the CPU: the numbers a test can check anywhere
     metrics = evaluate_split(model, prepared, "test", beam=DEMO_RECIPE.beam, progress=progress, exclude_seen=True)
     metrics["seen_included"] = evaluate_split(model, prepared, "test", beam=DEMO_RECIPE.beam, progress=progress,
                                               exclude_seen=False)
     return metrics
+
+
+def example_topk(folder: Path, data: str | Path, users: int = EXAMPLE_USERS) -> dict:
+    """The Top-10 (item ids and SID log-probabilities) of the first ``users`` test users, as the
+    explorer shows them by default (beam of the recipe, history items kept out)."""
+    from diffgrm.explorer import Explorer
+
+    ex = Explorer(folder, data=data)
+    rows = []
+    for user in ex.users()["user"].head(users):
+        case = ex.user(str(user))
+        table = ex.recommend(case.history, beam=DEMO_RECIPE.beam, k=10, exclude_seen=True).table
+        ids = ex.prepared.items["item_id"]
+        rows.append({"user": str(user), "items": [str(ids[i]) for i in table["item"]],
+                     "scores": [round(float(v), 6) for v in table["score"]]})
+    return {"beam": DEMO_RECIPE.beam, "k": 10, "exclude_seen": True, "users": rows}
 
 
 def train_demo(prepared, folder: Path, kind: str, progress: bool = True):
@@ -127,44 +160,45 @@ def train_demo(prepared, folder: Path, kind: str, progress: bool = True):
     if finished:
         meta = read_json(folder / "config.json")
         if (meta.get("model"), meta.get("train"), meta.get("fingerprint")) == (
-                model_cfg.to_dict(), cfg.to_dict(), cat.fingerprint):
+                model_cfg.to_dict(), cfg.to_dict(), cat.fingerprint) and (folder / CATALOGUE).is_dir():
             return
     if progress:
         print(f"training the demo {kind} run into {folder} (minutes on a CPU) ...", file=sys.stderr)
     train(prepared, model_cfg, cfg, folder, progress=progress, force=finished)
 
 
-def ensure_demo_run(run: str | Path = DEMO_RUN, data: str | Path = DEMO_DATA, progress: bool = True,
+def ensure_demo_run(run: str | Path = DEMO_RUN, data: str | Path | None = None, progress: bool = True,
                     shipped: str | Path | None = None) -> Path:
-    """The demo: MovieLens-100K prepared, then the demo DiffGRM run and its AR companion (``RUN-ar``)
-    installed from the package when the prepared catalogue is the one they were trained on, else
-    trained here with the same recipe; each scored on the test split beside popularity. Only what
-    is missing is done."""
-    from diffgrm.prepare import load_prepared
-
-    data = ensure_demo_data(Path(data), progress)
+    """The demo: the DiffGRM run and its AR companion (``RUN-ar``) installed from the package, their
+    users read from ``data`` (MovieLens-100K by default). Only when the shipped runs cannot be used
+    (none shipped, damaged, another diffgrm version) are they trained here with the same recipe,
+    after one line saying why, on ``data`` prepared (``runs/movielens-100k`` by default), and each
+    scored on the test split beside popularity. Only what is missing is done."""
     folders = demo_folders(run)
     missing = {kind: folder for kind, folder in folders.items() if not (folder / "metrics.json").is_file()}
-    if not missing:  # a warm start: nothing to load (reading the prepared splits alone took 1.7 s)
+    if not missing:  # a warm start: nothing to load
         return Path(run)
-    prepared = load_prepared(data)
     runs = shipped_runs(shipped)
+    why = "this installation ships no demo runs"
     if runs is not None:
-        theirs = read_json(runs["diffgrm"] / "config.json")["fingerprint"]
-        if theirs == prepared.catalogue.fingerprint:
-            install_shipped({k: runs[k] for k in missing}, missing, data)
+        source = str(data) if data is not None else DEMO_DATASET
+        read_interactions(source)  # the users must be readable (MovieLens fetched), or one clear error here
+        try:
+            install_shipped({k: runs[k] for k in missing}, missing, source)
             return Path(run)
-        why = (f"this machine's MovieLens-100K SIDs (catalogue {prepared.catalogue.fingerprint}) differ from the "
-               f"shipped runs' ({theirs}): another sentence encoder or library version")
-    else:
-        why = "this installation ships no demo runs"
+        except DiffGRMError as exc:
+            why = f"the shipped demo runs cannot be used: {exc}"
     print(f"training the demo runs here with the shipped recipe (minutes on a CPU): {why}", file=sys.stderr)
+    from diffgrm.prepare import load_prepared
+
+    data = ensure_demo_data(Path(data) if data is not None else Path(DEMO_DATA), progress)
+    prepared = load_prepared(data)
     for kind, folder in missing.items():
-        if not (folder / "model.safetensors").is_file():
+        if not (folder / "model.safetensors").is_file() or not (folder / CATALOGUE).is_dir():
             train_demo(prepared, folder, kind, progress=progress)
         if progress:
             print(f"evaluating {folder} on the test split ...", file=sys.stderr)
-        write_json(folder / "metrics.json", evaluate_demo(folder, data, prepared, progress))
+        write_json(folder / "metrics.json", evaluate_demo(folder, data, progress))
     return Path(run)
 
 
@@ -183,8 +217,9 @@ def library_versions() -> dict[str, str]:
 def ship(work: str | Path, data: str | Path = DEMO_DATA, out: str | Path | None = None, *, retrain: bool = True,
          progress: bool = True, command: str = "diffgrm demo --retrain") -> dict[str, Path]:
     """Rebuild the shipped runs: train both with the recipe into ``work`` and ``work``-ar (a finished
-    run there with the recipe's settings is kept), evaluate the copies that ship, and replace ``out``
-    (the package's demo_runs folder by default) with them. The weights ship as trained (fp32)."""
+    run there with the recipe's settings is kept), evaluate the copies that ship, note the Top-10
+    of a few users, and replace ``out`` (the package's demo_runs folder by default) with them and
+    their one shared catalogue. The weights ship as trained (fp32)."""
     from diffgrm.prepare import load_prepared
 
     data = ensure_demo_data(data, progress)
@@ -202,10 +237,11 @@ def ship(work: str | Path, data: str | Path = DEMO_DATA, out: str | Path | None 
         for kind, folder in folders.items():
             dest = stage / kind
             dest.mkdir()
+            shutil.copytree(folder / CATALOGUE, dest / CATALOGUE)
             shutil.copyfile(folder / "model.safetensors", dest / "model.safetensors")
             shutil.copyfile(folder / "history.jsonl", dest / "history.jsonl")
             write_json(dest / "recipe.json", recipe)
-            write_json(dest / "config.json", {**read_json(folder / "config.json"), "data": DEMO_DATA})
+            write_json(dest / "config.json", {**read_json(folder / "config.json"), "data": DEMO_DATASET})
             if kind == "diffgrm":  # the codebook map depends on the catalogue only: computed once, shipped
                 from diffgrm.explorer import Explorer
 
@@ -213,7 +249,17 @@ def ship(work: str | Path, data: str | Path = DEMO_DATA, out: str | Path | None 
                 for name in PROJECTION_FILES:
                     shutil.copyfile(folder / name, dest / name)
             print(f"evaluating the {kind} run to ship on the test split ...", file=sys.stderr)
-            write_json(dest / "metrics.json", evaluate_demo(dest, data, prepared, progress))  # from the copy that ships
+            write_json(dest / "examples.json", example_topk(dest, data))
+            write_json(dest / "metrics.json", evaluate_demo(dest, data, progress))  # from the copy that ships
+        shared = stage / KINDS[0] / CATALOGUE  # both runs were trained on this one catalogue: it ships once
+        for kind in KINDS[1:]:
+            other = stage / kind / CATALOGUE
+            if sorted(p.name for p in other.iterdir()) != sorted(p.name for p in shared.iterdir()) or any(
+                    (other / p.name).read_bytes() != p.read_bytes() for p in shared.iterdir()):
+                raise DiffGRMError(f"the demo runs in {work} and {folders[kind]} hold different catalogues; "
+                                   "retrain both on one prepared folder")
+            shutil.rmtree(other)
+        shutil.move(shared, stage / CATALOGUE)
     return {kind: out / kind for kind in folders}
 
 
@@ -223,13 +269,15 @@ def describe(where: str | Path | None = None) -> str:
     if runs is None:
         return f"no shipped demo runs in {Path(where) if where else shipped_dir()}; build them with `diffgrm demo --retrain`"
     recipe = read_json(runs["diffgrm"] / "recipe.json")
+    catalogue = runs["diffgrm"].parent / CATALOGUE
+    size = sum(p.stat().st_size for p in catalogue.iterdir()) / 1e6 if catalogue.is_dir() else 0.0
     lines = [f"shipped demo runs in {runs['diffgrm'].parent} (catalogue {recipe['fingerprint']}, "
-             f"made {recipe['date'][:10]} by `{recipe['command']}`)",
+             f"{size:.1f} MB, shared; made {recipe['date'][:10]} by `{recipe['command']}`)",
              f"recipe: {recipe['recipe']['label']}"]
     for kind, folder in runs.items():
         m = read_json(folder / "metrics.json")
         pop, raw = m["popularity"]["ndcg@10"], m.get("seen_included", {})
-        size = sum((folder / name).stat().st_size for name in SHIPPED_FILES) / 1e6
+        size = sum(p.stat().st_size for p in folder.iterdir() if p.is_file()) / 1e6
         line = (f"  {kind:<8} test NDCG@10 {m['item']['ndcg@10']:.4f}, R@10 {m['item']['recall@10']:.4f} "
                 f"({m['item']['ndcg@10'] / pop:.2f}x popularity's {pop:.4f}; {m['users']} users, beam {m['beam']}, "
                 f"history items excluded)")

@@ -48,9 +48,9 @@ class Recommendation:
 class Explorer:
     """A run's model, catalogue and users, ready to answer the app's questions."""
 
-    def __init__(self, run: str | Path, device: str | None = "cpu") -> None:
+    def __init__(self, run: str | Path, device: str | None = "cpu", data: str | Path | None = None) -> None:
         self.run = Path(run)
-        self.model, self.prepared, self.meta = load_run(self.run, device=device)
+        self.model, self.prepared, self.meta = load_run(self.run, data=data, device=device)
         self.recommender = Recommender(self.model)
         self.titles: list[str] = self.prepared.items["title"].tolist()
         self.codes: np.ndarray = self.prepared.catalogue.codes
@@ -281,11 +281,11 @@ class Explorer:
             return cached
         from diffgrm.viz import project_codebook
 
-        tok = self.prepared.tokenizer()
-        if tok.config.method not in ("opq", "pq"):
-            raise DiffGRMError(f"the {tok.config.method} tokenizer has no per-digit codebook spaces to draw")
-        coords = project_codebook(tok.subvectors(self.prepared.embeddings), tok.state["centroids"], codes=self.codes,
-                                  method=method, max_items=max_items, by_code=True)
+        sub, cent, rows = self.prepared.codebook_space()
+        coords = project_codebook(sub, cent, codes=self.codes[rows], method=method, max_items=max_items, by_code=True)
+        if len(rows) < len(self.codes):  # a sample of a huge catalogue: its rows back to item indices
+            for frame in coords.values():
+                frame["item"] = np.where(frame["item"] >= 0, rows[np.maximum(frame["item"], 0)], -1)
         write_coords(self.run, method, coords)
         return coords
 
@@ -312,15 +312,13 @@ class Explorer:
         """The median, over items, of (distance to the item's own centroid) / (distance to the
         nearest other centroid) in ``digit``'s sub-space: near 1, the codes cut a continuum into
         cells (no visible clusters); well below 1, items cluster around their centroids."""
-        tok = self.prepared.tokenizer()
-        if tok.config.method not in ("opq", "pq"):
-            raise DiffGRMError(f"the {tok.config.method} tokenizer has no per-digit codebook spaces")
-        x = tok.subvectors(self.prepared.embeddings)[:, digit].astype(np.float64)
-        cent = np.asarray(tok.state["centroids"][digit], dtype=np.float64)
+        sub, cent, rows = self.prepared.codebook_space()
+        x = np.asarray(sub[:, digit], dtype=np.float64)
+        cent = np.asarray(cent[digit], dtype=np.float64)
         dist = np.sqrt(np.maximum((x**2).sum(1)[:, None] - 2 * x @ cent.T + (cent**2).sum(1)[None], 0.0))
-        rows = np.arange(len(x))
-        own = dist[rows, self.codes[:, digit]]
-        dist[rows, self.codes[:, digit]] = np.inf
+        at, codes = np.arange(len(x)), self.codes[rows, digit]
+        own = dist[at, codes]
+        dist[at, codes] = np.inf
         return float(np.median(own / np.maximum(dist.min(1), 1e-12)))
 
 

@@ -151,23 +151,54 @@ def _write(out: Path, ds: Dataset, emb: np.ndarray, tok: PSETokenizer, cat: Cata
 
 @dataclass
 class Prepared:
-    """A prepared folder loaded back: items, users, splits, catalogue, tokenizer and report."""
+    """A catalogue and the interactions it is used with: a prepared folder loaded back, or a run's
+    own catalogue joined with the interactions of its data (:mod:`diffgrm.portable`)."""
 
-    path: Path
+    path: Path  # the folder the catalogue was read from: a prepared folder or a run's catalogue/
     items: pd.DataFrame
     splits: dict[str, Samples]
     users: list[str]
     catalogue: Catalogue
-    embeddings: np.ndarray
+    embeddings: np.ndarray | None  # the encoder's vectors (a prepared folder); a run carries its codebook space instead
     report: dict
     train_min_history: int = TRAIN_MIN_HISTORY  # the shortest history the training split was written with
+    data: str = ""  # where the interactions were read from (a folder or a dataset name); ``path`` when empty
+    space: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # see codebook_space()
 
     @property
     def n_items(self) -> int:
         return len(self.items)
 
+    @property
+    def source(self) -> str:
+        """Where the users' interactions came from: recorded by a run as its ``data``."""
+        return self.data or str(Path(self.path).resolve())
+
     def tokenizer(self) -> PSETokenizer:
+        if not (Path(self.path) / "tokenizer.safetensors").is_file():
+            raise DiffGRMError(f"{self.path} is a run's catalogue: it carries the codebooks the views draw, not the "
+                               "fitted tokenizer; load the prepared folder the run was trained on for that")
         return PSETokenizer.load(self.path)
+
+    def codebook_space(self, max_items: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """What the codebook views draw: item sub-vectors ``[M, n_digits, dsub]``, the codebooks
+        ``[n_digits, K, dsub]`` and the M item rows the sub-vectors belong to. A run carries them; a
+        prepared folder computes them from its tokenizer (all items, or a seeded sample of
+        ``max_items``)."""
+        if self.space is not None:
+            return self.space
+        settings = Path(self.path) / "tokenizer.json"
+        method = read_json(settings).get("method") if settings.is_file() else None
+        if method not in (None, "opq", "pq"):
+            raise DiffGRMError(f"the {method} tokenizer has no per-digit codebook spaces")
+        tok = self.tokenizer()
+        rows = np.arange(self.n_items)
+        if max_items is not None and self.n_items > max_items:
+            rows = np.sort(np.random.default_rng(0).choice(self.n_items, size=max_items, replace=False))
+        space = (tok.subvectors(self.embeddings[rows]), np.asarray(tok.state["centroids"]), rows)
+        if len(rows) == self.n_items:
+            self.space = space
+        return space
 
     def information(self) -> dict[str, dict[str, object]]:
         """The report's ``information`` (before/after repair), computed from the codes for older folders."""
@@ -184,22 +215,42 @@ def load_prepared(folder: str | Path) -> Prepared:
     missing = [f for f in need if not (folder / f).is_file()]
     if missing:
         raise DiffGRMError(f"{folder} is not a prepared dataset (missing {missing[0]}); run `diffgrm prepare` first")
+    prepared, arrays = load_catalogue(folder, ["codes", "codes_raw", "embeddings"], "run `diffgrm prepare` again")
+    if len(arrays["embeddings"]) != prepared.n_items:
+        raise DiffGRMError(f"{folder}: items.jsonl has {prepared.n_items} items but catalogue.safetensors holds "
+                           f"{len(arrays['embeddings'])} embeddings; the folder is inconsistent, run `diffgrm prepare` again")
+    prepared.embeddings = arrays["embeddings"]
+    prepared.users, prepared.splits = read_splits(folder, prepared.n_items)
+    summary = read_json(folder / "dataset.json") if (folder / "dataset.json").is_file() else {}
+    prepared.train_min_history = int(summary.get("train_min_history", 2))
+    return prepared
+
+
+def load_catalogue(folder: Path, keys: list[str], fix: str) -> tuple[Prepared, dict[str, np.ndarray]]:
+    """The catalogue half of a prepared folder (or of a run's ``catalogue/``): items, SIDs and
+    report, checked, as a :class:`Prepared` with no users yet; also the arrays it read."""
     report = read_json(folder / "tokenizer_report.json")
     require_keys(report, ["codebook_size", "n_digits", "dataset"], folder / "tokenizer_report.json")
     summary = read_json(folder / "dataset.json") if (folder / "dataset.json").is_file() else {}
-    verify_checksums(folder, summary.get("sha256"), folder / "dataset.json", "run `diffgrm prepare` again")
+    verify_checksums(folder, summary.get("sha256"), folder / "dataset.json", fix)
     arrays = load_tensors(folder / "catalogue.safetensors")
-    require_keys(arrays, ["codes", "codes_raw", "embeddings"], folder / "catalogue.safetensors")
-    items = _read_items(folder / "items.jsonl")
+    require_keys(arrays, keys, folder / "catalogue.safetensors")
+    items = read_items(folder / "items.jsonl")
     n = len(items)
-    codes, raw, emb = arrays["codes"], arrays["codes_raw"], arrays["embeddings"]
-    if codes.ndim != 2 or codes.shape != raw.shape or len(codes) != n or len(emb) != n:
-        raise DiffGRMError(f"{folder}: items.jsonl has {n} items but catalogue.safetensors holds {len(codes)} SIDs "
-                           f"and {len(emb)} embeddings; the folder is inconsistent, run `diffgrm prepare` again")
+    codes, raw = arrays["codes"], arrays["codes_raw"]
+    if codes.ndim != 2 or codes.shape != raw.shape or len(codes) != n:
+        raise DiffGRMError(f"{folder}: items.jsonl has {n} items but catalogue.safetensors holds {len(codes)} SIDs; "
+                           f"the folder is inconsistent, {fix}")
     k = int(report["codebook_size"])
     if codes.size and (codes.min() < 0 or codes.max() >= k):
         raise DiffGRMError(f"{folder / 'catalogue.safetensors'}: codes outside 0..{k - 1}; the file is damaged")
     cat = Catalogue(codes=codes, codes_raw=raw, codebook_size=k)
+    return Prepared(path=folder, items=items, splits={}, users=[], catalogue=cat, embeddings=None,
+                    report=report), arrays
+
+
+def read_splits(folder: Path, n: int) -> tuple[list[str], dict[str, Samples]]:
+    """The users and the train/valid/test splits of a prepared folder whose catalogue has ``n`` items."""
     users: list[str] = []
     user_index: dict[str, int] = {}
     splits = {}
@@ -222,13 +273,10 @@ def load_prepared(folder: str | Path) -> Prepared:
         if not targets:
             raise DiffGRMError(f"{path} holds no samples; run `diffgrm prepare` again")
         splits[name] = Samples(histories=hist, targets=np.array(targets, dtype=np.int64), users=np.array(us, dtype=np.int64))
-    return Prepared(
-        path=folder, items=items, splits=splits, users=users, catalogue=cat, embeddings=emb, report=report,
-        train_min_history=int(summary.get("train_min_history", 2)),
-    )
+    return users, splits
 
 
-def _read_items(path: Path) -> pd.DataFrame:
+def read_items(path: Path) -> pd.DataFrame:
     """``items.jsonl`` of a prepared folder: one item per line, in index order."""
     rows = []
     for lineno, line in enumerate(read_text(path).splitlines(), 1):

@@ -1,9 +1,10 @@
 """Training: AdamW, warm-up + cosine, gradient clipping, early stopping, checkpoints.
 
 A run folder holds ``model.safetensors`` (weights, no pickled code), ``config.json`` (model and
-training configs, the catalogue's fingerprint, the prepared data folder, the package version,
-the sha256 of ``model.safetensors``, which :func:`load_run` checks) and ``history.jsonl`` (one
-line per epoch: loss, validation metrics, time).
+training configs, the catalogue's fingerprint, where its users' interactions came from, the package
+version, the sha256 of ``model.safetensors``, which :func:`load_run` checks), ``history.jsonl`` (one
+line per epoch: loss, validation metrics, time) and ``catalogue/``, its own SIDs and items
+(:mod:`diffgrm.portable`), so that it decodes on any machine.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from diffgrm.errors import DiffGRMError
 from diffgrm.metrics import combined_score, popularity_metrics
 from diffgrm.model import ARGenerator, DiffGRM, GenerativeRecommender, build_model, default_device
 from diffgrm.ocn import ocn_loss
+from diffgrm.portable import CATALOGUE, RUN_FORMAT, dataset_name, load_run_data, write_catalogue
 from diffgrm.prepare import Prepared, load_prepared
 from diffgrm.resume import TrainState, clear_state, load_state, run_folder, save_state
 from diffgrm.safeio import (atomic_write, file_checksums, load_tensors, read_json, require_keys, verify_checksums,
@@ -335,11 +337,14 @@ def save_checkpoint(run: str | Path, model: GenerativeRecommender, cfg: TrainCon
     run = Path(run)
     run.mkdir(parents=True, exist_ok=True)
     atomic_write(run / "model.safetensors", lambda p: save_model(model, str(p)))
+    write_catalogue(prepared, run)
     meta = {
         "model": model.config.to_dict(),
         "train": cfg.to_dict(),
         "fingerprint": prepared.catalogue.fingerprint,
-        "data": str(Path(prepared.path).resolve()),
+        "data": prepared.source,
+        "dataset": dataset_name(prepared),
+        "format": RUN_FORMAT,
         "diffgrm_version": __version__,
         **(extra or {}),
         "sha256": file_checksums(run, ("model.safetensors",)),  # checked by load_run: a flipped byte is an error
@@ -350,8 +355,9 @@ def save_checkpoint(run: str | Path, model: GenerativeRecommender, cfg: TrainCon
 
 def load_run(run: str | Path, data: str | Path | None = None,
              device: str | torch.device | None = None) -> tuple[GenerativeRecommender, Prepared, dict]:
-    """Model, prepared data and metadata of a run; refuses a catalogue with another fingerprint,
-    and a damaged or mismatched checkpoint, with one clear error."""
+    """Model, catalogue with users, and metadata of a run. The run's own catalogue decodes; its users
+    come from ``data`` (a prepared folder, a dataset folder or name) or from where it recorded them.
+    A damaged or mismatched checkpoint is one clear error."""
     run = Path(run)
     if not (run / "model.safetensors").is_file() or not (run / "config.json").is_file():
         hint = " (an unfinished run: train again with the same settings to continue it)" if (run / "resume.json").is_file() else ""
@@ -359,15 +365,10 @@ def load_run(run: str | Path, data: str | Path | None = None,
                            "train one with `diffgrm train`")
     meta = read_json(run / "config.json")
     require_keys(meta, ["model", "fingerprint", "data"], run / "config.json")
-    if data is None and not Path(meta["data"]).is_dir():
-        raise DiffGRMError(f"the data this run was trained on ({meta['data']}, from {run / 'config.json'}) is gone; "
-                           "pass --data with the prepared folder")
-    prepared = load_prepared(data or meta["data"])
-    if prepared.catalogue.fingerprint != meta["fingerprint"]:
-        raise DiffGRMError(
-            f"the checkpoint in {run} was trained on another catalogue (fingerprint {meta['fingerprint']}, "
-            f"data has {prepared.catalogue.fingerprint}); prepare the same data or retrain"
-        )
+    if (run / CATALOGUE).is_dir():  # a run that carries its catalogue: its users are matched by item id
+        prepared = load_run_data(run, meta, data)
+    else:
+        prepared = _load_legacy_data(run, meta, data)
     device = default_device(device)
     try:
         model_cfg = ModelConfig.from_dict(meta["model"])
@@ -383,3 +384,19 @@ def load_run(run: str | Path, data: str | Path | None = None,
         raise DiffGRMError(f"{run / 'model.safetensors'} does not match {run / 'config.json'} ({detail[:160]}); "
                            "the run folder is inconsistent: retrain it") from None
     return model.to(device).eval(), prepared, meta
+
+
+def _load_legacy_data(run: Path, meta: dict, data: str | Path | None) -> Prepared:
+    """A run written before runs carried their catalogue: it decodes only with the prepared folder of
+    the very SIDs it was trained on."""
+    if data is None and not Path(meta["data"]).is_dir():
+        raise DiffGRMError(f"the data this run was trained on ({meta['data']}, from {run / 'config.json'}) is gone; "
+                           "pass --data with the prepared folder")
+    prepared = load_prepared(data or meta["data"])
+    if prepared.catalogue.fingerprint != meta["fingerprint"]:
+        raise DiffGRMError(
+            f"the checkpoint in {run} was trained on another catalogue (fingerprint {meta['fingerprint']}, "
+            f"data has {prepared.catalogue.fingerprint}) and carries no catalogue of its own (an older diffgrm "
+            "wrote it); prepare the same data on the machine that trained it, or retrain"
+        )
+    return prepared

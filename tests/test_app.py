@@ -343,7 +343,7 @@ def test_bad_states_are_shown_in_the_page(app, tmp_path, monkeypatch):
     at.run()
     assert not at.exception
     assert "No trained run" in at.error[0].value
-    assert at.button(key="train_tiny").label.startswith("Train the tiny")
+    assert at.button(key="install_demo").label.startswith("Install the MovieLens-100K demo runs")
 
 
 @pytest.mark.parametrize("damage", ["truncated weights", "another d_model"])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from diffgrm.cli import main
-from tests.conftest import write_chain_dataset
+from tests.conftest import write_chain_dataset, write_folder_dataset
 
 
 def snapshot(*roots: Path) -> dict[str, str]:
@@ -121,6 +122,45 @@ def other_catalogue(env: Env) -> Path:
     return folder
 
 
+def legacy(run: Path) -> Path:
+    """A run as diffgrm wrote it before runs carried their catalogue."""
+    shutil.rmtree(run / "catalogue")
+    edit_json(run / "config.json", lambda m: m.pop("format"))
+    return run
+
+
+def flip_last_byte(path: Path) -> None:
+    raw = bytearray(path.read_bytes())
+    raw[-1] ^= 0xFF
+    path.write_bytes(bytes(raw))
+
+
+def zipped(path: Path, members: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, blob in members.items():
+            zf.writestr(name, blob)
+    return path
+
+
+def packed(env: Env, change: Callable[[dict, dict], object] | None = None) -> Path:
+    """The chain run packed (in a folder of its own), its manifest and members changed by ``change``."""
+    from diffgrm.pack import MANIFEST, pack
+
+    path = pack(env.run, env.tmp / "packs" / "run.zip")
+    with zipfile.ZipFile(path) as zf:
+        blobs = {name: zf.read(name) for name in zf.namelist()}
+    manifest = json.loads(blobs.pop(MANIFEST))
+    if change is not None:
+        change(manifest, blobs)
+    return zipped(path, {MANIFEST: json.dumps(manifest).encode(), **blobs})
+
+
+def escape(manifest: dict, blobs: dict) -> None:
+    """A member that would land outside the unpacked folder, listed like any other."""
+    blobs["run/../../escape.txt"] = b"x"
+    manifest["files"]["run/../../escape.txt"] = hashlib.sha256(b"x").hexdigest()
+
+
 def case(setup: Callable[[Env], list[str]], expect: str, id: str):
     return pytest.param(setup, expect, id=id)
 
@@ -218,8 +258,18 @@ CASES = [
     case(lambda e: evaluate(damage(e.copy_run(), "config.json", lambda p: edit_json(p, lambda m: m.pop("fingerprint")))),
          "lacks 'fingerprint'", "config-key"),
     case(lambda e: evaluate(damage(e.copy_run(), "config.json", lambda p: edit_json(p, lambda m: m.update(data=str(e.tmp / "gone"))))),
-         "is gone; pass --data", "data-gone"),
-    case(lambda e: evaluate(e.copy_run(), "--data", str(other_catalogue(e))), "trained on another catalogue", "other-catalogue"),
+         "is not on this machine; pass --data", "data-gone"),
+    case(lambda e: evaluate(e.run, "--data", str(e.tmp / "nowhere")), "no data at", "data-nowhere"),
+    case(lambda e: evaluate(e.run, "--data", str(write_folder_dataset(e.tmp / "other-items"))),
+         "not in this run's catalogue (e.g. 'I100')", "data-other-items"),
+    case(lambda e: evaluate(legacy(e.copy_run()), "--data", str(other_catalogue(e))), "trained on another catalogue",
+         "legacy-other-catalogue"),
+    case(lambda e: evaluate(damage(e.copy_run(), "catalogue/catalogue.safetensors", flip_last_byte)),
+         "catalogue.safetensors is damaged", "run-catalogue-flipped"),
+    case(lambda e: evaluate(damage(e.copy_run(), "catalogue/items.jsonl", drop_last_line)), "the folder is inconsistent",
+         "run-catalogue-short"),
+    case(lambda e: evaluate(damage(e.copy_run(), "config.json", lambda p: edit_json(p, lambda m: m.update(fingerprint="0" * 16)))),
+         "holds another catalogue", "run-catalogue-other"),
     case(lambda e: evaluate(e.run, "--beam", "5"), "must be at least K", "beam-below-k"),
     case(lambda e: evaluate(e.run, "--users", "-1"), "--users: must be at least 0", "users-negative"),
     case(lambda e: evaluate(e.run, "--split", "train"), "invalid choice", "split-unknown"),
@@ -230,6 +280,22 @@ CASES = [
     # ---------------------------------------------------------------- app, fetch
     case(lambda e: ["app", str(e.tmp), "--dry-run"], "holds no checkpoint", "app-no-run"),
     case(lambda e: ["app", str(e.run), "--port", "0", "--dry-run"], "--port: must be between 1 and 65535", "app-port"),
+    case(lambda e: ["app", str(e.run), "--data", str(e.prepared), "--dry-run"], "--data applies to a packed run", "app-data"),
+    # ---------------------------------------------------------------- pack, unpack
+    case(lambda e: ["pack", str(e.tmp / "nowhere"), "--out", str(e.tmp / "x.zip")], "is not a run folder", "pack-no-run"),
+    case(lambda e: ["pack", str(e.run), "--out", str(e.tmp)], "is a folder", "pack-out-folder"),
+    case(lambda e: ["pack", str(legacy(e.copy_run())), "--out", str(e.tmp / "x.zip")], "another diffgrm version",
+         "pack-legacy"),
+    case(lambda e: ["unpack", str(touch(e.tmp / "x.zip")), "--out", str(e.tmp / "out")], "is not a zip file", "unpack-not-zip"),
+    case(lambda e: ["unpack", str(zipped(e.tmp / "x.zip", {"run/config.json": b"{}"})), "--out", str(e.tmp / "out")],
+         "not a diffgrm pack", "unpack-no-manifest"),
+    case(lambda e: ["unpack", str(packed(e, lambda m, blobs: blobs.update({"run/history.jsonl": b"{}"}))), "--out",
+                    str(e.tmp / "out")], "history.jsonl is damaged", "unpack-damaged"),
+    case(lambda e: ["unpack", str(packed(e, escape)), "--out", str(e.tmp / "out")], "refusing the member", "unpack-escape"),
+    case(lambda e: ["unpack", str(packed(e, lambda m, blobs: m.update(version=99))), "--out", str(e.tmp / "out")],
+         "this diffgrm reads format 1", "unpack-newer"),
+    case(lambda e: ["unpack", str(packed(e)), "--out", str(e.copy_run())], "already holds a trained run", "unpack-over-run"),
+    case(lambda e: ["unpack", str(packed(e)), "--out", str(stray(e))], "holds other files", "unpack-over-other"),
     case(lambda e: ["fetch", "netflix-prize"], "nothing to fetch", "fetch-unknown"),
 ]
 

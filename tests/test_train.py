@@ -62,7 +62,13 @@ def test_checkpoint_round_trip_and_refusals(chain_prepared, tmp_path):
     arrays = load_file(str(other / "catalogue.safetensors"))
     arrays["codes"] = arrays["codes"][::-1].copy()
     save_catalogue(other, arrays)
-    with pytest.raises(DiffGRMError, match="trained on another catalogue"):
+    # the run carries its own catalogue: data with other SIDs gives it only its users, by item id
+    moved, again_other, _ = load_run(tmp_path / "run", data=other)
+    assert again_other.catalogue.fingerprint == meta["fingerprint"] != load_prepared(other).catalogue.fingerprint
+    np.testing.assert_array_equal(Recommender(moved).search(hist).items, Recommender(model).search(hist).items)
+    # a run written before runs carried their catalogue decodes only with its own SIDs
+    shutil.rmtree(tmp_path / "run" / "catalogue")
+    with pytest.raises(DiffGRMError, match="trained on another catalogue .* carries no catalogue of its own"):
         load_run(tmp_path / "run", data=other)
     with pytest.raises(DiffGRMError, match="holds no checkpoint"):
         load_run(tmp_path)
