@@ -1,5 +1,5 @@
 # diffgrm: two commands on a fresh clone (see README.md)
-#   make app    set up, prepare MovieLens-100K, install the demo runs shipped in the package, open the app
+#   make app    set up, fetch MovieLens-100K, install the demo runs shipped in the package, open the app
 #               (`make app APP_ARGS="--port 8600"` passes options on to `diffgrm app`)
 #   make test   set up and run the whole test suite (installs Debian's chromium for the browser test)
 #

@@ -47,8 +47,8 @@ The demo's recipe is `h20-full8` (`diffgrm.demo.DEMO_RECIPE`): 3.1x popularity w
 excluded, where history 50 with 5 full passes (`h50-full5`) reached 2.2x for the same time; its
 AR companion is the same recipe with the AR model, shown as it came out. The `demo` row is the
 `h20-full8` run itself (same settings, copied, not trained twice). The shipped runs
-(`diffgrm/demo_runs/`) are these two, written by `diffgrm demo --retrain --work runs/demo-bench/demo`
-(which keeps finished runs of the recipe's settings) and evaluated from the shipped files.
+(`diffgrm/demo_runs/`) are this recipe trained again by `diffgrm demo --retrain` on the catalogue
+they ship with; their own scores are in their metrics.json (`diffgrm demo` prints them).
 h50-full5 and h20-full8 trained while two other trainings shared the 2 cores; demo-ar trained when
 less was running, so its seconds are not comparable with theirs. With 943 test users one NDCG@10
 has a standard error of about .005 at these levels (the demo's .0406: .0054, measured per user), so

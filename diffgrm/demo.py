@@ -104,9 +104,15 @@ def demo_folders(run: str | Path) -> dict[str, Path]:
 
 def install_shipped(runs: dict[str, Path], folders: dict[str, Path], data: str | Path) -> None:
     """Copy the shipped runs into ``folders``, each with the shared catalogue and with config.json's
-    "data" saying where its users are read from; a run that does not check out is an error and
-    leaves nothing behind."""
+    "data" saying where its users are read from. Each shipped run is checked first (weights and
+    catalogue against their checksums, the run format): one that does not check out is an error,
+    and nothing is installed."""
     catalogue = next(iter(runs.values())).parent / CATALOGUE
+    for folder in runs.values():
+        verify_run(folder, catalogue, fix="reinstall diffgrm")
+        lacking = [name for name in SHIPPED_FILES if not (folder / name).is_file()]
+        if lacking:
+            raise DiffGRMError(f"{folder} lacks {lacking[0]}; reinstall diffgrm")
     for kind, folder in folders.items():
         with staged_folder(folder) as stage:
             shutil.copytree(catalogue, stage / CATALOGUE)
@@ -117,7 +123,6 @@ def install_shipped(runs: dict[str, Path], folders: dict[str, Path], data: str |
                     write_json(stage / name, {**read_json(src), "data": str(data)})
                 else:
                     atomic_write(stage / name, lambda p, src=src: shutil.copyfile(src, p))
-            verify_run(stage)
             shutil.copyfile(runs[kind] / "metrics.json", stage / "metrics.json")  # last: the run is complete
 
 

@@ -49,6 +49,15 @@ SPACE_ITEMS = 50_000
 COPIED = ("tokenizer.json", "collisions.json")
 
 
+def flip_last_bits(embeddings: np.ndarray, seed: int = 0) -> np.ndarray:
+    """The embeddings as another processor's kernels might round them: the last bit of each float32
+    flipped at random. Tokenized, they show how far SIDs move between machines (and the tests use
+    them to play another machine)."""
+    bits = np.ascontiguousarray(embeddings, dtype=np.float32).copy().view(np.uint32)
+    bits ^= np.random.default_rng(seed).integers(0, 2, size=bits.shape, dtype=np.uint32)
+    return bits.view(np.float32)
+
+
 def write_catalogue(prepared: Prepared, run: str | Path) -> Path:
     """Write ``RUN/catalogue/`` from ``prepared`` (a prepared folder, or a run's own catalogue)."""
     dest = Path(run) / CATALOGUE
@@ -167,31 +176,33 @@ def _reindex(samples: Samples, lut: np.ndarray, inter: Interactions) -> Samples:
     return Samples(histories=histories, targets=targets, users=samples.users)
 
 
-def verify_run(run: str | Path) -> dict:
+def verify_run(run: str | Path, catalogue: str | Path | None = None, fix: str = "") -> dict:
     """Check a run folder without building its network: a config of this run format, the weights'
-    and the catalogue's checksums, and the catalogue's fingerprint; returns the config."""
+    and the catalogue's checksums, and the catalogue's fingerprint; returns the config.
+    ``catalogue`` is the run's own (``RUN/catalogue``) unless given."""
     run = Path(run)
+    folder = Path(catalogue) if catalogue is not None else run / CATALOGUE
+    fix = fix or FIX
     meta = read_json(run / "config.json")
     require_keys(meta, ["model", "fingerprint", "data"], run / "config.json")
-    if meta.get("format", 1) != RUN_FORMAT or not (run / CATALOGUE).is_dir():
+    if meta.get("format", 1) != RUN_FORMAT or not folder.is_dir():
         raise DiffGRMError(f"{run} was written by another diffgrm version (run format {meta.get('format', 1)}; "
                            f"this one reads {RUN_FORMAT})")
     if not (run / "model.safetensors").is_file():
-        raise DiffGRMError(f"{run} holds no model.safetensors; {FIX}")
-    verify_checksums(run, meta.get("sha256"), run / "config.json", FIX)
-    _read_catalogue(run, meta)
+        raise DiffGRMError(f"{run} holds no model.safetensors; {fix}")
+    verify_checksums(run, meta.get("sha256"), run / "config.json", fix)
+    _read_catalogue(folder, run, meta, fix)
     return meta
 
 
 FIX = "the run is damaged: copy or unpack it again"
 
 
-def _read_catalogue(run: Path, meta: dict) -> Prepared:
-    folder = run / CATALOGUE
-    prepared, arrays = load_catalogue(folder, ["codes", "codes_raw"], FIX)
+def _read_catalogue(folder: Path, run: Path, meta: dict, fix: str = FIX) -> Prepared:
+    prepared, arrays = load_catalogue(folder, ["codes", "codes_raw"], fix)
     if prepared.catalogue.fingerprint != meta["fingerprint"]:
         raise DiffGRMError(f"{folder} holds another catalogue (fingerprint {prepared.catalogue.fingerprint}) than the "
-                           f"one {run / 'config.json'} was trained on ({meta['fingerprint']}); {FIX}")
+                           f"one {run / 'config.json'} was trained on ({meta['fingerprint']}); {fix}")
     if {"subvectors", "centroids", "space_items"} <= set(arrays):
         prepared.space = (arrays["subvectors"], arrays["centroids"], arrays["space_items"])
     return prepared
@@ -200,7 +211,7 @@ def _read_catalogue(run: Path, meta: dict) -> Prepared:
 def load_run_data(run: str | Path, meta: dict, data: str | Path | None = None) -> Prepared:
     """A portable run's catalogue joined with its users (see the module's docstring)."""
     run = Path(run)
-    return match_items(_read_catalogue(run, meta), read_interactions(resolve_data(run, meta, data)))
+    return match_items(_read_catalogue(run / CATALOGUE, run, meta), read_interactions(resolve_data(run, meta, data)))
 
 
 def load_data(folder: str | Path) -> Prepared:

@@ -193,7 +193,7 @@ def test_train_force_replaces_the_whole_run(chain_prepared, tmp_path, capsys):
     code, _, err = run(capsys, *args, "--seed", "4")
     assert code == 2 and "pass --force" in err and (run_dir / "model.safetensors").read_bytes() == weights
     assert run(capsys, *args, "--seed", "4", "--force")[0] == 0
-    assert sorted(p.name for p in run_dir.iterdir()) == ["config.json", "history.jsonl", "model.safetensors"]
+    assert sorted(p.name for p in run_dir.iterdir()) == ["catalogue", "config.json", "history.jsonl", "model.safetensors"]
     assert (run_dir / "model.safetensors").read_bytes() != weights
     assert json.loads((run_dir / "config.json").read_text())["train"]["seed"] == 4
 

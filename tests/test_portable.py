@@ -20,17 +20,10 @@ from diffgrm.data import load_dataset, write_folder
 from diffgrm.decode import Recommender
 from diffgrm.errors import DiffGRMError
 from diffgrm.pack import MANIFEST, pack, read_manifest, unpack
-from diffgrm.portable import CATALOGUE, RUN_FORMAT, verify_run
+from diffgrm.portable import CATALOGUE, RUN_FORMAT, flip_last_bits, verify_run
 from diffgrm.prepare import load_prepared
 from diffgrm.safeio import read_json
 from diffgrm.train import evaluate_split, load_run
-
-
-def other_processor(embeddings: np.ndarray, seed: int = 0) -> np.ndarray:
-    """The embeddings as another processor's kernels might round them: the last bit of each float flipped at random."""
-    bits = np.ascontiguousarray(embeddings, dtype=np.float32).copy().view(np.uint32)
-    bits ^= np.random.default_rng(seed).integers(0, 2, size=bits.shape, dtype=np.uint32)
-    return bits.view(np.float32)
 
 
 def scores(metrics: dict) -> dict:
@@ -45,7 +38,7 @@ def elsewhere(chain_prepared, tmp_path_factory) -> Path:
     prepared = load_prepared(chain_prepared)
     ds = load_dataset(chain_prepared.parent / "raw")
     folder = write_folder(ds, root / "raw")
-    np.save(folder / "item_embeddings.npy", other_processor(prepared.embeddings))
+    np.save(folder / "item_embeddings.npy", flip_last_bits(prepared.embeddings))
     assert main(["prepare", "--dataset", str(folder), "--out", str(root / "prepared"), "--codebook", "8", "--quiet"]) == 0
     return root / "prepared"
 

@@ -80,7 +80,7 @@ def test_an_interrupted_forced_retrain_keeps_the_old_run_and_the_same_command_co
     train(prepared, model_cfg, new, run, device="cpu", progress=False, force=True, on_epoch=interrupt_at(0, seen := []))
     assert seen == [2, 3], "the forced run started over instead of continuing"  # epoch 2 was cut before its save
     train(prepared, model_cfg, new, tmp_path / "straight", device="cpu", progress=False)
-    assert sorted(p.name for p in run.iterdir()) == ["config.json", "history.jsonl", "model.safetensors"]
+    assert sorted(p.name for p in run.iterdir()) == ["catalogue", "config.json", "history.jsonl", "model.safetensors"]
     assert (run / "model.safetensors").read_bytes() == (tmp_path / "straight" / "model.safetensors").read_bytes()
     assert read_json(run / "config.json")["train"]["seed"] == 4
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")], "a staging folder or lock was left"
