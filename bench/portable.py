@@ -31,9 +31,8 @@ from bench.results_io import write_results  # noqa: E402
 SEEDS = (0, 1, 2)
 
 
-def drift(name: str, source: str, preset: str) -> dict:
-    """Share of items whose SID (and first digit) moves under last-bit noise, per seed."""
-    from diffgrm.config import tokenizer_preset
+def drift(name: str, source: str, cfg) -> dict:
+    """Share of items whose SID (and first digit) moves under last-bit noise, per seed (``cfg``: a TokenizerConfig)."""
     from diffgrm.data import load_dataset, train_items
     from diffgrm.portable import flip_last_bits
     from diffgrm.pse import PSETokenizer, build_catalogue
@@ -41,7 +40,7 @@ def drift(name: str, source: str, preset: str) -> dict:
 
     ds = load_dataset(source, download=False)
     emb = embed_texts(ds.items["text"].tolist(), progress=False)
-    fit_on, cfg = train_items(ds.sequences), tokenizer_preset(preset)
+    fit_on = train_items(ds.sequences)
     base = build_catalogue(PSETokenizer(cfg), emb, fit_on)
     rows = []
     for seed in SEEDS:
@@ -131,7 +130,7 @@ def render(result: dict) -> str:
               f"the embeddings' last bits flipped: catalogue {s['elsewhere_fingerprint']}; the runs carry "
               f"{s['installs'][0]['shipped_fingerprint']}). Installed, nothing trained; test split, beam 32, "
               "history kept out; Top-10: the first users of examples.json, item for item:", "",
-              "| users read from | run | install s | NDCG@10 here | NDCG@10 shipped | Recall@10 here | Recall@10 shipped "
+              "| users read from | run | install s (both runs) | NDCG@10 here | NDCG@10 shipped | Recall@10 here | Recall@10 shipped "
               "| same Top-10 |", "|---|---|---|---|---|---|---|---|"]
     for r in s["installs"]:
         lines.append(f"| {r['users_from']} | {r['kind']} | {r['install_s']:.1f} | {r['ndcg@10']:.4f} | "
@@ -150,9 +149,11 @@ def main() -> None:
     ap.add_argument("--beauty", default=None, metavar="DIR", help="also measure Beauty's drift (a sequences + items folder)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "portable"))
     args = ap.parse_args()
-    result = {"drift": [drift("MovieLens-100K", "movielens-100k", "small")]}
+    from diffgrm.config import tokenizer_preset
+
+    result = {"drift": [drift("MovieLens-100K", "movielens-100k", tokenizer_preset("small"))]}
     if args.beauty:
-        result["drift"].append(drift("Amazon Beauty", args.beauty, "default"))
+        result["drift"].append(drift("Amazon Beauty", args.beauty, tokenizer_preset("default")))
     work = Path(tempfile.mkdtemp(prefix="diffgrm-portable-"))
     try:
         result["shipped"] = shipped(work)
