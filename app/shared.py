@@ -25,8 +25,14 @@ def _args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--run", default=None)
     parser.add_argument("--ar", default=None)
+    parser.add_argument("--data", default=None)
     args, _ = parser.parse_known_args(sys.argv[1:])
     return args
+
+
+def data_source() -> str | None:
+    """Where the runs' users come from when not where they recorded: ``--data`` or ``$DIFFGRM_DATA``."""
+    return _args().data or os.environ.get("DIFFGRM_DATA") or None
 
 
 def run_folder() -> Path:
@@ -48,7 +54,7 @@ def _read_metrics(run: Path) -> dict | None:
 
 @st.cache_resource(show_spinner="Loading the model and catalogue...")
 def load_explorer(run: str) -> Explorer:
-    return open_explorer(run)  # `diffgrm app` has usually loaded it already, while the server started
+    return open_explorer(run, data_source())  # `diffgrm app` has usually loaded it already, while the server started
 
 
 @st.cache_data(show_spinner=False, max_entries=256)

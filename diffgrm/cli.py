@@ -200,7 +200,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix.lower() not in (".html", ".htm") or not out.parent.is_dir() or out.is_dir():
         raise DiffGRMError(f"--out {out}: give an .html file in an existing folder")
-    write_report(args.run, args.user, out, beam=args.beam, k=args.k, order=args.order, items=args.item or ())
+    write_report(args.run, args.user, out, data=args.data, beam=args.beam, k=args.k, order=args.order,
+                 items=args.item or ())
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, opens offline in any browser)", file=sys.stderr)
     return 0
 
@@ -262,6 +263,10 @@ def _power_of_two(text: str) -> int:
     if value & (value - 1):
         raise argparse.ArgumentTypeError(f"must be a power of two (2, 4, ..., 256, ...), got {value}")
     return value
+
+
+DATA_HELP = ("where the run's users come from: a prepared folder, a dataset folder or a dataset name (default: the "
+             "data the run recorded)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -358,7 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=_int(1), default=None, metavar="S",
                    help="CPD network passes, 1..n (default n: one digit per pass; fewer fill several digits per pass)")
     p.add_argument("--users", type=_int(0), default=0, help="evaluate a seeded sample of this many users (0 = all)")
-    p.add_argument("--data", default=None, help="where the run's users come from: a prepared folder, a dataset folder or a dataset name (default: the data the run recorded)")
+    p.add_argument("--data", default=None, help=DATA_HELP)
     p.add_argument("--device", default=None)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_evaluate)
@@ -372,7 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--history", type=_int(0), default=10, help="how many recent history items to show")
     p.add_argument("--steps", type=_int(1), default=None, metavar="S", help="CPD network passes, 1..n (default n)")
     p.add_argument("--trace", default=None, metavar="FILE", help="write the denoising trace (.csv or .jsonl)")
-    p.add_argument("--data", default=None, help="where the run's users come from: a prepared folder, a dataset folder or a dataset name (default: the data the run recorded)")
+    p.add_argument("--data", default=None, help=DATA_HELP)
     p.add_argument("--device", default=None)
     p.set_defaults(func=_cmd_recommend)
 
@@ -385,13 +390,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--order", choices=["confidence", "fixed", "random"], default="confidence")
     p.add_argument("--item", type=_int(0), action="append", metavar="INDEX",
                    help="also explain why this item (catalogue index) was or was not recommended; repeatable")
+    p.add_argument("--data", default=None, help=DATA_HELP)
     p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("app", help="open the Streamlit explorer (installs the shipped demo runs if missing)")
     p.add_argument("run", metavar="RUN", nargs="?", default=DEMO_RUN,
                    help=f"run folder, or a file written by `diffgrm pack` (default {DEMO_RUN})")
-    p.add_argument("--data", default=None, help="with a packed run: where its users come from, when not where it "
-                   "was trained (a prepared folder, a dataset folder or a dataset name)")
+    p.add_argument("--data", default=None, help=DATA_HELP)
     p.add_argument("--address", default="127.0.0.1", help="address to serve on (default: this machine only)")
     p.add_argument("--port", type=_int(1, 65535), default=8501)
     p.add_argument("--ar", default=None, metavar="AR_RUN",

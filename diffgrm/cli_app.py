@@ -33,15 +33,13 @@ def _cmd_app(args: argparse.Namespace) -> int:
     run = Path(args.run)
     if run.is_file():  # a packed run: unpacked once beside the demo's runs, then served like any run
         run = _unpacked(run, args.data)
-    elif args.data is not None:
-        raise DiffGRMError("--data applies to a packed run (FILE); a run folder reads its users from the data "
-                           "in its config.json (or use `diffgrm evaluate RUN --data ...`)")
     if args.run == DEMO_RUN:
         from diffgrm.demo import ensure_demo_run
 
-        ensure_demo_run(run)  # trains and evaluates only what is missing
+        ensure_demo_run(run, data=args.data)  # trains and evaluates only what is missing
     elif not (run / "model.safetensors").is_file():
         raise DiffGRMError(f"{run} holds no checkpoint; train one with `diffgrm train` or omit RUN for the demo")
+    _check_users(run, args.data)
     from diffgrm.coords_cache import cached_coords
 
     method = os.environ.get("DIFFGRM_PROJECTION", "umap")
@@ -49,7 +47,7 @@ def _cmd_app(args: argparse.Namespace) -> int:
         from diffgrm.explorer import Explorer
 
         print(f"projecting the codebooks with {method} (once per run) ...", file=sys.stderr)
-        Explorer(run).codebook_coords(method)
+        Explorer(run, data=args.data).codebook_coords(method)
     # Served for viewers, not edited: toolbarMode minimal hides the "Deploy" button; no file watcher
     # (it polled and hashed the app's modules all the time); no full garbage collection after every
     # rerun (with torch, pandas and plotly loaded it cost about 0.4 s of CPU per user switch; memory is
@@ -57,7 +55,8 @@ def _cmd_app(args: argparse.Namespace) -> int:
     cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.address", args.address,
            "--server.port", str(args.port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
            "--client.toolbarMode", "minimal", "--server.fileWatcherType", "none", "--runner.postScriptGC", "false",
-           "--", "--run", str(run)] + (["--ar", str(args.ar)] if args.ar else [])
+           "--", "--run", str(run)] + (["--ar", str(args.ar)] if args.ar else []) + (
+               ["--data", str(args.data)] if args.data else [])
     for folder in (run, Path(args.ar) if args.ar else Path(f"{run}-ar")):  # the scores the sidebar shows, here too
         path = folder / "metrics.json"
         if path.is_file():
@@ -75,20 +74,20 @@ def _cmd_app(args: argparse.Namespace) -> int:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     # The server runs in this process, so the run loads (torch imported, model and catalogue read:
     # about 3 s) while Streamlit starts, not when the first viewer arrives.
-    threading.Thread(target=_preload, args=(run,), name="diffgrm-preload", daemon=True).start()
+    threading.Thread(target=_preload, args=(run, args.data), name="diffgrm-preload", daemon=True).start()
     from streamlit.web import cli as streamlit_cli
 
     streamlit_cli.main(args=cmd[3:], prog_name="streamlit")  # `streamlit run APP ...`; exits when stopped
     return 0  # pragma: no cover
 
 
-def _preload(run: Path) -> None:
+def _preload(run: Path, data: str | None) -> None:
     """Load the app's run into ``explorer.open_explorer``'s cache; a failure is the app's to report."""
     try:
         from diffgrm import viz  # noqa: F401  (the figures' imports, on the first page's path too)
         from diffgrm.explorer import open_explorer
 
-        open_explorer(run)
+        open_explorer(run, data)
     except Exception:  # noqa: BLE001  (the page shows the same error with its explanation)
         pass
 
@@ -114,9 +113,6 @@ def _unpacked(file: Path, data: str | None) -> Path:
 
     dest = Path(UNPACK_ROOT) / file.name.removesuffix(".zip")
     if dest.exists() and unpacked_here(file, dest):
-        if data is not None:
-            raise DiffGRMError(f"{dest} already holds this pack, unpacked; to read its users from {data}, "
-                               f"`diffgrm unpack {file} --out {dest} --data {data} --force`")
         return dest
     if dest.exists():
         raise DiffGRMError(f"{dest} already holds something else; unpack the file yourself "
@@ -124,6 +120,14 @@ def _unpacked(file: Path, data: str | None) -> Path:
     folders = unpack(file, dest, data=data)
     print(f"unpacked {file} into {', '.join(map(str, folders.values()))}", file=sys.stderr)
     return dest
+
+
+def _check_users(run: Path, data: str | None) -> None:
+    """Before serving: the data a portable run's users come from is on this machine (one clear error if not)."""
+    from diffgrm.portable import CATALOGUE, check_data, resolve_data
+
+    if (run / CATALOGUE).is_dir() and (run / "config.json").is_file():
+        check_data(resolve_data(run, read_json(run / "config.json"), data))
 
 
 def _cmd_pack(args: argparse.Namespace) -> int:

@@ -331,12 +331,12 @@ _OPEN: dict[str, Explorer] = {}
 _OPEN_LOCK = threading.Lock()
 
 
-def open_explorer(run: str | Path) -> Explorer:
-    """One :class:`Explorer` per run folder and process, shared by the app's sessions and by the
-    preload that ``diffgrm app`` starts beside the server (a session that comes while it loads
-    waits for it instead of loading a second copy)."""
-    key = str(Path(run).resolve())
+def open_explorer(run: str | Path, data: str | Path | None = None) -> Explorer:
+    """One :class:`Explorer` per run folder (and users' data) and process, shared by the app's
+    sessions and by the preload that ``diffgrm app`` starts beside the server (a session that comes
+    while it loads waits for it instead of loading a second copy)."""
+    key = f"{Path(run).resolve()}|{data or ''}"
     with _OPEN_LOCK:
         if key not in _OPEN:
-            _OPEN[key] = Explorer(run)
+            _OPEN[key] = Explorer(run, data=data)
         return _OPEN[key]

@@ -75,8 +75,8 @@ def write_catalogue(prepared: Prepared, run: str | Path) -> Path:
                           space_items=np.ascontiguousarray(rows, dtype=np.int64))
         except DiffGRMError:  # rq and random tokenizers have no per-digit spaces to draw
             pass
-        save_file(arrays, str(stage / "catalogue.safetensors"),
-                  metadata={"codebook_size": str(cat.codebook_size), "fingerprint": cat.fingerprint})
+        # one metadata key: safetensors writes several in no fixed order, and the same catalogue should be the same bytes
+        save_file(arrays, str(stage / "catalogue.safetensors"), metadata={"fingerprint": cat.fingerprint})
         for name in COPIED:
             if (Path(prepared.path) / name).is_file():
                 shutil.copyfile(Path(prepared.path) / name, stage / name)
@@ -125,13 +125,18 @@ def read_interactions(data: str | Path) -> Interactions:
         users, splits = read_splits(path, len(items))
         minimum = int(_summary(path).get("train_min_history", 2))
         return Interactions(items["item_id"].tolist(), users, splits, minimum, str(path.resolve()))
-    if not path.is_dir() and str(data) not in NAMED_DATASETS:
-        raise DiffGRMError(f"no data at {data}: give a prepared folder, a dataset folder (user_sequence.txt + "
-                           f"items.jsonl) or a dataset name ({', '.join(NAMED_DATASETS)})")
+    check_data(data)
     ds = load_dataset(data, download=False)
     splits = leave_one_out(ds.sequences, min_history=TRAIN_MIN_HISTORY)
     source = str(path.resolve()) if path.is_dir() else str(data)
     return Interactions(ds.items["item_id"].tolist(), list(ds.users), splits, TRAIN_MIN_HISTORY, source)
+
+
+def check_data(data: str | Path) -> None:
+    """``data`` names something a run can read users from (without reading it): a folder or a dataset name."""
+    if not Path(data).is_dir() and str(data) not in NAMED_DATASETS:
+        raise DiffGRMError(f"no data at {data}: give a prepared folder, a dataset folder (user_sequence.txt + "
+                           f"items.jsonl) or a dataset name ({', '.join(NAMED_DATASETS)})")
 
 
 def resolve_data(run: Path, meta: dict, data: str | Path | None = None) -> str:

@@ -70,9 +70,10 @@ def build_report(ex: Explorer, user: str, *, beam: int = 32, k: int = 10, order:
             f"{html.escape(case.user)}</title><style>{STYLE}</style></head><body>\n{body}\n</body></html>\n")
 
 
-def write_report(run: str | Path, user: str, out: str | Path, **kwargs) -> Path:
-    """Build the report of ``user`` in ``run`` and write it to ``out`` (atomically)."""
-    text = build_report(Explorer(run), user, **kwargs)
+def write_report(run: str | Path, user: str, out: str | Path, data: str | Path | None = None, **kwargs) -> Path:
+    """Build the report of ``user`` in ``run`` (its users read from ``data`` when given) and write it
+    to ``out`` (atomically)."""
+    text = build_report(Explorer(run, data=data), user, **kwargs)
     return write_text(out, text)
 
 

@@ -280,7 +280,9 @@ CASES = [
     # ---------------------------------------------------------------- app, fetch
     case(lambda e: ["app", str(e.tmp), "--dry-run"], "holds no checkpoint", "app-no-run"),
     case(lambda e: ["app", str(e.run), "--port", "0", "--dry-run"], "--port: must be between 1 and 65535", "app-port"),
-    case(lambda e: ["app", str(e.run), "--data", str(e.prepared), "--dry-run"], "--data applies to a packed run", "app-data"),
+    case(lambda e: ["app", str(e.run), "--data", str(e.tmp / "nowhere"), "--dry-run"], "no data at", "app-data-nowhere"),
+    case(lambda e: ["app", str(damage(e.copy_run(), "config.json", lambda p: edit_json(p, lambda m: m.update(
+        data=str(e.tmp / "gone"))))), "--dry-run"], "is not on this machine; pass --data", "app-data-gone"),
     # ---------------------------------------------------------------- pack, unpack
     case(lambda e: ["pack", str(e.tmp / "nowhere"), "--out", str(e.tmp / "x.zip")], "is not a run folder", "pack-no-run"),
     case(lambda e: ["pack", str(e.run), "--out", str(e.tmp)], "is a folder", "pack-out-folder"),

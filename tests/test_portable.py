@@ -169,3 +169,25 @@ def test_app_opens_a_packed_run_and_reuses_it(chain_run, chain_ar_run, tmp_path,
     other = pack(chain_ar_run, tmp_path / "share" / "x" / "demo.zip")
     assert main(["app", str(other), "--dry-run"]) == 2
     assert "runs/demo already holds something else" in capsys.readouterr().err
+
+
+def test_the_app_reads_users_from_data_given_at_start(chain_run, chain_prepared, tmp_path, monkeypatch, capsys):
+    """A run whose recorded data is gone opens with `diffgrm app RUN --data ...` (the page gets it too)."""
+    from streamlit.testing.v1 import AppTest
+
+    from tests.test_app import APP
+
+    run = Path(shutil.copytree(chain_run, tmp_path / "run"))
+    meta = read_json(run / "config.json")
+    (run / "config.json").write_text(json.dumps({**meta, "data": str(tmp_path / "gone")}))
+    raw = chain_prepared.parent / "raw"
+    monkeypatch.setenv("DIFFGRM_PROJECTION", "pca")
+    assert main(["app", str(run), "--data", str(raw), "--dry-run"]) == 0
+    assert capsys.readouterr().out.strip().endswith(f"--run {run} --data {raw}")
+    monkeypatch.setenv("DIFFGRM_RUN", str(run))
+    monkeypatch.setenv("DIFFGRM_DATA", str(raw))
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    assert not at.exception, at.exception
+    assert not at.error, at.error[0].value
+    assert any("U0" in h.value for h in at.title), [h.value for h in at.title]
