@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 from bench.results_io import write_results  # noqa: E402
 
 BEAUTY = ROOT.parent / "shared" / "data" / "amazon-beauty"
-# the reference code's Beauty NDCG@10 read both ways (docs/method.md, "published numbers")
+# the reference code's Beauty NDCG@10 read both ways (docs/method.md section 6)
 PUBLISHED_BEAUTY = {"sid": 0.050, "item": 0.026, "source": "an independent audit"}
 
 

@@ -1,5 +1,5 @@
 """Collisions: items that the tokenizer gives the same SID, and the repair that makes a catalogue
-one-to-one (method.md section 1, step 5).
+one-to-one (method.md section 1.5).
 
 Making a catalogue one-to-one is a property of a whole item set, not of one item, so it lives
 apart from the tokenizer (``pse.py``), which only measures distances: :func:`repair_collisions`

@@ -142,7 +142,7 @@ class ModelConfig(_Serialisable):
 
 @dataclass(frozen=True)
 class TrainConfig(_Serialisable):
-    """Optimisation and validation settings (method.md section 3, "Optimiser")."""
+    """Optimisation and validation settings (method.md section 3.3)."""
 
     epochs: int = 30
     batch_size: int = 256
@@ -162,7 +162,7 @@ class TrainConfig(_Serialisable):
     eval_users: int = 0  # validate on this many users (seeded sample); 0 = all
     max_minutes: float = 0.0  # wall-clock budget; 0 = none
     max_steps: int = 0  # optimiser steps per epoch; 0 = the whole training split (quick demos use less)
-    min_history: int = 2  # training samples need this many history items (method.md: 2; SASRec's loss uses 1)
+    min_history: int = 2  # training samples need this many history items (method.md section 5: 2; SASRec's loss uses 1)
     precision: str = "fp32"  # fp32 | bf16 (autocast) | fp16 (autocast + grad scaler, CUDA only)
     # which level's 0.8 NDCG@10 + 0.2 Recall@10 picks the checkpoint: "item" (ours) or "sid" (the paper's)
     select: str = "item"

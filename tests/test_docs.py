@@ -154,3 +154,34 @@ def test_plotly_figures_render_offline(site):
             assert not refused, (name, refused)
             context.close()
         browser.close()
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no chromium at {CHROMIUM}")
+def test_the_method_page_draws_its_equations_offline(site):
+    """docs/method.md's equations, drawn by the MathJax shipped with the site, with every request refused."""
+    from playwright.sync_api import sync_playwright
+
+    page_file = site / "method.html"
+    source = page_file.read_text()
+    expected = source.count('class="arithmatex"')
+    assert expected >= 40 and "arxiv.org/abs/2510.21805" in source
+    assert re.search(r'<script src="[./]*assets/javascripts/mathjax/tex-svg\.js">', source)
+    assert "arithmatex" not in (site / "usage.html").read_text()  # pages without maths load no MathJax
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        context = browser.new_context(viewport={"width": 1300, "height": 1000}, offline=True)
+        refused, errors = [], []
+        context.route(lambda url: not url.startswith("file:"), lambda route: (refused.append(route.request.url),
+                                                                               route.abort()))
+        page = context.new_page()
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+        page.goto(page_file.as_uri())
+        page.wait_for_function("n => document.querySelectorAll('mjx-container > svg').length === n", arg=expected,
+                               timeout=60_000)
+        assert page.locator("mjx-container[display='true']").count() >= 10
+        page.locator("[id='32-ocns-nested-views']").scroll_into_view_if_needed()
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "method.png"))
+        assert not errors and not refused, (errors, refused)
+        browser.close()

@@ -13,6 +13,8 @@
   with the site under ``assets/javascripts/``. No page loads anything from a CDN.
 - One API reference page per module of the ``diffgrm`` package (mkdocstrings), found by listing
   the package, so a new module gets its page without touching mkdocs.yml.
+- Equations (``pymdownx.arithmatex``) are drawn by MathJax 3 (its one-file SVG build, from the
+  ``django-static-mathjax`` package's files), shipped with the site and loaded only by pages with maths.
 
 ``DIFFGRM_DOCS_EXECUTE=0`` renders the notebooks without running them (code only, for editing the
 site quickly); ``DIFFGRM_DOCS_EXECUTE=00_quickstart,01_pse`` runs only the named ones (the test does,
@@ -41,6 +43,10 @@ NOTEBOOKS = ROOT / "notebooks"
 PACKAGE = ROOT / "diffgrm"
 PLOTLY_JS = "assets/javascripts/plotly.min.js"
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
+MATHJAX_JS = "assets/javascripts/mathjax/tex-svg.js"
+MATHJAX_CONFIG = ("<script>window.MathJax = {tex: {inlineMath: [['\\\\(', '\\\\)']], displayMath: [['\\\\[', '\\\\]']], "
+                  "processEscapes: false}, options: {ignoreHtmlClass: '.*', processHtmlClass: 'arithmatex'}, "
+                  "svg: {fontCache: 'global'}};</script>")
 
 _workdir: Path | None = None
 _modules: list[str] = []  # the API pages of this build, listed once (on_config) for the nav and the files
@@ -162,7 +168,20 @@ def on_files(files: Files, config) -> Files:
 
     plotly_js = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
     files.append(File.generated(config, PLOTLY_JS, abs_src_path=str(plotly_js)))
+    files.append(File.generated(config, MATHJAX_JS, abs_src_path=str(mathjax_js())))
     return files
+
+
+def mathjax_js() -> Path:
+    """MathJax 3's one-file TeX-to-SVG build, from the installed ``django-static-mathjax`` (found, not imported)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("mathjax")
+    path = Path(next(iter(spec.submodule_search_locations))) / "static" / "mathjax" / "es5" / "tex-svg.js" if spec else None
+    if path is None or not path.is_file():
+        raise PluginError("the docs draw their equations with MathJax from the django-static-mathjax package: "
+                          "pip install -e '.[docs]'")
+    return path
 
 
 _FIGURE = re.compile(r"<!--\s*plotly-figure:\s*(\S+)\s*-->")
@@ -206,6 +225,9 @@ _MERMAID = re.compile(r"<script type=\"module\">(?:(?!</script>).)*?mermaid(?:(?
 
 
 def on_post_page(output: str, page, config) -> str:
+    if 'class="arithmatex"' in output:  # a page with equations: the site's own MathJax draws them
+        scripts = f'{MATHJAX_CONFIG}\n<script src="{get_relative_url(MATHJAX_JS, page.url)}"></script>'
+        output = output.replace("</head>", f"{scripts}\n</head>", 1)
     if page.file.src_uri in _figure_pages:  # a page with bench figures: plotly.js, nothing else to clean
         script = f'<script src="{get_relative_url(PLOTLY_JS, page.url)}"></script>'
         return output.replace("</head>", f"{script}\n</head>", 1)
