@@ -1,4 +1,4 @@
-"""How fast the explorer feels, measured as a user meets it (issue 22).
+"""How fast the explorer feels, measured as a user meets it.
 
     .venv/bin/python bench/app_speed.py start              # cold and warm `make app` from a fresh clone
     .venv/bin/python bench/app_speed.py switch             # 1, 4 and 8 viewers switching users in lockstep
@@ -45,8 +45,6 @@ from bench.results_io import write_results  # noqa: E402
 CHROMIUM = os.environ.get("DIFFGRM_CHROMIUM", "/usr/bin/chromium")
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync"]
-TARGETS = {"cold_s": 180.0, "warm_s": 5.0, "switch_median_s": 0.5, "cpu_per_switch_s": 0.1, "p95_8_s": 2.5,
-           "memory_growth_mb": 100.0}
 
 # A page has settled for user U when its title names U, the denoising tab's figures are drawn, no
 # element is stale (Streamlit marks what the running script has not re-sent yet) and no run is going.
@@ -264,16 +262,14 @@ def render(res: dict) -> str:
         cold, warm = start["cold"], start["warm"]
         lines += ["### `make app` on a fresh clone", "",
                   f"Commit {start['commit']}, cloned into a temporary folder; seconds from `make app` starting.", "",
-                  "| start | set-up done | demo runs installed | server answers | first page drawn | target |",
-                  "|---|---|---|---|---|---|",
+                  "| start | set-up done | demo runs installed | server answers | first page drawn |",
+                  "|---|---|---|---|---|",
                   f"| cold (new clone) | {cold.get('setup_s', '-')} | {cold.get('demo_runs_s', '-')} | "
-                  f"{cold['served_s']} | **{cold['page_s']}** | page drawn <= {TARGETS['cold_s']:.0f} |",
-                  f"| warm (second start) | - | - | **{warm['served_s']}** | {warm['page_s']} | "
-                  f"server answers <= {TARGETS['warm_s']:.0f} |", "",
+                  f"{cold['served_s']} | **{cold['page_s']}** |",
+                  f"| warm (second start) | - | - | **{warm['served_s']}** | {warm['page_s']} |", "",
                   "First page drawn: the user's title and the three denoising figures on screen, nothing stale. "
                   f"After the server answers, the browser spends {warm['page_s'] - warm['served_s']:.1f} s loading "
-                  "Streamlit's and plotly's JavaScript and drawing (chromium here shares the 2 cores); the warm "
-                  "target is read as the command serving. Nothing is trained: the demo runs are copied from the "
+                  "Streamlit's and plotly's JavaScript and drawing (chromium here shares the 2 cores). Nothing is trained: the demo runs are copied from the "
                   "package with their catalogue. pip's wheel cache and the MovieLens download cache were this "
                   "machine's.", ""]
     sw = res.get("switch")
@@ -292,9 +288,6 @@ def render(res: dict) -> str:
             lines.append(f"| {r['viewers']} | {r['switches']} | {r['median_s']:.2f} | {r['p95_s']:.2f} | "
                          f"{r['max_s']:.2f} | {r['errors']} | {r['server_cpu_per_switch_s']:.3f} | "
                          f"{r['browser_cpu_per_switch_s']:.2f} | {r['memory_mb_before']:.0f} ({r['memory_growth_mb']:+.0f}) |")
-        lines += ["", f"Targets: one viewer's median <= {TARGETS['switch_median_s']} s; server CPU <= "
-                  f"{TARGETS['cpu_per_switch_s']} s per switch; 8 viewers' p95 <= {TARGETS['p95_8_s']} s with no "
-                  f"errors and memory growth <= {TARGETS['memory_growth_mb']:.0f} MB."]
         big = max(sw["rows"], key=lambda r: r["viewers"])
         v, server, browser = big["viewers"], big["server_cpu_per_switch_s"], big["browser_cpu_per_switch_s"]
         lines += ["", f"Reading: with {v} viewers a round costs {v} x ({server:.2f} + {browser:.2f}) = "

@@ -17,9 +17,9 @@ process so that its peak memory (max RSS) is its own:
   and SID lookup built on first use, inside the timing).
 
 Then, at the middle size, training samples/s of one process (2 threads) against two processes
-under torchrun with gloo (1 thread each), on the same global batches. Targets: every stage grows
-at most linearly in items; peak memory at 1M items under 8 GB; two processes give more
-samples/s than one on this 2-core machine. Writes OUT.md and OUT.json (default
+under torchrun with gloo (1 thread each), on the same global batches. The table sets each
+stage's growth against linear growth in items, peak memory at 1M items against a laptop's 8 GB,
+and two processes' samples/s against one on this 2-core machine. Writes OUT.md and OUT.json (default
 ``bench/results/scale``).
 """
 
@@ -171,13 +171,11 @@ def main(argv: list[str] | None = None) -> dict:
                            factor))
     peak = max(max(r[s]["peak_mb"] for s in ("prepare", "train", "decode")) for r in rows) / 1024
     lines += ["", f"Train samples/s at {middle:,} items: " + ", ".join(f"{k}: {v:,.0f}" for k, v in procs.items()), "",
-              "| target | measured | met |", "|---|---|---|"]
-    lines += [f"| {what} grows at most linearly (x{factor:g} items) | x{ratio:.2f} | {'yes' if ratio <= factor else '**no**'} |"
-              for what, ratio, factor in growth]
-    lines.append(f"| peak memory at {rows[-1]['items']:,} items under {TARGET_GB:g} GB | {peak:.2f} GB | "
-                 f"{'yes' if peak < TARGET_GB else '**no**'} |")
+              "| what grows | measured | reference |", "|---|---|---|"]
+    lines += [f"| {what} | x{ratio:.2f} | linear: x{factor:g} |" for what, ratio, factor in growth]
+    lines.append(f"| peak memory at {rows[-1]['items']:,} items | {peak:.2f} GB | a laptop's {TARGET_GB:g} GB |")
     one, two = procs["1 process, 2 threads"], procs["2 processes, 1 thread each"]
-    lines.append(f"| 2 processes give more samples/s than 1 | {two / one:.2f}x | {'yes' if two > one else '**no**'} |")
+    lines.append(f"| samples/s, 2 processes against 1 | {two / one:.2f}x | 1 process: 1.00x |")
     text = "\n".join(lines)
     print(text)
     payload = {"rows": rows, "processes": procs, "peak_gb": peak, "steps": args.steps}

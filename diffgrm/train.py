@@ -287,7 +287,7 @@ def _fit(prepared: Prepared, model_cfg: ModelConfig, cfg: TrainConfig, out: Path
                 bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
         seen = sum(len(b) for b in batches)
         loss = distributed.mean(float(np.average(losses, weights=shares)), float(sum(shares)))
-        row = {"epoch": epoch, "loss": loss, "samples": seen, "train_seconds": round(time.perf_counter() - t_epoch, 1),
+        row = {"epoch": epoch, "loss": loss, "samples": seen, "train_seconds": round(time.perf_counter() - t_epoch, 2),
                "samples_per_second": round(seen / (time.perf_counter() - t_epoch), 1)}
         out_of_time = cfg.max_minutes > 0 and (time.perf_counter() - t_start) / 60 > cfg.max_minutes
         if epoch >= cfg.eval_start or epoch == cfg.epochs or out_of_time:
