@@ -46,6 +46,33 @@ def no_run_page(run: Path) -> None:
         st.rerun()
 
 
+PAPER = "https://arxiv.org/abs/2510.21805"
+
+
+def model_note(ex: Explorer) -> str:
+    """The sidebar's first line: what the model is, in words, and where the method is written down."""
+    cfg = ex.model.config
+    what = ("DiffGRM (masked diffusion: the surest digits first)" if ex.kind == "diffgrm"
+            else "an autoregressive (AR) decoder (digits left to right)")
+    extra = " with a learned per-item embedding (beyond the paper)" if getattr(cfg, "item_id_emb", False) else ""
+    return (f"**The model:** {what}{extra}, trained on {ex.prepared.report['dataset']}. "
+            f"The method: [the paper]({PAPER}) and the docs page \"The method\" (`docs/method.md`).")
+
+
+def intro(ex: Explorer) -> str:
+    """The collapsible intro for someone who has never heard of semantic IDs."""
+    n, k = ex.n_digits, ex.prepared.catalogue.codebook_size
+    example = "-".join(map(str, ex.codes[0]))
+    return (f"Every item of the catalogue has a **semantic ID (SID)**: {n} digits, each one of {k} codes, chosen "
+            f"so that similar items share codes (\"{ex.titles[0]}\" is `{example}`). To recommend, the model "
+            f"reads the user's history and **writes the SID of the next item**: it starts with every digit masked "
+            f"and fills them one at a time, surest first, keeping several candidate SIDs (a *beam*) side by side.\n\n"
+            "**Where to look first:** the *Denoising* tab below. Press **Play** to watch the digits being filled; "
+            "each row is one of the final recommendations. Then *Why not?* tells where the held-out item (what "
+            "the user really watched next) dropped out, and *Compare orders* shows what changes when the digits "
+            "are filled in a fixed order instead. The sidebar picks the user and the decoding settings.")
+
+
 def pick_user(ex: Explorer) -> str:
     users = ex.users()
     side = st.sidebar
@@ -91,6 +118,7 @@ def main() -> None:
         return
     side = st.sidebar
     side.title("diffgrm explorer")
+    side.markdown(model_note(ex))
     side.caption(f"run `{run}` · {ex.kind} · {ex.prepared.report['dataset']} · "
                  f"{ex.prepared.n_items:,} items · SIDs of {ex.n_digits} digits x {ex.prepared.catalogue.codebook_size} codes")
     metrics = ex.metrics()
@@ -143,6 +171,8 @@ def main() -> None:
 
     setting = Setting(run, ex, beam, k, order if ex.kind == "diffgrm" else "confidence", steps, exclude_seen)
     st.title(f"User {case.user}: what comes next?")
+    with st.expander("New here? What a SID is, and where to look first"):
+        st.markdown(intro(ex))
     rec = setting.decode(case.history, case.target)
     hit = bool(rec.table["hit"].any()) if len(rec.table) else False
     left, right = st.columns([2, 3])

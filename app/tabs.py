@@ -5,6 +5,7 @@ is in ``diffgrm.explorer`` and the figures in ``diffgrm.viz``.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -28,28 +29,59 @@ from diffgrm.explorer import Explorer
 from diffgrm.safeio import read_json
 
 
+PLAY_SECONDS = 0.8
+"""How long Play shows each step before filling the next digit."""
+
+
+def start_playing() -> None:
+    """Play's callback (runs before the widgets): back to step 0, then one step per rerun."""
+    st.session_state["step"] = 0
+    st.session_state["playing"] = True
+
+
 def denoising_tab(setting: Setting, case, rec) -> None:
     ex, trace = setting.ex, rec.trace
     n = trace.n_steps
-    step = st.slider("Step", 1, n, n, key="step", help="scrub through the denoising steps")
+    if "next_step" in st.session_state:  # Play's next step, set before the slider exists
+        st.session_state["step"] = st.session_state.pop("next_step")
+    st.caption("Every recommendation starts as a fully masked SID (every digit `?`). Each step the decoder fills "
+               "one more digit; each row below is one of the final candidates, followed back to the start. "
+               "Press Play, or move the slider.")
+    left, right = st.columns([1, 6])
+    with left:
+        st.button("▶ Play", key="play", on_click=start_playing)  # from step 0, one digit at a time
+    with right:
+        st.session_state.setdefault("step", 0)  # the page opens at the start: every digit masked
+        step = min(st.slider("Step", 0, n, key="step", help="0: every digit masked; each step fills one more"), n)
     s = step - 1
-    r = trace.lineage(0)[s]
-    d, c, p = int(trace.digit[s, r]), int(trace.code[s, r]), float(trace.prob[s, r])
-    in_pass = (f" from network pass {int(trace.step_passes[s]) + 1} of {trace.n_passes}"
-               if trace.n_passes < n else "")
-    st.markdown(f"**Step {step} of {n}:** the best beam fills digit {d} with code {c} "
-                f"(probability {p:.3f}){in_pass}; {n - step} digit(s) still masked.")
-    st.plotly_chart(viz.denoising_strip(trace, beams=min(8, len(rec.table)), titles=ex.titles, initial_step=s,
-                                        player=False),
+    if step == 0:
+        st.markdown(f"**Step 0 of {n}:** every digit is masked; the decoder has read the history and is about to "
+                    "fill its first digit.")
+    else:
+        r = trace.lineage(0)[s]
+        d, c, p = int(trace.digit[s, r]), int(trace.code[s, r]), float(trace.prob[s, r])
+        in_pass = (f" from network pass {int(trace.step_passes[s]) + 1} of {trace.n_passes}"
+                   if trace.n_passes < n else "")
+        st.markdown(f"**Step {step} of {n}:** the best beam fills digit {d} with code {c} "
+                    f"(probability {p:.3f}){in_pass}; {n - step} digit(s) still masked.")
+    st.plotly_chart(viz.denoising_strip(trace, beams=min(8, len(rec.table)), titles=ex.titles,
+                                        initial_step=s if step else viz.START, player=False),
                     width="stretch", key="strip")
     a, b = st.columns(2)
     with a:
-        st.plotly_chart(viz.alternatives_figure(trace, beam=0, step=s), width="stretch", key="alternatives")
+        st.plotly_chart(viz.alternatives_figure(trace, beam=0, step=max(s, 0)), width="stretch", key="alternatives")
     with b:
         metric = st.radio("Confidence as", list(viz.METRICS), horizontal=True, key="conf_metric",
                           format_func=viz.METRIC_LABELS.get)
         st.plotly_chart(viz.confidence_heatmap(trace, beam=0, metric=metric), width="stretch", key="confidence")
-    fill_order_panel(setting, case, rec, s)
+    if step:
+        fill_order_panel(setting, case, rec, s)
+    if st.session_state.get("playing"):
+        if step < n:
+            time.sleep(PLAY_SECONDS)
+            st.session_state["next_step"] = step + 1
+            st.rerun()
+        st.session_state["playing"] = False
 
 
 def fill_order_panel(setting: Setting, case, rec, s: int) -> None:
@@ -108,9 +140,9 @@ def fill_order_panel(setting: Setting, case, rec, s: int) -> None:
 
 
 def why_tab(ex: Explorer, case, rec, exclude_seen: bool) -> None:
-    st.caption("Where an item's SID left the search: the step and digit at which no kept beam agreed with it "
-               "any more, the score its best candidate would have had against the lowest kept beam, and the "
-               "beams that displaced it.")
+    st.caption("Why was an item **not** recommended? The decoder keeps only a few partial SIDs at each step; this "
+               "shows the step and digit at which the item's SID fell out of that shortlist, how close it came, "
+               "and which partial SIDs took its place.")
     choices = {f"held-out next item: {ex.titles[case.target]}": case.target}
     query = st.text_input("Or find an item by title", key="why_query", placeholder="a word of the title")
     if query:
@@ -158,6 +190,8 @@ def ar_companion(setting: Setting, path: str) -> tuple[Path | None, str | None]:
 
 def compare_tab(setting: Setting, case) -> None:
     ex = setting.ex
+    st.caption("Does the order in which digits are filled matter? The same user decoded with the surest digit "
+               "first (confidence), in a fixed order, in a random order, and by the left-to-right AR decoder.")
     if ex.kind != "diffgrm":
         st.info("This run is autoregressive: it has one, left-to-right, order.")
         return
@@ -194,6 +228,9 @@ def compare_tab(setting: Setting, case) -> None:
 
 
 def codebook_tab(ex: Explorer, run: Path, case, rec) -> None:
+    st.caption("What do the codes mean? Each digit sorts every item into one of its codes by a slice of the "
+               "item's text embedding; items that share a code read alike in that slice. Pick a digit and a code "
+               "to see its items, with this user's history and recommendations marked.")
     try:
         coords = codebook_coords(str(run), PROJECTION)
     except DiffGRMError as exc:
@@ -220,8 +257,8 @@ def codebook_tab(ex: Explorer, run: Path, case, rec) -> None:
     try:
         ratio = code_separation(str(run), digit)
         spread = (f" In this digit an item sits, typically, {ratio:.0%} as far from its own centroid as from the "
-                  "next one: the codes cut one continuous cloud into cells rather than finding clusters (a plain "
-                  "projection shows one ball), hence a map laid out by code." if ratio > 0.7 else "")
+                  "next one: items form one continuous cloud that the codes divide into neighbouring regions (a "
+                  "plain projection shows one ball), so the map is laid out by code." if ratio > 0.7 else "")
     except DiffGRMError:
         spread = ""
     st.caption(f"Grey points: every item's digit-{digit} sub-vector, drawn around its code's centroid (diamonds, "
@@ -242,6 +279,8 @@ def codebook_tab(ex: Explorer, run: Path, case, rec) -> None:
 
 
 def health_tab(ex: Explorer) -> None:
+    st.caption("Are the SIDs good names for the items? Every code should be used, no SID should be shared by two "
+               "items (the tokenizer moves such items apart), and each digit should carry some of the information.")
     report = ex.prepared.report
     st.plotly_chart(viz.codebook_health(report, ex.codes, ex.prepared.catalogue.codebook_size),
                     width="stretch", key="health")
@@ -289,7 +328,8 @@ def health_tab(ex: Explorer) -> None:
 
 def whatif_tab(setting: Setting, case, rec) -> None:
     ex = setting.ex
-    st.caption("Edit the history and decode again: which recommendations move?")
+    st.caption("Edit the history and decode again: which recommendations move? Remove an item the user saw, or "
+               "add one, and compare the new Top-K with the old.")
     key = f"edit_{case.user}"
     if key not in st.session_state:
         st.session_state[key] = [int(i) for i in case.history]

@@ -4,7 +4,7 @@
 
 Serves the demo run with ``diffgrm app`` on a free port, opens it in Debian's chromium (the same
 browser and settle check as the browser test and ``bench/app_speed.py``), and writes
-``explorer.png``: the first screen a viewer sees, the sidebar and the denoising tab at the last step.
+``explorer.png``: the first screen a viewer sees, the sidebar and the denoising tab played to the last step.
 """
 
 from __future__ import annotations
@@ -41,6 +41,10 @@ def capture(out: Path, user: str = "1", run: str | None = None) -> Path:
                 box.fill(user)
                 box.press("Enter")
                 wait_settled(page, f"User {user}: what comes next?")
+            page.get_by_role("button", name="▶ Play").click()  # the page opens at step 0: play to the last step
+            page.get_by_text("0 digit(s) still masked").wait_for(timeout=120_000)
+            wait_settled(page, f"User {user}: what comes next?")
+            page.mouse.move(5, 5)  # no tooltip over the page
             path = out / "explorer.png"
             page.screenshot(path=str(path))
             browser.close()

@@ -104,7 +104,35 @@ def test_picking_another_user_changes_the_page(app):
     assert not app.exception and app.title[0].value.startswith("User U")
 
 
+def test_the_page_opens_at_step_0_and_play_fills_every_digit(app, monkeypatch):
+    from diffgrm.app import tabs
+
+    start = [m.value for m in app.markdown if m.value.startswith("**Step")]
+    assert start and start[0].startswith("**Step 0 of 4:** every digit is masked")
+    strip = chart(app, "strip")
+    assert strip["layout"]["title"]["text"].endswith("step 0 of 4, every digit masked")
+    assert [t["text"] for t in strip["data"] if t["name"] == "masked"][0][0] == ["?"] * 4
+    assert not any(h.value.startswith("Why this fill") for h in app.subheader)  # nothing filled yet
+    monkeypatch.setattr(tabs, "PLAY_SECONDS", 0.0)
+    app.button(key="play").click().run()
+    assert not app.exception, app.exception
+    assert app.slider(key="step").value == 4 and not app.session_state["playing"]
+    end = [m.value for m in app.markdown if m.value.startswith("**Step")]
+    assert "Step 4 of 4" in end[0] and "0 digit(s) still masked" in end[0]
+    assert "after step 4 of 4" in chart(app, "strip")["layout"]["title"]["text"]
+
+
+def test_a_newcomer_gets_an_intro_and_is_told_what_the_model_is(app):
+    intro = app.expander[0]
+    assert intro.label.startswith("New here? What a SID is")
+    text = "\n".join(m.value for m in intro.markdown)
+    assert "semantic ID (SID)" in text and "4 digits, each one of 8 codes" in text and "Play" in text
+    note = "\n".join(m.value for m in app.sidebar.markdown)
+    assert "**The model:** DiffGRM" in note and "arxiv.org/abs/2510.21805" in note and "docs/method.md" in note
+
+
 def test_step_scrubber_changes_what_is_shown(app):
+    app.slider(key="step").set_value(4).run()
     last = [m.value for m in app.markdown if m.value.startswith("**Step")]
     assert last and "Step 4 of 4" in last[0]
     app.slider(key="step").set_value(1).run()
@@ -118,6 +146,7 @@ def test_fewer_network_passes_show_which_pass_filled_each_digit(app):
 
     assert app.slider(key="steps").value == 4 and app.slider(key="steps").max == 4
     app.slider(key="steps").set_value(2).run()
+    app.slider(key="step").set_value(4).run()
     assert not app.exception, app.exception
     line = [m.value for m in app.markdown if m.value.startswith("**Step")][0]
     assert "Step 4 of 4" in line and "network pass 2 of 2" in line

@@ -89,7 +89,10 @@ def test_pick_a_user_and_step_through_the_denoising(server):
         expect(page.locator("[data-testid='stAppDeployButton']")).to_be_hidden()
         shoot(page, "02-user-U7.png")
 
-        expect(page.locator("strong", has_text="Step 4 of 4")).to_be_visible()
+        expect(page.locator("strong", has_text="Step 0 of 4")).to_be_visible()  # the page opens at the start
+        page.get_by_role("button", name="▶ Play").click()  # one digit per step, to the end
+        expect(page.locator("strong", has_text="Step 4 of 4")).to_be_visible(timeout=60_000)
+        expect(page.get_by_text("0 digit(s) still masked")).to_be_visible()
         assert page.get_by_role("slider").count() >= 1
         assert page.locator(".js-plotly-plot .slider-container").count() == 0  # one step control: the page's
         thumb = page.get_by_role("slider", name="Step")

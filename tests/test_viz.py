@@ -122,6 +122,18 @@ def test_denoising_strip_without_player_draws_one_step_and_no_controls(traces):
         assert f"after step {step + 1} of {tr.n_steps}" in fig.layout.title.text
 
 
+def test_the_strip_can_start_where_decoding_starts_every_digit_masked(traces):
+    tr = traces["CPD (confidence)"]
+    start = viz.strip_frame_data(tr, viz.START, beams=3)
+    assert (start["state"] == "masked").all() and (start["code"] == -1).all() and len(start) == 3 * tr.tokens.shape[2]
+    fig = viz.denoising_strip(tr, beams=3, titles=TITLES, initial_step=viz.START, player=False)
+    assert np.isnan(np.array(fig.data[0].z, float)).all()  # nothing committed
+    assert all(cell == "?" for row in fig.data[1].text for cell in row)
+    assert f"step 0 of {tr.n_steps}, every digit masked" in fig.layout.title.text
+    with pytest.raises(DiffGRMError, match="step must be in 0"):
+        viz.denoising_strip(tr, initial_step=viz.START)  # the player's frames are the steps that fill
+
+
 def test_every_figure_title_makes_room_for_itself(traces, codes, subspaces):
     """Long titles were cut off: each figure's title is left-aligned in the container, a second line
     goes to the subtitle, and plotly's automargin grows the top margin to fit them."""

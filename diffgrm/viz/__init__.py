@@ -26,6 +26,7 @@ from diffgrm.viz.codebook import (
     sid_information_figure,
 )
 from diffgrm.viz.denoising import (
+                                   START,
                                    alternatives_figure,
                                    compare_orders,
                                    confidence_heatmap,
@@ -47,7 +48,7 @@ from diffgrm.viz.style import (
 from diffgrm.viz.why import why_not_figure
 
 __all__ = [
-    "HIGHLIGHT", "HISTORY", "MASKED_GREY", "METHODS", "METRIC_LABELS", "METRICS", "PALETTE", "PROB_SCALE", "STATES",
+    "HIGHLIGHT", "HISTORY", "MASKED_GREY", "METHODS", "METRIC_LABELS", "METRICS", "PALETTE", "PROB_SCALE", "START", "STATES",
     "alternatives_figure", "codebook_figure", "codebook_health", "codebook_note", "compare_orders",
     "confidence_heatmap",
     "denoising_strip", "project_codebook", "sid_information_figure", "sid_text", "strip_frame_data",

@@ -62,8 +62,14 @@ def _step_sliders(names: Sequence[str], labels: Sequence[str], active: int) -> t
 # --- 1. denoising strip -------------------------------------------------------------------------
 
 
+START = -1
+"""The ``step`` of the state before any fill, every digit masked: what a decoding starts from (the
+explorer's "Step 0 of n")."""
+
+
 def strip_frame_data(trace: DenoisingTrace, step: int, beams: int = 8) -> pd.DataFrame:
-    """The state of every digit of the top ``beams`` final beams after step ``step`` (0-based).
+    """The state of every digit of the top ``beams`` final beams after step ``step`` (0-based;
+    :data:`START` for the start, every digit masked).
 
     One row per (beam_rank, digit); ``state`` is "masked" (not filled yet), "new" (filled by this
     step's network pass, up to this step: with one digit per pass, at this very step) or
@@ -71,7 +77,8 @@ def strip_frame_data(trace: DenoisingTrace, step: int, beams: int = 8) -> pd.Dat
     filled the digit (NaN / -1 while masked). Following the lineage means a row shows the ancestor
     of the final beam at that step, so committed digits never change from one step to the next.
     """
-    _check_step(trace, step)
+    if step != START:
+        _check_step(trace, step)
     passes = trace.step_passes
     rows = []
     for rank, final in enumerate(_final_beams(trace, beams)):
@@ -83,7 +90,7 @@ def strip_frame_data(trace: DenoisingTrace, step: int, beams: int = 8) -> pd.Dat
                 {
                     "beam_rank": rank,
                     "final_beam": final,
-                    "beam": fills[step].beam,
+                    "beam": fills[step].beam if step != START else -1,
                     "digit": d,
                     "state": "masked" if f is None else ("new" if passes[f.step] == passes[step] else "earlier"),
                     "code": -1 if f is None else f.code,
@@ -159,12 +166,14 @@ def denoising_strip(
     item k) or, when given, ``sids_to_title(full_sid)`` (e.g. for unconstrained search).
     ``initial_step`` (0-based, default the last) is the frame shown before any interaction.
     ``player=False`` draws that one step with no frames, slider or play button: for a page
-    that has its own step control (the app's slider), so the reader meets one control, not two.
+    that has its own step control (the app's slider), so the reader meets one control, not two;
+    it may be :data:`START`, the fully masked SID the decoding starts from.
     """
     finals = _final_beams(trace, beams)
     n_steps, n_digits = trace.n_steps, trace.tokens.shape[2]
     initial = n_steps - 1 if initial_step is None else initial_step
-    _check_step(trace, initial)
+    if not (initial == START and not player):
+        _check_step(trace, initial)
     labels = [_beam_label(trace, rank, k, titles, sids_to_title) for rank, k in enumerate(finals)]
 
     names = [f"step {s + 1}" for s in range(n_steps)]
@@ -182,8 +191,9 @@ def denoising_strip(
         legend={"orientation": "h", "y": -0.02, "yanchor": "top", "x": 1.0, "xanchor": "right"},
     )
     if not player:
-        step_note = f" (pass {passes[initial] + 1})" if fewer else ""
-        layout.update(title=figure_title(f"{title}, after step {initial + 1} of {n_steps}{step_note}"),
+        step_note = f" (pass {passes[initial] + 1})" if fewer and initial != START else ""
+        when = f"step 0 of {n_steps}, every digit masked" if initial == START else f"after step {initial + 1} of {n_steps}"
+        layout.update(title=figure_title(f"{title}, {when}{step_note}"),
                       height=130 + _CELL_PX * len(finals), margin={"t": 90, "b": 40})
         return go.Figure(data=_strip_traces(strip_frame_data(trace, initial, beams), labels, n_digits), layout=layout)
     frames = [
