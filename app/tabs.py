@@ -65,7 +65,8 @@ def denoising_tab(setting: Setting, case, rec) -> None:
         st.markdown(f"**Step {step} of {n}:** the best beam fills digit {d} with code {c} "
                     f"(probability {p:.3f}){in_pass}; {n - step} digit(s) still masked.")
     st.plotly_chart(viz.denoising_strip(trace, beams=min(8, len(rec.table)), titles=ex.titles,
-                                        initial_step=s if step else viz.START, player=False),
+                                        initial_step=s if step else viz.START, player=False,
+                                        code_words=ex.code_words()),
                     width="stretch", key="strip")
     a, b = st.columns(2)
     with a:
@@ -243,13 +244,16 @@ def codebook_tab(ex: Explorer, run: Path, case, rec) -> None:
     summary = ex.code_summary(digit, history=case.history, recommended=recommended, target=case.target)
     target_code = int(ex.codes[case.target, digit])
 
+    words = ex.code_words()
+
     def label(c: int) -> str:
         row = summary.iloc[c]
+        named = f" \u201c{', '.join(words[digit][c])}\u201d" if words[digit][c] else ""
         notes = [f"{int(row['items'])} items"]
         notes += ["the held-out item"] if row["target"] else []
         notes += [f"{int(row['history'])} in the history"] if row["history"] else []
         notes += [f"{int(row['recommended'])} recommended"] if row["recommended"] else []
-        return f"code {c} ({', '.join(notes)})"
+        return f"code {c}{named} ({', '.join(notes)})"
 
     with b:
         chosen = st.selectbox("Highlight a code", list(range(len(summary))), index=target_code,
@@ -266,7 +270,7 @@ def codebook_tab(ex: Explorer, run: Path, case, rec) -> None:
                "stars: the recommendations; green square: the held-out item. Hover a point for its title." + spread)
     st.plotly_chart(viz.codebook_figure(coords[digit], digit=digit, titles=ex.titles, sids=ex.codes,
                                         history=case.history.tolist(), recommended=recommended,
-                                        target=case.target, highlight=chosen),
+                                        target=case.target, highlight=chosen, code_words=ex.code_words()),
                     width="stretch", key="codebook")
     members = ex.code_items(digit, chosen)
     roles = {**{int(i): "history" for i in case.history}, **{int(i): "recommended" for i in recommended},

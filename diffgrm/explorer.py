@@ -56,6 +56,7 @@ class Explorer:
         self.codes: np.ndarray = self.prepared.catalogue.codes
         test = self.prepared.splits["test"]
         self._rows = {self.prepared.users[u]: i for i, u in enumerate(test.users)}
+        self._code_words: list[list[list[str]]] | None = None
 
     def metrics(self) -> dict | None:
         """The run's ``metrics.json`` (written by ``diffgrm evaluate`` or the demo set-up), if any."""
@@ -258,6 +259,15 @@ class Explorer:
             cells = [f"{title} (held-out item)" if hit else title for title, hit in zip(t["title"], t["hit"])]
             out[name] = cells + [""] * (depth - len(cells))
         return out
+
+    def code_words(self) -> list[list[list[str]]]:
+        """``[digit][code]`` -> the words most over-represented among the code's items (computed once)."""
+        if self._code_words is None:
+            from diffgrm.code_words import code_words
+
+            self._code_words = code_words(self.prepared.items["text"].tolist(), self.codes,
+                                          self.prepared.catalogue.codebook_size)
+        return self._code_words
 
     def code_items(self, digit: int, code: int) -> np.ndarray:
         """The items whose SID has ``code`` in ``digit``."""

@@ -106,6 +106,9 @@ def test_another_machines_sids_install_the_shipped_runs_and_show_the_same_top_k(
     ex = Explorer(run)
     assert ex.prepared.data == str(other_machine.resolve())
     assert set(ex.codebook_coords("umap")) == set(range(4))  # read from the shipped files, not projected
+    words = ex.code_words()  # readable codes: most of MovieLens' codes are named, mostly by genres
+    named = [w for digit in words for w in digit if w]
+    assert len(named) >= 0.8 * 4 * 64 and sum(w[0] in {"comedy", "drama", "thriller", "action"} for w in named) >= 40
     examples = read_json(run / "examples.json")
     ids = ex.prepared.items["item_id"]
     for made in examples["users"]:

@@ -18,20 +18,15 @@ Conventions, the same in every figure:
 Bad arguments raise :class:`~diffgrm.errors.DiffGRMError` with a one-line explanation.
 """
 
-from diffgrm.viz.codebook import (
-    codebook_figure,
-    codebook_health,
-    codebook_note,
-    project_codebook,
-    sid_information_figure,
-)
+from diffgrm.viz.codebook import codebook_figure, codebook_note, project_codebook
+from diffgrm.viz.health import codebook_health, sid_information_figure
 from diffgrm.viz.denoising import (
-                                   START,
-                                   alternatives_figure,
-                                   compare_orders,
-                                   confidence_heatmap,
-                                   denoising_strip,
-                                   strip_frame_data,
+    START,
+    alternatives_figure,
+    compare_orders,
+    confidence_heatmap,
+    denoising_strip,
+    strip_frame_data,
 )
 from diffgrm.viz.style import (
     HIGHLIGHT,

@@ -15,6 +15,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from diffgrm.code_words import code_label
 from diffgrm.errors import DiffGRMError
 from diffgrm.trace import DenoisingTrace
 from diffgrm.viz.lineage import _beam_label, _check_beam, _check_step, _fills, _final_beams
@@ -103,23 +104,26 @@ def strip_frame_data(trace: DenoisingTrace, step: int, beams: int = 8) -> pd.Dat
     return pd.DataFrame(rows)
 
 
-def _strip_traces(frame: pd.DataFrame, labels: Sequence[str], n_digits: int) -> list[dict]:
-    """Committed cells (coloured by probability), masked cells (grey, "?"), and outlines of the new ones."""
+def _strip_traces(frame: pd.DataFrame, labels: Sequence[str], n_digits: int,
+                  code_words: Sequence[Sequence[Sequence[str]]] | None = None) -> list[dict]:
+    """Committed cells (coloured by probability; the code, and its first word when ``code_words`` names
+    it), masked cells (grey, "?"), and outlines of the new ones."""
     n_rows = len(labels)
     z = np.full((n_rows, n_digits), np.nan)
     grey = np.full((n_rows, n_digits), np.nan)
     text = [[""] * n_digits for _ in range(n_rows)]  # each heatmap labels only its own cells
     question = [[""] * n_digits for _ in range(n_rows)]
-    custom = [[[labels[r], "", "", ""] for _ in range(n_digits)] for r in range(n_rows)]
+    custom = [[[labels[r], "", "", "", ""] for _ in range(n_digits)] for r in range(n_rows)]
     for row in frame.itertuples(index=False):
         r, d = row.beam_rank, row.digit
         if row.state == "masked":
             grey[r, d], question[r][d] = 0.0, "?"
             continue
         z[r, d] = row.prob
-        text[r][d] = str(row.code)
+        words = code_label(code_words, d, int(row.code))
+        text[r][d] = f"{row.code}<br><sub>{words.split(', ')[0]}</sub>" if words else str(row.code)
         custom[r][d] = [labels[r], row.code, f"{row.committed_step + 1} (pass {row.committed_pass + 1})",
-                        row.runners_up]
+                        row.runners_up, f" ({words})" if words else ""]
     new = frame[frame["state"] == "new"]
     rows_y = list(range(n_rows))
     # plain dicts, turned into plotly objects once by the figure: building go.Heatmap objects first and
@@ -131,7 +135,7 @@ def _strip_traces(frame: pd.DataFrame, labels: Sequence[str], n_digits: int) -> 
             colorscale=PROB_SCALE, zmin=0.0, zmax=1.0, xgap=2, ygap=2, hoverongaps=False,
             colorbar={"title": {"text": "probability"}},
             hovertemplate=(
-                "%{customdata[0]}<br>digit %{x}: code %{customdata[1]}<br>probability %{z:.3f}"
+                "%{customdata[0]}<br>digit %{x}: code %{customdata[1]}%{customdata[4]}<br>probability %{z:.3f}"
                 "<br>committed at step %{customdata[2]}<br>runners-up: %{customdata[3]}<extra></extra>"
             ),
         ),
@@ -157,6 +161,7 @@ def denoising_strip(
     sids_to_title: Callable[[tuple[int, ...]], str | None] | None = None,
     initial_step: int | None = None,
     player: bool = True,
+    code_words: Sequence[Sequence[Sequence[str]]] | None = None,
 ) -> go.Figure:
     """How the top final beams came about: one row per beam, one column per digit, one frame per step.
 
@@ -167,7 +172,8 @@ def denoising_strip(
     ``initial_step`` (0-based, default the last) is the frame shown before any interaction.
     ``player=False`` draws that one step with no frames, slider or play button: for a page
     that has its own step control (the app's slider), so the reader meets one control, not two;
-    it may be :data:`START`, the fully masked SID the decoding starts from.
+    it may be :data:`START`, the fully masked SID the decoding starts from. ``code_words``
+    (``diffgrm.code_words.code_words``) names each committed code by its items' words.
     """
     finals = _final_beams(trace, beams)
     n_steps, n_digits = trace.n_steps, trace.tokens.shape[2]
@@ -195,9 +201,10 @@ def denoising_strip(
         when = f"step 0 of {n_steps}, every digit masked" if initial == START else f"after step {initial + 1} of {n_steps}"
         layout.update(title=figure_title(f"{title}, {when}{step_note}"),
                       height=130 + _CELL_PX * len(finals), margin={"t": 90, "b": 40})
-        return go.Figure(data=_strip_traces(strip_frame_data(trace, initial, beams), labels, n_digits), layout=layout)
+        return go.Figure(data=_strip_traces(strip_frame_data(trace, initial, beams), labels, n_digits, code_words),
+                         layout=layout)
     frames = [
-        go.Frame(name=names[s], data=_strip_traces(strip_frame_data(trace, s, beams), labels, n_digits))
+        go.Frame(name=names[s], data=_strip_traces(strip_frame_data(trace, s, beams), labels, n_digits, code_words))
         for s in range(n_steps)
     ]
     ticks = [f"{s + 1} (pass {passes[s] + 1})" if fewer else str(s + 1) for s in range(n_steps)]
