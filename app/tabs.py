@@ -226,6 +226,21 @@ def compare_tab(setting: Setting, case) -> None:
     st.markdown(f"**Each order's Top-{setting.k}:**")
     st.dataframe(ex.orders_table({name: r.table for name, r in recs.items()}), hide_index=True, width="stretch",
                  key="orders_table")
+    training_views(setting, case, recs["confidence order"])
+
+
+def training_views(setting: Setting, case, rec) -> None:
+    """OCN's views of the held-out SID beside the order CPD filled: did training see CPD's states?"""
+    ex = setting.ex
+    st.subheader("What OCN trained on, beside what CPD did")
+    ocn, cpd = ex.fill_orders(case.history, rec)
+    trace = rec.trace
+    best = trace.lineage(0)
+    st.caption("OCN trains on one trajectory per target: a single confidence pass over the fully masked SID, then "
+               "the digits unmasked surest first. CPD asks the network again after every fill and lets the beam "
+               "decide, so its order can drift from OCN's. Green rows: partial SIDs both trajectories hold.")
+    st.plotly_chart(viz.views_beside_fills(ocn, cpd, ex.codes[case.target], cpd_codes=trace.tokens[-1, best[-1]]),
+                    width="stretch", key="views")
 
 
 def codebook_tab(ex: Explorer, run: Path, case, rec) -> None:

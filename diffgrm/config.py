@@ -142,7 +142,7 @@ class ModelConfig(_Serialisable):
 
 @dataclass(frozen=True)
 class TrainConfig(_Serialisable):
-    """Optimisation and validation settings (method.md section 3.3)."""
+    """Optimisation and validation settings (method.md section 3.4)."""
 
     epochs: int = 30
     batch_size: int = 256

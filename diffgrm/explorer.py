@@ -269,6 +269,13 @@ class Explorer:
                                           self.prepared.catalogue.codebook_size)
         return self._code_words
 
+    def fill_orders(self, history: np.ndarray, rec: Recommendation) -> tuple[np.ndarray, np.ndarray]:
+        """The order OCN's training views assume for this history (most confident first, one pass over
+        the masked SID) and the order in which ``rec``'s best beam filled the digits."""
+        from diffgrm.onpolicy import cpd_order, ocn_order
+
+        return ocn_order(self.recommender, [np.asarray(history, dtype=np.int64)])[0], cpd_order(rec.trace)
+
     def code_items(self, digit: int, code: int) -> np.ndarray:
         """The items whose SID has ``code`` in ``digit``."""
         if not 0 <= digit < self.n_digits:

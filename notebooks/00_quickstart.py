@@ -132,9 +132,10 @@ assert all(rec.table["sid"] == ["-".join(map(str, codes[i])) for i in items])
 #
 # Each row is one of the best final beams (a recommended movie), each column one SID digit. Use the slider:
 # at step 1 every digit is masked but one; at each step one more digit is committed (outlined), coloured by
-# the probability the model gave it, and a committed digit never changes. Each beam picks which digit to
-# commit next (the one whose best code is most probable, as scored by the beam), so rows may fill their
-# digits in different orders; the fill order of the best beam is printed below.
+# the probability the model gave it, and a committed digit never changes. Every beam may fill any open digit,
+# and the search keeps the partial SIDs with the best summed log-probability: the surest digit usually goes
+# first, but the beam, not a per-step rule, decides, so rows may fill their digits in different orders. The
+# fill order of the best beam is printed below.
 
 # %%
 from diffgrm.viz import denoising_strip

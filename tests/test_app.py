@@ -238,6 +238,24 @@ def test_only_the_open_tab_is_drawn(app):
     assert any("decoded" in c.value and "ways" in c.value for c in app.caption)
 
 
+def test_compare_tab_sets_ocns_training_views_beside_cpds_fills(app, chain_run):
+    from diffgrm.explorer import Explorer
+
+    open_view(app, "Compare orders")
+    assert not app.exception, app.exception
+    assert any(h.value == "What OCN trained on, beside what CPD did" for h in app.subheader)
+    views = chart(app, "views")
+    left, right = views["data"]
+    assert left["z"]["shape"] == "4, 4" and left["text"][0] == ["?"] * 4  # row 0: nothing known yet
+    ex = Explorer(chain_run)
+    case = ex.user(app.session_state["user_id"])
+    ocn, cpd = ex.fill_orders(case.history, ex.recommend(case.history, exclude_seen=True))
+    assert sorted(ocn.tolist()) == sorted(cpd.tolist()) == [0, 1, 2, 3]
+    first = int(ocn[0])  # OCN's row 1 shows the held-out SID's code of its surest digit, and only that
+    assert left["text"][1][first] == str(int(ex.codes[case.target, first])) and left["text"][1].count("?") == 3
+    assert right["text"][1][int(cpd[0])] != "?" and right["text"][1].count("?") == 3
+
+
 def figure_names(at) -> set[str]:
     import json
 
