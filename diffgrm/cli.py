@@ -200,8 +200,13 @@ def _cmd_report(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix.lower() not in (".html", ".htm") or not out.parent.is_dir() or out.is_dir():
         raise DiffGRMError(f"--out {out}: give an .html file in an existing folder")
-    write_report(args.run, args.user, out, data=args.data, beam=args.beam, k=args.k, order=args.order,
-                 items=args.item or ())
+    if args.slides:
+        from diffgrm.slides import write_deck
+
+        write_deck(args.run, args.user, out, data=args.data, beam=args.beam, k=args.k, order=args.order)
+    else:
+        write_report(args.run, args.user, out, data=args.data, beam=args.beam, k=args.k, order=args.order,
+                     items=args.item or ())
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, opens offline in any browser)", file=sys.stderr)
     return 0
 
@@ -390,6 +395,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--order", choices=["confidence", "fixed", "random"], default="confidence")
     p.add_argument("--item", type=_int(0), action="append", metavar="INDEX",
                    help="also explain why this item (catalogue index) was or was not recommended; repeatable")
+    p.add_argument("--slides", action="store_true", help="a slide deck instead: one screen per slide (the history, "
+                   "every denoising step, the Top-K, why not), for a class or a meeting room")
     p.add_argument("--data", default=None, help=DATA_HELP)
     p.set_defaults(func=_cmd_report)
 

@@ -53,11 +53,11 @@ def build_report(ex: Explorer, user: str, *, beam: int = 32, k: int = 10, order:
              f"{html.escape(str(ex.prepared.report['dataset']))} · {ex.prepared.n_items:,} items · beam {beam}, "
              f"Top-{k}, {html.escape(order if ex.kind == 'diffgrm' else 'left-to-right')} order · diffgrm {__version__}</p>",
              "<div class='cols'><div>",
-             f"<h2>History ({len(case.history)} items, most recent first)</h2>", _table(ex.history_table(case.history)),
+             f"<h2>History ({len(case.history)} items, most recent first)</h2>", html_table(ex.history_table(case.history)),
              f"<p><b>Held-out next item:</b> {html.escape(ex.titles[case.target])} "
              f"({'hit: in the Top-' + str(k) if hit else 'not in the Top-' + str(k)})</p>",
              "</div><div>", f"<h2>Top-{k}</h2>",
-             _table(rec.table[["rank", "title", "sid", "probability"]], hits=rec.table["hit"].tolist()),
+             html_table(rec.table[["rank", "title", "sid", "probability"]], hits=rec.table["hit"].tolist()),
              "</div></div>"]
     for item, why in whys:
         parts.append(f"<p><b>{html.escape(ex.titles[item])}</b> (SID <code>{viz.sid_text(ex.codes[item])}</code>): "
@@ -77,7 +77,7 @@ def write_report(run: str | Path, user: str, out: str | Path, data: str | Path |
     return write_text(out, text)
 
 
-def _table(frame: pd.DataFrame, hits: Sequence[bool] = ()) -> str:
+def html_table(frame: pd.DataFrame, hits: Sequence[bool] = ()) -> str:
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
     rows = []
     for j, row in enumerate(frame.itertuples(index=False)):

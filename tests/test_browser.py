@@ -24,6 +24,16 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "-
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no chromium at {CHROMIUM}")]
 
 
+def offline_page(browser, viewport: dict) -> tuple:
+    """A page in a new offline context of ``browser`` that refuses every http(s) request: (page, the
+    refused URLs, the page's errors), for checking that a file:// page needs nothing from a network."""
+    requested, errors = [], []
+    page = browser.new_context(offline=True, viewport=viewport).new_page()
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.route("http*://**/*", lambda route: (requested.append(route.request.url), route.abort()))
+    return page, requested, errors
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from diffgrm.cli import main
-from tests.test_browser import CHROMIUM, FLAGS, SHOTS
+from tests.test_browser import CHROMIUM, FLAGS, SHOTS, offline_page
 
 
 @pytest.fixture(scope="module")
@@ -49,13 +49,9 @@ def test_the_report_renders_offline_in_chromium(report):
     from playwright.sync_api import sync_playwright
 
     SHOTS.mkdir(parents=True, exist_ok=True)
-    requested, errors = [], []
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        context = browser.new_context(offline=True, viewport={"width": 1300, "height": 1000})
-        page = context.new_page()
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.route("http*://**/*", lambda route: (requested.append(route.request.url), route.abort()))
+        page, requested, errors = offline_page(browser, {"width": 1300, "height": 1000})
         page.goto(report.as_uri())
         # drawn, each with its marks: the strip's and the confidence heatmap's cells, the why-not lines' points
         page.wait_for_function(
