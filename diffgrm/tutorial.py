@@ -43,3 +43,15 @@ def prepared_movielens(folder: str | Path, config: TokenizerConfig):
     if not same:
         prepare(load_dataset("movielens-100k"), folder, config, progress=False, force=True)
     return load_prepared(folder)
+
+
+def source(obj) -> str:
+    """The package's own lines for ``obj`` (a function, method or class), headed by file and line
+    numbers: a notebook shows the code that implements an equation, never a retyped copy."""
+    import inspect
+
+    lines, start = inspect.getsourcelines(obj)
+    where = Path(inspect.getsourcefile(obj)).resolve()
+    package = Path(__file__).resolve().parent
+    name = where.relative_to(package.parent) if where.is_relative_to(package.parent) else where.name
+    return f"# {name}, lines {start}-{start + len(lines) - 1}\n" + "".join(lines)

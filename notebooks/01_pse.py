@@ -89,10 +89,27 @@ pd.DataFrame({"title": [titles[i] for i in np.argsort(-sims)[:6]], "cosine": np.
 # unit variance, then vectors are normalised again), an orthogonal rotation (OPQ) chosen so that splitting
 # the rotated vector into `n` equal slices loses as little as possible, and K centroids per slice. The
 # rotation is a true rotation: `R Rᵀ = I`.
+#
+# With the training items' mean $\mu$ and the top $m$ eigenpairs $(\lambda_j, u_j)$ of their covariance, the
+# whitened, normalised vector is
+#
+# $$z_i = \frac{W (e_i - \mu)}{\lVert W (e_i - \mu) \rVert}, \qquad W = \operatorname{diag}(\lambda_1^{-1/2}, \dots, \lambda_m^{-1/2})\,[u_1, \dots, u_m]^\top ,$$
+#
+# and OPQ learns the rotation $R$ and the codebooks $C^{(d)}$ together, to keep the quantisation error small:
+#
+# $$\min_{R^\top R = I,\; C} \sum_i \sum_{d=1}^{n} \min_k \big\lVert (R z_i)^{(d)} - c^{(d)}_k \big\rVert^2 .$$
+#
+# The package's lines for the first equation (`W` is stored as `pca_components`, the division by the norm is `_l2n`):
+
+# %%
+from diffgrm.pse import PSETokenizer
+from diffgrm.tutorial import source
+
+print(source(PSETokenizer._fit_whitened_pca))
+print(source(PSETokenizer._project))
 
 # %%
 from diffgrm.config import TokenizerConfig
-from diffgrm.pse import PSETokenizer
 
 t0 = time.perf_counter()
 opq = PSETokenizer(TokenizerConfig(method="opq", n_digits=N_DIGITS, codebook_size=K, seed=0)).fit(emb, train_idx)
@@ -161,9 +178,15 @@ agreement
 # %% [markdown]
 # ## 4. From slices to digits
 #
-# Digit `d` is the index of the nearest of the K centroids of slice `d`. `transform` does that for every item
-# (before any collision repair); `distances` gives the squared distance to every centroid, which is also what
-# collision repair uses to find an item's next-best SID.
+# Digit `d` is the index of the nearest of the K centroids of slice `d`,
+#
+# $$x_{i,d} = \arg\min_k \big\lVert (R z_i)^{(d)} - c^{(d)}_k \big\rVert^2 .$$
+#
+# `transform` does that for every item (before any collision repair); `distances` gives the squared distance to
+# every centroid, which is also what collision repair uses to find an item's next-best SID:
+
+# %%
+print(source(PSETokenizer.distances))
 
 # %%
 raw = opq.transform(emb)
@@ -268,8 +291,11 @@ print("collision rate before repair:", coll.round(3).to_dict())
 # With a few thousand items and `K^4` possible SIDs, some items still land on the same SID (two movies with
 # near-identical text, say). The catalogue must be one-to-one, or a generated SID cannot name an item. In each
 # group of colliding items, the item closest to the SID keeps it and every other item moves to its cheapest
-# free SID (least extra quantization error). Here are the six largest groups (up to five titles each), with
-# the titles that collided and where they went:
+# free SID (least extra quantization error),
+#
+# $$x_i \leftarrow \arg\min_{s \text{ free}} \sum_{d=1}^{n} \big\lVert (R z_i)^{(d)} - c^{(d)}_{s_d} \big\rVert^2 .$$
+#
+# Here are the six largest groups (up to five titles each), with the titles that collided and where they went:
 
 # %%
 from diffgrm.pse import build_catalogue, collision_groups
@@ -323,6 +349,10 @@ assert report["moved_items"] == sum(len(g) - 1 for g in groups)
 # - **H(first k digits)** for k = 1..n: how much the first k digits tell together. It can only grow with
 #   k and can never pass log2 N; it reaches log2 N exactly when no two items share a SID.
 # - **H(digit | others)** = H(all digits) - H(all digits but this one): the bits only this digit holds.
+#
+# With $p(s)$ the share of items whose first $k$ digits are $s$ (each item counted once),
+#
+# $$I_k = H(x_{1..k}) = -\sum_{s} p(s) \log_2 p(s) \le \log_2 N, \qquad H(x_d \mid x_{-d}) = H(x_{1..n}) - H(x_{-d}) .$$
 #   Near 0 means the other digits already determine it, a *redundant* digit for telling items apart.
 #   Together these bits never exceed H(all digits); the rest is shared between digits.
 # - **collisions, counted two ways**: the share of items whose SID another item holds too

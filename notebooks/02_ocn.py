@@ -53,10 +53,49 @@ N, K = cat.n_digits, cat.codebook_size
 print(f"{prepared.n_items} items, SIDs of {N} digits x {K} codes")
 
 # %% [markdown]
+# ## 0. The diffusion being trained
+#
+# A masked diffusion model corrupts a SID by masking digits: at noise level $t \in [0, 1]$ each digit is masked
+# independently with probability $t$,
+#
+# $$q_t(\tilde{x}_d \mid x_d) = (1 - t)\, \mathbb{1}[\tilde{x}_d = x_d] + t\, \mathbb{1}[\tilde{x}_d = \texttt{[M]}] ,$$
+#
+# and learns to undo it: the masked digits from the visible ones and the history $h$. For this absorbing process
+# the negative log-likelihood is bounded by a cross-entropy on the masked digits, weighted by $1/t$ (the idea of
+# MDLM and LLaDA; `noising="random_t"` trains on exactly this):
+#
+# $$-\log p_\theta(x \mid h) \le \mathbb{E}_{t \sim U(0,1)}\, \mathbb{E}_{\tilde{x} \sim q_t} \Big[ \frac{1}{t} \sum_{d:\, \tilde{x}_d = \texttt{[M]}} -\log p_\theta(x_d \mid \tilde{x}, h) \Big] .$$
+#
+# With $n = 4$ digits there are only 15 non-empty masks. OCN picks $n$ of them, the ones its decoder will meet.
+# One pass with every digit masked gives each digit's confidence,
+#
+# $$\kappa_d = \max_k p_\theta(x_d = k \mid \texttt{[M]}^n, h), \qquad \pi = \operatorname{argsort}(\kappa) \text{ (least confident first)},$$
+#
+# and view $t$ ($t = 1, \dots, n$) masks the $t$ least confident digits and shows the true codes of the rest:
+#
+# $$M_t = \{\pi_1, \dots, \pi_t\}, \qquad \tilde{x}^{(t)}_d = \texttt{[M]} \text{ if } d \in M_t \text{, else } x_d .$$
+#
+# The loss averages the cross-entropy $\ell$ over every masked position of every view, with weight 1 (`make_views`
+# returns the weights: all ones for OCN), so
+#
+# $$\mathcal{L}_{\text{OCN}} = \frac{1}{\sum_{t=1}^n t} \sum_{t=1}^{n} \sum_{d \in M_t} \ell_d = \frac{2}{n(n+1)} \sum_{j=1}^{n} (n - j + 1)\, \ell_{\pi_j} :$$
+#
+# the least confident digit counts $n$ times, the surest once. These are the package's lines for $\kappa$, for the
+# nested views and for the loss:
+
+# %%
+from diffgrm.ocn import digit_confidence, masked_loss, nested_views
+from diffgrm.tutorial import source
+
+for fn in (digit_confidence, nested_views, masked_loss):
+    print(source(fn))
+
+# %% [markdown]
 # ## 1. Views, by hand
 #
 # Four target SIDs and a made-up confidence for each digit. `make_views` returns the views' tokens
-# (`-1` = masked), a mask of the masked positions and a weight per view; all shaped `[batch, views, digits]`.
+# (`-1` = masked), a mask of the masked positions and a weight per view (all 1 for OCN: the weighting comes from
+# how many views mask a digit, not from the weights); all shaped `[batch, views, digits]`.
 
 # %%
 from diffgrm.ocn import STRATEGIES, make_views

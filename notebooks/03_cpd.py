@@ -64,6 +64,42 @@ for kind in ("diffgrm", "ar"):
           {k: round(v, 4) for k, v in res.best_valid.items()})
 
 # %% [markdown]
+# ## 0. The search in equations
+#
+# A partial SID $b$ reached by filling digits $d_1, \dots, d_s$ with codes $k_1, \dots, k_s$ scores the chain rule
+# along its own fill order, each fill given the state $b^{(j-1)}$ before it:
+#
+# $$S(b) = \sum_{j=1}^{s} \log p_\theta\big(x_{d_j} = k_j \mid b^{(j-1)}, h\big).$$
+#
+# At every step each beam may fill any masked digit with any code that still leads to a catalogue item, and
+# the $B$ best partial SIDs survive:
+#
+# $$S(b \cup \{d = k\}) = S(b) + \log p_\theta(x_d = k \mid b, h),$$
+#
+# $$\mathcal{B}_{s+1} = \operatorname{top}_B \{\, b \cup \{d = k\} : b \in \mathcal{B}_s,\ d \text{ masked in } b \,\}.$$
+#
+# Nothing names the digit to fill: a sure digit has $\log p \approx 0$, so extensions that fill it first rank
+# high, but the beam decides. With $S < n$ network passes, the last pass fills the remaining $m = n - S + 1$
+# digits from one prediction, each scored given the state $b_0$ that pass started from:
+#
+# $$S(b_0 \cup \{d_1 = k_1, \dots, d_m = k_m\}) = S(b_0) + \sum_{j=1}^{m} \log p_\theta(x_{d_j} = k_j \mid b_0, h).$$
+#
+# After $n$ fills the $K$ best complete SIDs are the recommendations, each naming the one item that holds it:
+#
+# $$\text{Top-}K = \{\, i : x_i = b,\ b \in \operatorname{top}_K \mathcal{B}_n \,\}.$$
+#
+# The package's lines for how the fills are split over passes, and for following a final beam back
+# through the steps:
+
+# %%
+from diffgrm.cpd_passes import pass_sizes
+from diffgrm.trace import DenoisingTrace
+from diffgrm.tutorial import source
+
+print(source(pass_sizes))
+print(source(DenoisingTrace.lineage))
+
+# %% [markdown]
 # ## 1. One user
 #
 # We pick, among the first 200 test users, the first one whose held-out movie the model puts in its Top-10
@@ -284,6 +320,38 @@ for beam in (10, 16, 32):
           f"({int(c['users with fewer than 10 items'])} users short of 10); unconstrained "
           f"{u['items returned (mean per user)']:.1f} ({u['share of final beams wasted']:.0%} of final beams "
           f"name no movie)")
+
+# %% [markdown]
+# ## 6. Several digits per pass
+#
+# The same user decoded with $S = n$, $n/2$ and $1$ network passes: which digits each pass fills for the best
+# beam, and how much of the $S = n$ Top-10 stays.
+
+# %%
+by_passes = {}
+for steps in sorted({N, max(1, N // 2), 1}, reverse=True):
+    r = explorer.recommend(case.history, beam=BEAM, k=TOPK, target=case.target, steps=steps)
+    path = r.trace.lineage(0)
+    groups = {}
+    for s_ in range(r.trace.n_steps):
+        groups.setdefault(int(r.trace.step_passes[s_]) + 1, []).append(int(r.trace.digit[s_, path[s_]]))
+    by_passes[steps] = r
+    same = len(set(r.table["item"]) & set(by_passes[max(by_passes)].table["item"]))
+    print(f"S = {steps}: digits filled per pass {groups}; {same} of the {TOPK} items of S = {max(by_passes)} kept")
+    assert r.trace.n_passes == steps and sorted(sum(groups.values(), [])) == list(range(N))
+
+# %% [markdown]
+# On Amazon Beauty's validation users (`bench/results/passes.json`, beam 32), the quality kept at each number of
+# passes, against $S = n$:
+
+# %%
+import json
+
+passes = json.loads((Path("..") / "bench" / "results" / "passes.json").read_text())["rows"]
+kept = {r["passes"]: r["ndcg10_vs_n_passes"] for r in passes if r["decoder"] == "DiffGRM (CPD)" and r["beam"] == 32}
+for s_, share in sorted(kept.items(), reverse=True):
+    print(f"S = {s_}: {share:.0%} of the {max(kept)}-pass NDCG@10")
+assert kept[max(kept)] == 1.0 and all(kept[a] <= kept[max(kept)] for a in kept)  # fewer passes never gained here
 
 # %% [markdown]
 # ## What to try next

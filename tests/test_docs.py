@@ -183,5 +183,9 @@ def test_the_method_page_draws_its_equations_offline(site):
         page.locator("[id='32-ocns-nested-views']").scroll_into_view_if_needed()
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "method.png"))
+        for name in ("01_pse", "02_ocn", "03_cpd"):  # the notebooks' equations, by the same MathJax
+            page.goto((site / "notebooks" / f"{name}.html").as_uri())
+            page.wait_for_function("document.querySelectorAll('mjx-container[display=\"true\"] > svg').length >= 5",
+                                   timeout=60_000)
         assert not errors and not refused, (errors, refused)
         browser.close()

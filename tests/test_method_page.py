@@ -35,3 +35,11 @@ def test_every_mention_of_a_method_section_resolves():
     assert not missing, f"mentions of method.md sections the page lacks: {missing}"
     mkdocs = (ROOT / "mkdocs.yml").read_text()
     assert "method.md" in mkdocs and "pymdownx.arithmatex" in mkdocs
+
+
+def test_the_method_notebooks_carry_their_equations_and_the_packages_lines():
+    for name in ("01_pse", "02_ocn", "03_cpd"):
+        text = (ROOT / "notebooks" / f"{name}.py").read_text()
+        markdown = "\n".join(line[2:] for line in text.splitlines() if line.startswith("# "))
+        assert markdown.count("$$") // 2 >= 5, f"{name}: {markdown.count('$$') // 2} display equations"
+        assert "print(source(" in text, f"{name} shows no code of the package beside its equations"

@@ -33,3 +33,16 @@ def test_prepared_movielens_prepares_once_per_config(tmp_path, monkeypatch):
     tutorial.prepared_movielens(tmp_path / "ml", small)  # the same config: reused
     tutorial.prepared_movielens(tmp_path / "ml", other)  # another: prepared again
     assert calls == [small, other]
+
+
+def test_source_shows_the_packages_own_lines_with_where_they_are():
+    import inspect
+
+    from diffgrm.cpd_passes import pass_sizes
+    from diffgrm.tutorial import source
+
+    text = source(pass_sizes)
+    start = inspect.getsourcelines(pass_sizes)[1]
+    head, body = text.split("\n", 1)
+    assert head == f"# diffgrm/cpd_passes.py, lines {start}-{start + len(body.splitlines()) - 1}"
+    assert body.startswith("def pass_sizes(") and body == inspect.getsource(pass_sizes)

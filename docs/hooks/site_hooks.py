@@ -47,6 +47,9 @@ MATHJAX_JS = "assets/javascripts/mathjax/tex-svg.js"
 MATHJAX_CONFIG = ("<script>window.MathJax = {tex: {inlineMath: [['\\\\(', '\\\\)']], displayMath: [['\\\\[', '\\\\]']], "
                   "processEscapes: false}, options: {ignoreHtmlClass: '.*', processHtmlClass: 'arithmatex'}, "
                   "svg: {fontCache: 'global'}};</script>")
+NOTEBOOK_MATHJAX_CONFIG = ("<script>window.MathJax = {tex: {inlineMath: [['$', '$']], displayMath: [['$$', '$$']]}, "
+                           "options: {processHtmlClass: 'jp-MarkdownOutput', ignoreHtmlClass: 'jp-OutputArea|highlight'}, "
+                           "svg: {fontCache: 'global'}};</script>")
 
 _workdir: Path | None = None
 _modules: list[str] = []  # the API pages of this build, listed once (on_config) for the nav and the files
@@ -219,7 +222,8 @@ def on_page_content(html: str, page, config, files) -> str:
     return html
 
 
-# nbconvert's page template loads MathJax (the notebooks have no maths) and a mermaid loader from CDNs.
+# nbconvert's page template loads MathJax and a mermaid loader from CDNs: both go, and the notebooks'
+# equations are drawn by the MathJax shipped with the site.
 _MATHJAX = re.compile(r"<!-- Load mathjax -->.*?<!-- End of mathjax configuration -->", re.S)
 _MERMAID = re.compile(r"<script type=\"module\">(?:(?!</script>).)*?mermaid(?:(?!</script>).)*</script>", re.S)
 
@@ -235,6 +239,8 @@ def on_post_page(output: str, page, config) -> str:
         return output
     output = _MERMAID.sub("", _MATHJAX.sub("", output))
     script = f'<script src="{get_relative_url(PLOTLY_JS, page.url)}"></script>'
+    if "$" in output:  # the notebooks' equations ($...$, $$...$$ in markdown cells): the site's own MathJax
+        script += f'\n{NOTEBOOK_MATHJAX_CONFIG}\n<script src="{get_relative_url(MATHJAX_JS, page.url)}"></script>'
     return output.replace("</head>", f"{script}\n</head>", 1)
 
 
