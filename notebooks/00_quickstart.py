@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     cell_metadata_filter: -all
+#     cell_metadata_filter: jupyter,-all
 #     formats: ipynb,py:percent
 #     notebook_metadata_filter: -jupytext.text_representation
 #   kernelspec:
@@ -151,6 +151,47 @@ for beam in range(len(rec.table)):
     filled = [int(trace.digit[s, r]) for s, r in enumerate(trace.lineage(beam))]
     assert sorted(filled) == list(range(explorer.n_digits)), filled
 print("fill order of the best beam:", [int(trace.digit[s, r]) for s, r in enumerate(trace.lineage(0))])
+
+# %% [markdown]
+# ## Exercises
+#
+# Predict the answer first, then open the hidden cell below each exercise and run it: it computes
+# the answer and checks it with an `assert`.
+
+# %% [markdown]
+# ### Exercise 1
+#
+# A SID has `cat.n_digits` digits of `cat.codebook_size` codes each. Predict: how many different SIDs could
+# exist, and how many of them does the catalogue use?
+
+# %% jupyter={"source_hidden": true}
+possible = cat.codebook_size ** cat.n_digits
+used = len({tuple(c) for c in codes.tolist()})
+print(f"{possible:,} possible SIDs, {used:,} used: one per movie ({prepared.n_items:,})")
+assert used == prepared.n_items < possible  # one-to-one after repair, and most SIDs name nothing
+
+# %% [markdown]
+# ### Exercise 2
+#
+# With the history kept out (`exclude_seen=True`), can a movie the user already rated appear in the Top-10?
+# Predict, then decode the same user both ways.
+
+# %% jupyter={"source_hidden": true}
+kept_out = explorer.recommend(case.history, beam=32, k=10, exclude_seen=True).table
+allowed = explorer.recommend(case.history, beam=32, k=10, exclude_seen=False).table
+print("history items in the Top-10: kept out", int(kept_out["in_history"].sum()), "| allowed", int(allowed["in_history"].sum()))
+assert not kept_out["in_history"].any() and len(kept_out) == 10  # skipped inside the search: still ten items
+
+# %% [markdown]
+# ### Exercise 3
+#
+# Decode with a single network pass (`steps=1`). Predict: how many passes does the trace record, and are all
+# digits still filled?
+
+# %% jupyter={"source_hidden": true}
+one = explorer.recommend(case.history, beam=32, k=10, steps=1)
+print("passes:", one.trace.n_passes, "| steps (fills):", one.trace.n_steps)
+assert one.trace.n_passes == 1 and one.trace.n_steps == cat.n_digits and len(one.table) == 10
 
 # %% [markdown]
 # ## What to try next

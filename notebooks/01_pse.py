@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     cell_metadata_filter: -all
+#     cell_metadata_filter: jupyter,-all
 #     formats: ipynb,py:percent
 #     notebook_metadata_filter: -jupytext.text_representation
 #   kernelspec:
@@ -437,6 +437,45 @@ codebook_health(report, catalogue.codes, K)
 dead = [row["dead_codes"] for row in report["per_digit"]]
 print("dead codes per digit after repair:", dead)
 assert all(0 <= d < K for d in dead)
+
+# %% [markdown]
+# ## Exercises
+#
+# Predict the answer first, then open the hidden cell below each exercise and run it: it computes
+# the answer and checks it with an `assert`.
+
+# %% [markdown]
+# ### Exercise 1
+#
+# The OPQ rotation `R` is learned. Predict: is it still a rotation, i.e. is `R Rᵀ` the identity?
+
+# %% jupyter={"source_hidden": true}
+R = opq.state["rotation"]
+print("largest |R Rᵀ - I|:", float(np.abs(R @ R.T - np.eye(len(R))).max()))
+assert np.allclose(R @ R.T, np.eye(len(R)), atol=1e-4)
+
+# %% [markdown]
+# ### Exercise 2
+#
+# Predict: with 8 codes per digit instead of `K`, will more or fewer items share a SID before repair?
+
+# %% jupyter={"source_hidden": true}
+small = PSETokenizer(TokenizerConfig(method="opq", n_digits=N_DIGITS, codebook_size=8, seed=0)).fit(emb, train_idx)
+rate_small, rate_k = collision_rate(small.transform(emb)), collision_rate(raw)
+print(f"items sharing a SID: {rate_small:.1%} with 8 codes, {rate_k:.1%} with {K}")
+assert rate_small > rate_k  # 8^4 = 4,096 possible SIDs for the same items
+
+# %% [markdown]
+# ### Exercise 3
+#
+# After `build_catalogue` repairs the collisions, how many items share a SID? And did any item keep a SID
+# that another item had before?
+
+# %% jupyter={"source_hidden": true}
+after = collision_rate(catalogue.codes)
+moved = int((catalogue.codes != catalogue.codes_raw).any(axis=1).sum())
+print(f"after repair: {after:.1%} share a SID; {moved} items moved")
+assert after == 0 and len({tuple(c) for c in catalogue.codes.tolist()}) == len(catalogue.codes)
 
 # %% [markdown]
 # ## What to try next

@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     cell_metadata_filter: -all
+#     cell_metadata_filter: jupyter,-all
 #     formats: ipynb,py:percent
 #     notebook_metadata_filter: -jupytext.text_representation
 #   kernelspec:
@@ -363,6 +363,47 @@ print(f"same first digit: {on_policy['first']:.0%} of users (chance {on_policy['
       f"same whole order: {on_policy['exact']:.0%} (chance {on_policy['exact_chance']:.0%})")
 assert on_policy["first"] > 2 * on_policy["first_chance"] and on_policy["exact"] < 0.5  # often at first, rarely all the way
 viz.order_agreement_figure(on_policy)
+
+# %% [markdown]
+# ## Exercises
+#
+# Predict the answer first, then open the hidden cell below each exercise and run it: it computes
+# the answer and checks it with an `assert`.
+
+# %% [markdown]
+# ### Exercise 1
+#
+# In OCN's views of the first target, how many of the `N` views mask its least confident digit? And its
+# most confident one?
+
+# %% jupyter={"source_hidden": true}
+least, most = int(confidence[0].argmin()), int(confidence[0].argmax())
+times = masked[0].sum(0)  # per digit, in how many views it is masked
+print(f"least confident digit {least}: masked in {int(times[least])} views; most confident {most}: {int(times[most])}")
+assert int(times[least]) == N and int(times[most]) == 1
+
+# %% [markdown]
+# ### Exercise 2
+#
+# `random_t` weights each view by 1/t, `random` by 1. Predict what the two strategies' weights look like.
+
+# %% jupyter={"source_hidden": true}
+g = torch.Generator().manual_seed(0)
+_, _, w_random = make_views("random", targets, generator=g)
+_, _, w_t = make_views("random_t", targets, generator=g)
+print("random:", w_random[0].tolist(), "| random_t:", [round(v, 2) for v in w_t[0].tolist()])
+assert (w_random == 1).all() and (w_t >= 1).all()  # t <= 1, so 1/t >= 1
+
+# %% [markdown]
+# ### Exercise 3
+#
+# If every digit is exactly as confident as the others, which digit does OCN's first view mask?
+
+# %% jupyter={"source_hidden": true}
+flat = torch.full((1, N), 0.5)
+tok, msk, _ = make_views("ocn", targets[:1], flat)
+print("first view masks digits", msk[0, 0].nonzero().flatten().tolist())
+assert msk[0, 0].tolist() == [True] + [False] * (N - 1)  # a stable sort: ties keep the digits' order
 
 # %% [markdown]
 # ## What to try next

@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     cell_metadata_filter: -all
+#     cell_metadata_filter: jupyter,-all
 #     formats: ipynb,py:percent
 #     notebook_metadata_filter: -jupytext.text_representation
 #   kernelspec:
@@ -352,6 +352,44 @@ kept = {r["passes"]: r["ndcg10_vs_n_passes"] for r in passes if r["decoder"] == 
 for s_, share in sorted(kept.items(), reverse=True):
     print(f"S = {s_}: {share:.0%} of the {max(kept)}-pass NDCG@10")
 assert kept[max(kept)] == 1.0 and all(kept[a] <= kept[max(kept)] for a in kept)  # fewer passes never gained here
+
+# %% [markdown]
+# ## Exercises
+#
+# Predict the answer first, then open the hidden cell below each exercise and run it: it computes
+# the answer and checks it with an `assert`.
+
+# %% [markdown]
+# ### Exercise 1
+#
+# With `order="fixed"`, in which order does the best beam fill the digits?
+
+# %% jupyter={"source_hidden": true}
+fixed = explorer.recommend(case.history, beam=BEAM, k=TOPK, order="fixed")
+path = fixed.trace.lineage(0)
+filled = [int(fixed.trace.digit[s, path[s]]) for s in range(fixed.trace.n_steps)]
+print("fixed order fills", filled)
+assert filled == list(range(N))
+
+# %% [markdown]
+# ### Exercise 2
+#
+# Can two of the Top-10 be the same item, reached through two fill orders?
+
+# %% jupyter={"source_hidden": true}
+print("distinct items in the Top-10:", rec.table["item"].nunique())
+assert rec.table["item"].is_unique  # the search keeps one copy of each partial SID
+
+# %% [markdown]
+# ### Exercise 3
+#
+# A beam of 10 for a Top-10: predict whether the list is still full and whether it matches the beam-32 list.
+
+# %% jupyter={"source_hidden": true}
+narrow = explorer.recommend(case.history, beam=TOPK, k=TOPK)
+overlap = len(set(narrow.table["item"]) & set(rec.table["item"]))
+print(f"beam {TOPK}: {len(narrow.table)} items, {overlap} of them in the beam-{BEAM} Top-{TOPK}")
+assert len(narrow.table) == TOPK and narrow.table["item"].is_unique
 
 # %% [markdown]
 # ## What to try next

@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     cell_metadata_filter: -all
+#     cell_metadata_filter: jupyter,-all
 #     formats: ipynb,py:percent
 #     notebook_metadata_filter: -jupytext.text_representation
 #   kernelspec:
@@ -244,6 +244,42 @@ best_published = max(n10[(m, "item")] for m in ("TIGER (paper)", "SASRec (in TIG
 for row in measured:
     print(f"{row[0]:<45} NDCG@10 {row[5]:.4f}: {row[5] / audit_item:.2f}x the audit's item-level DiffGRM, "
           f"{row[5] / best_published:.2f}x the best published item-level number")
+
+# %% [markdown]
+# ## Exercises
+#
+# Predict the answer first, then open the hidden cell below each exercise and run it: it computes
+# the answer and checks it with an `assert`.
+
+# %% [markdown]
+# ### Exercise 1
+#
+# A user's target is at rank 1 for one model and rank 3 for another. Predict each NDCG@10.
+
+# %% jupyter={"source_hidden": true}
+first = ranking_metrics(np.array([[5, 1, 2]]), np.array([5]), ks=(10,))["ndcg@10"]
+third = ranking_metrics(np.array([[1, 2, 5]]), np.array([5]), ks=(10,))["ndcg@10"]
+print(f"rank 1: {first:.3f}, rank 3: {third:.3f} (1 / log2(4))")
+assert first == 1.0 and abs(third - 0.5) < 1e-9
+
+# %% [markdown]
+# ### Exercise 2
+#
+# For any list, predict which is larger: Recall@10 or NDCG@10?
+
+# %% jupyter={"source_hidden": true}
+check = ranking_metrics(ranked, targets, ks=(1, 3))
+print({k: round(v, 3) for k, v in check.items()})
+assert all(check[f"recall@{k}"] >= check[f"ndcg@{k}"] for k in (1, 3))  # a hit counts 1 in recall, 1/log2(r+1) <= 1 in NDCG
+
+# %% [markdown]
+# ### Exercise 3
+#
+# On the toy catalogue where items 1 and 2 share a SID, predict whether the SID level can be below the item level.
+
+# %% jupyter={"source_hidden": true}
+print("item level", {k: round(v, 3) for k, v in item_level.items()}, "| SID level", {k: round(v, 3) for k, v in sid_level.items()})
+assert all(sid_level[k] >= item_level[k] for k in item_level)  # a shared SID counts for every item it names
 
 # %% [markdown]
 # ## What to try next

@@ -86,3 +86,16 @@ def test_notebook_runs_in_quick_mode(name):
     times[name] = round(seconds, 1)
     TIMES.write_text(json.dumps(times, indent=2, sort_keys=True))
     print(f"{name}: {seconds:.0f} s")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_notebook_has_exercises_answered_in_hidden_cells_that_check_themselves(name):
+    """At least three "Exercise" headings, each followed by a collapsed code cell whose answer asserts."""
+    cells = _read(name).cells
+    found = 0
+    for cell, nxt in zip(cells, cells[1:]):
+        if cell.cell_type == "markdown" and cell.source.startswith("### Exercise"):
+            found += 1
+            assert nxt.cell_type == "code" and nxt.metadata.get("jupyter", {}).get("source_hidden") is True, name
+            assert "assert " in nxt.source, f"{name}: the answer to '{cell.source.splitlines()[0]}' checks nothing"
+    assert found >= 3, f"{name} has {found} exercises"
