@@ -43,7 +43,7 @@ test: data chromium
 	$(BIN)/python -m pytest
 
 # The documentation site, offline, into site/ (open site/index.html): the README, the architecture,
-# the API from docstrings and the five notebooks executed in quick mode (a few minutes; see mkdocs.yml).
+# the API from docstrings and the six notebooks executed in quick mode (a few minutes; see mkdocs.yml).
 # It needs `data`: the notebooks read MovieLens-100K, fetched once by the set-up; the build itself is offline.
 docs: data
 	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --clean --site-dir site

@@ -2,7 +2,7 @@
 
 One build into a temporary folder serves every test. It executes two notebooks (``EXECUTED``, in quick
 mode, under a minute on 2 cores) and renders the other three as code: ``tests/test_notebooks.py``
-executes all five already, and ``make docs`` executes all five for the site. The time of each notebook is written to ``test-artifacts/docs/times.json`` and a
+executes all six already, and ``make docs`` executes all six for the site. The time of each notebook is written to ``test-artifacts/docs/times.json`` and a
 screenshot of a notebook page to ``test-artifacts/docs/``. The browser check drives Debian's chromium
 with Playwright from ``file://`` with every other request refused, as ``tests/test_browser.py`` does
 (and skips, saying so, only where no chromium exists). ``DIFFGRM_DOCS_SITE=site`` checks a site built
@@ -97,7 +97,7 @@ def test_api_pages_show_the_docstrings(site):
 
 
 def test_notebook_pages_are_executed(site):
-    assert len(NOTEBOOKS) == 5
+    assert len(NOTEBOOKS) == 6
     for name in NOTEBOOKS:
         page = site / "notebooks" / f"{name}.html"
         source = page.read_text()

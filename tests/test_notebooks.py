@@ -22,7 +22,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
-NAMES = ["00_quickstart.ipynb", "01_pse.ipynb", "02_ocn.ipynb", "03_cpd.ipynb", "04_evaluate.ipynb"]
+NAMES = ["00_quickstart.ipynb", "01_pse.ipynb", "02_ocn.ipynb", "03_cpd.ipynb", "04_evaluate.ipynb", "05_toy_world.ipynb"]
 TIMES = Path(os.environ.get("DIFFGRM_ARTIFACTS", ROOT / "test-artifacts")) / "notebooks" / "times.json"
 
 

@@ -20,7 +20,7 @@ Bad arguments raise :class:`~diffgrm.errors.DiffGRMError` with a one-line explan
 
 from diffgrm.viz.codebook import codebook_figure, codebook_note, project_codebook
 from diffgrm.viz.health import codebook_health, sid_information_figure
-from diffgrm.viz.onpolicy import order_agreement_figure, views_beside_fills
+from diffgrm.viz.onpolicy import lattice_figure, order_agreement_figure, views_beside_fills
 from diffgrm.viz.denoising import (
     START,
     alternatives_figure,
@@ -47,6 +47,6 @@ __all__ = [
     "HIGHLIGHT", "HISTORY", "MASKED_GREY", "METHODS", "METRIC_LABELS", "METRICS", "PALETTE", "PROB_SCALE", "START", "STATES",
     "alternatives_figure", "codebook_figure", "codebook_health", "codebook_note", "compare_orders",
     "confidence_heatmap",
-    "denoising_strip", "order_agreement_figure", "project_codebook", "sid_information_figure", "sid_text",
+    "denoising_strip", "lattice_figure", "order_agreement_figure", "project_codebook", "sid_information_figure", "sid_text",
     "strip_frame_data", "views_beside_fills", "why_not_figure",
 ]

@@ -64,3 +64,43 @@ def order_agreement_figure(result: Mapping[str, object]) -> go.Figure:
         f"(chance {result['first_chance']:.0%}), same whole order for {result['exact']:.0%} "
         f"(chance {result['exact_chance']:.0%})"), height=380, margin={"t": 90})
     return fig
+
+
+def lattice_figure(trace, step: int, *, codebook_size: int, supervised=None, titles=None,
+                   row_names: Sequence[str] | None = None, col_names: Sequence[str] | None = None) -> go.Figure:
+    """A 2-digit search on its K x K lattice of SIDs (digit 0 down, digit 1 across) after ``step``
+    fills (0 = every digit masked): each kept beam lit where it may still land, a whole row when only
+    digit 0 is filled, a column when only digit 1 is, one cell when both are; the final Top-K
+    starred. ``supervised`` (``[K, K]``) shades every cell by how often OCN supervised it."""
+    k = codebook_size
+    if trace.tokens.shape[2] != 2:
+        raise DiffGRMError(f"the lattice draws 2-digit SIDs, this trace has {trace.tokens.shape[2]} digits")
+    if not 0 <= step <= trace.n_steps:
+        raise DiffGRMError(f"step must be in 0..{trace.n_steps}, got {step}")
+    rows = list(row_names) if row_names is not None else [f"d0 = {c}" for c in range(k)]
+    cols = list(col_names) if col_names is not None else [f"d1 = {c}" for c in range(k)]
+    shade = np.zeros((k, k)) if supervised is None else np.asarray(supervised, dtype=float)
+    fig = go.Figure(go.Heatmap(z=shade, x=cols, y=rows, colorscale=[[0, "#ffffff"], [1, "#8c8c8c"]],
+                               showscale=supervised is not None,
+                               zmin=0, xgap=1, ygap=1, colorbar={"title": {"text": "OCN supervision"}},
+                               hovertemplate="%{y}, %{x}<extra></extra>"))
+    lit = np.zeros((k, k))
+    if step > 0:
+        tokens = trace.tokens[step - 1][trace.alive[step - 1]]  # the kept partial SIDs after this step
+        for a, b in tokens.tolist():
+            lit[(slice(None) if a < 0 else a), (slice(None) if b < 0 else b)] += 1
+    ys, xs = np.nonzero(lit)
+    fig.add_trace(go.Scatter(x=[cols[j] for j in xs], y=[rows[i] for i in ys], mode="markers", name="kept beams reach",
+                             marker={"symbol": "square", "size": 22, "color": KNOWN, "opacity": 0.55},
+                             hovertemplate="%{y}, %{x}: reachable from a kept beam<extra></extra>"))
+    if step == trace.n_steps:
+        final = [(int(a), int(b)) for a, b in trace.tokens[-1][trace.alive[-1]].tolist()][: len(trace.items)]
+        names = [titles[i] if titles is not None and i >= 0 else "" for i in trace.items[: len(final)]]
+        fig.add_trace(go.Scatter(x=[cols[b] for _, b in final], y=[rows[a] for a, _ in final], mode="markers",
+                                 name="final Top-K", text=names, marker={"symbol": "star", "size": 16, "color": SAME},
+                                 hovertemplate="%{text}<extra>final Top-K</extra>"))
+    fig.update_yaxes(autorange="reversed")
+    fig.update_layout(title=figure_title(f"The whole search on one lattice: after step {step} of {trace.n_steps}"),
+                      height=520, plot_bgcolor="white", margin={"t": 80},
+                      legend={"orientation": "h", "y": -0.08, "x": 0})
+    return fig

@@ -1,6 +1,6 @@
 """mkdocs hooks that build diffgrm's documentation site offline (``make docs``; configured in mkdocs.yml).
 
-- The five tutorial notebooks (``notebooks/NN_name.ipynb``) are executed during the build in a fresh
+- The six tutorial notebooks (``notebooks/NN_name.ipynb``) are executed during the build in a fresh
   kernel, from a ``notebooks/`` folder as they expect, in quick mode (``DIFFGRM_QUICK=1`` unless the
   environment sets it), and any failing cell stops the build. mkdocs-jupyter then renders the executed
   copies. They run in a scratch mirror of the repository (every top-level entry linked, ``notebooks/``
@@ -18,7 +18,7 @@
 
 ``DIFFGRM_DOCS_EXECUTE=0`` renders the notebooks without running them (code only, for editing the
 site quickly); ``DIFFGRM_DOCS_EXECUTE=00_quickstart,01_pse`` runs only the named ones (the test does,
-since ``tests/test_notebooks.py`` runs all five already).
+since ``tests/test_notebooks.py`` runs all six already).
 """
 
 from __future__ import annotations
