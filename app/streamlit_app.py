@@ -104,6 +104,13 @@ def random_user(pool: list[str]) -> None:
 def main() -> None:
     st.set_page_config(page_title="diffgrm explorer", layout="wide")
     st.html(HIDE_DEPLOY)
+    mode = st.sidebar.radio("Explore", ["this run", "Toy world"], horizontal=True, key="mode",
+                            help="Toy world: 2-digit SIDs of 8 codes, the whole search on one 8 x 8 lattice")
+    if mode == "Toy world":
+        from diffgrm.app.toy_page import toy_world_page
+
+        toy_world_page()
+        return
     run = run_folder()
     if not (run / "model.safetensors").is_file():
         no_run_page(run)

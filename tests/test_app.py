@@ -515,3 +515,21 @@ def test_the_toolbar_has_no_deploy_button(app):
     from streamlit import config
 
     assert config.get_option("client.toolbarMode") == "minimal"
+
+
+def test_the_toy_world_mode_draws_the_whole_search_on_its_lattice(chain_run, tmp_path, monkeypatch):
+    monkeypatch.setenv("DIFFGRM_RUN", str(chain_run))
+    monkeypatch.setenv("DIFFGRM_TOY_DIR", str(tmp_path / "toy"))
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.run()
+    at.sidebar.radio(key="mode").set_value("Toy world").run()
+    assert not at.exception, at.exception
+    assert at.title[0].value == "Toy world: the whole search on one screen"
+    lattice = chart(at, "lattice")
+    assert lattice["layout"]["title"]["text"].endswith("after step 0 of 2")
+    assert [t.get("name") for t in lattice["data"]][1:] == ["kept beams reach"]
+    at.slider(key="toy_step").set_value(2).run()
+    lattice = chart(at, "lattice")
+    assert lattice["data"][-1].get("name") == "final Top-K" and len(lattice["data"][-1]["x"]) == 5
+    assert any(m.value.startswith("**Step 2:**") for m in at.markdown)
+    assert any(len(d.value) == 5 and list(d.value.columns) == ["rank", "title", "probability"] for d in at.dataframe)
