@@ -55,3 +55,24 @@ def source(obj) -> str:
     package = Path(__file__).resolve().parent
     name = where.relative_to(package.parent) if where.is_relative_to(package.parent) else where.name
     return f"# {name}, lines {start}-{start + len(lines) - 1}\n" + "".join(lines)
+
+
+def seeds_table(results: str | Path, variants: dict[str, str], metrics: tuple[str, ...] = ("ndcg@10", "recall@10")):
+    """Rows of a committed benchmark (``bench/results/quality.json``'s ``results``: variant -> one entry
+    per seed) as mean and standard deviation over the seeds, item level: the evidence a notebook
+    sets beside the idea it teaches, read from the file rather than retyped."""
+    import statistics
+
+    import pandas as pd
+
+    saved = json.loads(Path(results).read_text())
+    rows = []
+    for label, key in variants.items():
+        runs = saved["results"][key]
+        row = {"variant": label, "seeds": len(runs)}
+        for metric in metrics:
+            values = [r["item"][metric] for r in runs]
+            row[metric] = statistics.mean(values)
+            row[f"{metric} std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("variant")

@@ -35,3 +35,22 @@ def test_the_check_catches_what_it_should():
         assert any(p.search(line) for p in BOOKKEEPING), line
     for line in ("the held-out target item", "a user's last item is the test target", "the target's SID"):
         assert not any(p.search(line) for p in BOOKKEEPING), line
+
+
+HAND_TYPED_COLLISIONS = re.compile(
+    r"\d+(?:\.\d+)?% ?->|collisions? \d+(?:\.\d+)?%|\d+(?:\.\d+)?%[^.\n|{]{0,30}(?:collid|share a SID|share their SID)",
+    re.I)
+
+
+def test_no_collision_rate_is_typed_by_hand():
+    """A collision rate reads the same on every page because it is read from one results file (the README's
+    headline is generated from bench/results/paper-protocol.json); docs and notebook prose type none."""
+    pages = sorted([*ROOT.glob("docs/*.md"), *ROOT.glob("notebooks/*.py")])
+    found = []
+    for page in pages:
+        for lineno, line in enumerate(page.read_text().splitlines(), 1):
+            if page.suffix == ".py" and not line.startswith("#"):
+                continue  # code computes its numbers
+            found += [f"{page.relative_to(ROOT)}:{lineno}: {m.group(0)!r}" for m in HAND_TYPED_COLLISIONS.finditer(line)]
+    assert not found, found
+    assert HAND_TYPED_COLLISIONS.search("collisions 26.5% and 24.9%") and HAND_TYPED_COLLISIONS.search("| 26.4% -> 0% |")
