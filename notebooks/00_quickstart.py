@@ -50,9 +50,8 @@ dataset.items.head()
 # repairs SID collisions, and writes the leave-one-out splits. The folder is reused when it already exists.
 
 # %%
-from diffgrm.config import TokenizerConfig, tokenizer_preset
-from diffgrm.data import load_dataset
-from diffgrm.prepare import format_report, load_prepared, prepare
+from diffgrm.config import tokenizer_preset
+from diffgrm.prepare import format_report
 
 
 

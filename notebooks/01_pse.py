@@ -26,7 +26,6 @@
 # %%
 import os
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -148,6 +147,26 @@ px.bar(energy, x="digit", y="share", color="tokenizer", barmode="group",
 assert (abs(energy["share"] - 1 / N_DIGITS) < 0.02).all(), energy
 
 # %% [markdown]
+# ## 4. From slices to digits
+#
+# Digit `d` is the index of the nearest of the K centroids of slice `d`,
+#
+# $$x_{i,d} = \arg\min_k \big\lVert (R z_i)^{(d)} - c^{(d)}_k \big\rVert^2 .$$
+#
+# `transform` does that for every item (before any collision repair); `distances` gives the squared distance to
+# every centroid, which is also what collision repair uses to find an item's next-best SID:
+
+# %%
+print(source(PSETokenizer.distances))
+
+# %%
+raw = opq.transform(emb)
+dist = opq.distances(emb)  # [items, digits, K]
+assert raw.shape == (len(emb), N_DIGITS) and raw.min() >= 0 and raw.max() < K
+assert (raw == dist.argmin(axis=2)).all()
+pd.DataFrame({"title": titles[:6], "SID (before repair)": ["-".join(map(str, c)) for c in raw[:6]]})
+
+# %% [markdown]
 # ### Why each digit's k-means has its own seed
 #
 # A code number means nothing across digits: code 29 of digit 0 and code 29 of digit 2 are two unrelated
@@ -173,26 +192,6 @@ for seeds in ("shared", "distinct"):
                       "chance": round(1 / K, 4)})
 agreement = pd.DataFrame(agreement).set_index("k-means seeds")
 agreement
-
-# %% [markdown]
-# ## 4. From slices to digits
-#
-# Digit `d` is the index of the nearest of the K centroids of slice `d`,
-#
-# $$x_{i,d} = \arg\min_k \big\lVert (R z_i)^{(d)} - c^{(d)}_k \big\rVert^2 .$$
-#
-# `transform` does that for every item (before any collision repair); `distances` gives the squared distance to
-# every centroid, which is also what collision repair uses to find an item's next-best SID:
-
-# %%
-print(source(PSETokenizer.distances))
-
-# %%
-raw = opq.transform(emb)
-dist = opq.distances(emb)  # [items, digits, K]
-assert raw.shape == (len(emb), N_DIGITS) and raw.min() >= 0 and raw.max() < K
-assert (raw == dist.argmin(axis=2)).all()
-pd.DataFrame({"title": titles[:6], "SID (before repair)": ["-".join(map(str, c)) for c in raw[:6]]})
 
 # %% [markdown]
 # ## 5. What does each digit carry? OPQ vs PQ vs RQ vs random

@@ -38,11 +38,7 @@ from diffgrm.tutorial import prepared_movielens, setup
 QUICK, RUNS = setup()  # DIFFGRM_QUICK=1 (the tests set it): small sizes, about two minutes; outputs in ../runs/notebooks
 
 # %%
-from diffgrm.config import TokenizerConfig, tokenizer_preset
-from diffgrm.data import load_dataset
-from diffgrm.prepare import format_report, load_prepared, prepare
-
-
+from diffgrm.config import tokenizer_preset
 
 # %%
 import torch

@@ -94,9 +94,7 @@ assert item_level["recall@3"] == 0.0 and sid_level["recall@1"] == 1.0
 
 # %%
 from diffgrm.config import TokenizerConfig, preset
-from diffgrm.data import load_dataset
 from diffgrm.decode import Recommender
-from diffgrm.prepare import load_prepared, prepare
 from diffgrm.train import train
 
 K_SMALL = 8

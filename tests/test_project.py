@@ -50,7 +50,7 @@ def test_readme_scripts_and_folders_exist():
     readme = (ROOT / "README.md").read_text()
     scripts = re.findall(r"(?:python|bash) ((?:bench|notebooks)/\S+\.(?:py|sh))", readme)
     notebooks = re.findall(r"`(\d\d_\w+\.ipynb)`", readme)
-    assert scripts and len(notebooks) == 5
+    assert scripts and len(notebooks) == 6
     for path in scripts:
         assert (ROOT / path).is_file(), path
     for name in notebooks:
