@@ -41,21 +41,21 @@ def pack(run: str | Path, out: str | Path, ar: str | Path | None = None) -> Path
     out = Path(out)
     if out.is_dir():
         raise DiffGRMError(f"--out {out} is a folder; give a file name such as {out / folders['run'].name}.zip")
-    members: dict[str, Path] = {}
+    members: dict[str, bytes] = {}  # each file read once: hashed for the manifest, then written
     for role, folder in folders.items():
         for path in sorted(folder.rglob("*")):
             rel = path.relative_to(folder)
             if path.is_file() and path.name not in LEFT_OUT and not any(p.startswith(".") for p in rel.parts):
-                members[f"{role}/{rel.as_posix()}"] = path
+                members[f"{role}/{rel.as_posix()}"] = path.read_bytes()
     manifest = {"format": "diffgrm-pack", "version": PACK_FORMAT, "diffgrm_version": __version__,
                 "runs": {role: folder.name for role, folder in folders.items()},
-                "files": {name: _sha256(path.read_bytes()) for name, path in members.items()}}
+                "files": {name: _sha256(blob) for name, blob in members.items()}}
 
     def write(tmp: Path) -> None:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
             zf.writestr(zipfile.ZipInfo(MANIFEST, STAMP), json.dumps(manifest, indent=1), zipfile.ZIP_DEFLATED)
-            for name, path in members.items():
-                zf.writestr(zipfile.ZipInfo(name, STAMP), path.read_bytes(), zipfile.ZIP_DEFLATED)
+            for name, blob in members.items():
+                zf.writestr(zipfile.ZipInfo(name, STAMP), blob, zipfile.ZIP_DEFLATED)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(out, write)

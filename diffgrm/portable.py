@@ -35,7 +35,7 @@ from safetensors.numpy import save_file
 
 from diffgrm.data import NAMED_DATASETS, Samples, leave_one_out, load_dataset
 from diffgrm.errors import DiffGRMError
-from diffgrm.prepare import TRAIN_MIN_HISTORY, Prepared, load_catalogue, read_items, read_splits
+from diffgrm.prepare import TRAIN_MIN_HISTORY, Prepared, load_catalogue, read_items, read_splits, written_min_history
 from diffgrm.safeio import file_checksums, read_json, require_keys, staged_folder, verify_checksums, write_json
 
 CATALOGUE = "catalogue"
@@ -123,7 +123,7 @@ def read_interactions(data: str | Path) -> Interactions:
     if path.is_dir() and (path / "splits").is_dir():
         items = read_items(path / "items.jsonl")
         users, splits = read_splits(path, len(items))
-        minimum = int(_summary(path).get("train_min_history", 2))
+        minimum = written_min_history(_summary(path))
         return Interactions(items["item_id"].tolist(), users, splits, minimum, str(path.resolve()))
     check_data(data)
     ds = load_dataset(data, download=False)

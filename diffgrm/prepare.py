@@ -221,9 +221,13 @@ def load_prepared(folder: str | Path) -> Prepared:
                            f"{len(arrays['embeddings'])} embeddings; the folder is inconsistent, run `diffgrm prepare` again")
     prepared.embeddings = arrays["embeddings"]
     prepared.users, prepared.splits = read_splits(folder, prepared.n_items)
-    summary = read_json(folder / "dataset.json") if (folder / "dataset.json").is_file() else {}
-    prepared.train_min_history = int(summary.get("train_min_history", 2))
     return prepared
+
+
+def written_min_history(summary: dict) -> int:
+    """The shortest training history a folder's ``dataset.json`` says its splits were written with
+    (folders written before the field existed start at 2)."""
+    return int(summary.get("train_min_history", 2))
 
 
 def load_catalogue(folder: Path, keys: list[str], fix: str) -> tuple[Prepared, dict[str, np.ndarray]]:
@@ -245,8 +249,8 @@ def load_catalogue(folder: Path, keys: list[str], fix: str) -> tuple[Prepared, d
     if codes.size and (codes.min() < 0 or codes.max() >= k):
         raise DiffGRMError(f"{folder / 'catalogue.safetensors'}: codes outside 0..{k - 1}; the file is damaged")
     cat = Catalogue(codes=codes, codes_raw=raw, codebook_size=k)
-    return Prepared(path=folder, items=items, splits={}, users=[], catalogue=cat, embeddings=None,
-                    report=report), arrays
+    return Prepared(path=folder, items=items, splits={}, users=[], catalogue=cat, embeddings=None, report=report,
+                    train_min_history=written_min_history(summary)), arrays
 
 
 def read_splits(folder: Path, n: int) -> tuple[list[str], dict[str, Samples]]:

@@ -55,12 +55,13 @@ def build_deck(ex: Explorer, user: str, *, beam: int = 32, k: int = 10, order: s
     trace, n = rec.trace, rec.trace.n_steps
     beams = min(8, len(rec.table))
     words = ex.code_words()
-    plotly_js = [True]
+    first_figure = True  # plotly.js is inlined with the first figure only
 
     def figure(fig: go.Figure) -> str:
+        nonlocal first_figure
         fig.update_layout(height=FIGURE_HEIGHT, font={"size": 16})
-        out = fig.to_html(full_html=False, include_plotlyjs=plotly_js[0], config={"displaylogo": False, "responsive": True})
-        plotly_js[0] = False
+        out = fig.to_html(full_html=False, include_plotlyjs=first_figure, config={"displaylogo": False, "responsive": True})
+        first_figure = False
         return f"<div class='figure'>{out}</div>"
 
     hit = bool(rec.table["hit"].any()) if len(rec.table) else False

@@ -5,6 +5,7 @@ chromium (``make test`` runs ``apt-get install chromium`` where it can); the tes
 so, only where no chromium exists.
 """
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -24,14 +25,24 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "-
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no chromium at {CHROMIUM}")]
 
 
-def offline_page(browser, viewport: dict) -> tuple:
-    """A page in a new offline context of ``browser`` that refuses every http(s) request: (page, the
-    refused URLs, the page's errors), for checking that a file:// page needs nothing from a network."""
+@contextlib.contextmanager
+def offline_page(viewport: dict):
+    """A chromium page in an offline context that refuses every http(s) request, and the lists it fills:
+    (page, the refused URLs, the page's errors), for checking that a file:// page needs no network.
+    The screenshots' folder exists; the browser closes on leaving."""
+    from playwright.sync_api import sync_playwright
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
     requested, errors = [], []
-    page = browser.new_context(offline=True, viewport=viewport).new_page()
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.route("http*://**/*", lambda route: (requested.append(route.request.url), route.abort()))
-    return page, requested, errors
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_context(offline=True, viewport=viewport).new_page()
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.route("http*://**/*", lambda route: (requested.append(route.request.url), route.abort()))
+        try:
+            yield page, requested, errors
+        finally:
+            browser.close()
 
 
 def free_port() -> int:

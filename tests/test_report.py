@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from diffgrm.cli import main
-from tests.test_browser import CHROMIUM, FLAGS, SHOTS, offline_page
+from tests.test_browser import CHROMIUM, SHOTS, offline_page
 
 
 @pytest.fixture(scope="module")
@@ -46,12 +46,7 @@ def test_bad_report_options_are_one_error_line(chain_run, tmp_path, capsys):
 @pytest.mark.slow
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no chromium at {CHROMIUM}")
 def test_the_report_renders_offline_in_chromium(report):
-    from playwright.sync_api import sync_playwright
-
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        page, requested, errors = offline_page(browser, {"width": 1300, "height": 1000})
+    with offline_page({"width": 1300, "height": 1000}) as (page, requested, errors):
         page.goto(report.as_uri())
         # drawn, each with its marks: the strip's and the confidence heatmap's cells, the why-not lines' points
         page.wait_for_function(
@@ -63,7 +58,6 @@ def test_the_report_renders_offline_in_chromium(report):
         plots = page.locator(".js-plotly-plot").count()
         marks = page.locator(".js-plotly-plot .scatterlayer .point, .js-plotly-plot .heatmaplayer image").count()
         page.screenshot(path=str(SHOTS / "report-u0.png"), full_page=True)
-        browser.close()
     assert plots == 4 and marks > 0
     assert not requested, requested
     assert not errors, errors

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from diffgrm.cli import main
-from tests.test_browser import CHROMIUM, FLAGS, SHOTS, offline_page
+from tests.test_browser import CHROMIUM, SHOTS, offline_page
 
 
 @pytest.fixture(scope="module")
@@ -35,12 +35,7 @@ def test_one_section_per_slide_in_teaching_order(deck, chain_run):
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no chromium at {CHROMIUM}")
 def test_the_deck_renders_offline_and_the_keys_move_between_slides(deck):
-    from playwright.sync_api import sync_playwright
-
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        page, requested, errors = offline_page(browser, {"width": 1280, "height": 720})
+    with offline_page({"width": 1280, "height": 720}) as (page, requested, errors):
         page.goto(deck.as_uri())
         page.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length >= 6", timeout=60_000)
         for _ in range(4):
@@ -52,5 +47,4 @@ def test_the_deck_renders_offline_and_the_keys_move_between_slides(deck):
         page.keyboard.press("ArrowLeft")
         page.wait_for_timeout(200)
         assert page.evaluate("document.querySelector('.count').textContent") == "4 / 9"
-        browser.close()
     assert not requested and not errors, (requested, errors)
