@@ -59,15 +59,15 @@ def load_explorer(run: str) -> Explorer:
 
 @st.cache_data(show_spinner=False, max_entries=256)
 def recommend(run: str, history: tuple[int, ...], beam: int, k: int, order: str, target: int,
-              steps: int | None = None, exclude_seen: bool = True):
+              passes: int | None = None, exclude_seen: bool = True):
     return load_explorer(run).recommend(np.array(history, dtype=np.int64), beam=beam, k=k, order=order, target=target,
-                                        steps=steps, exclude_seen=exclude_seen)
+                                        passes=passes, exclude_seen=exclude_seen)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def step_candidates(run: str, history: tuple[int, ...], beam: int, k: int, order: str, target: int,
-                    steps: int | None, exclude_seen: bool, step: int):
-    rec = recommend(run, history, beam, k, order, target, steps, exclude_seen)
+                    passes: int | None, exclude_seen: bool, step: int):
+    rec = recommend(run, history, beam, k, order, target, passes, exclude_seen)
     return load_explorer(run).step_candidates(np.array(history, dtype=np.int64), rec, step,
                                               exclude_seen=exclude_seen)
 
@@ -85,15 +85,15 @@ def code_separation(run: str, digit: int) -> float:
 class Setting:
     """The sidebar's decoding settings, shared by every tab that decodes."""
 
-    def __init__(self, run: Path, ex: Explorer, beam: int, k: int, order: str, steps: int | None,
+    def __init__(self, run: Path, ex: Explorer, beam: int, k: int, order: str, passes: int | None,
                  exclude_seen: bool) -> None:
         self.run, self.ex, self.beam, self.k = run, ex, beam, k
-        self.order, self.steps, self.exclude_seen = order, steps, exclude_seen
+        self.order, self.passes, self.exclude_seen = order, passes, exclude_seen
 
     def decode(self, history, target: int):
         """Decode ``history`` with these settings (cached)."""
         return recommend(str(self.run), tuple(int(i) for i in history), self.beam, self.k, self.order, int(target),
-                         self.steps, self.exclude_seen)
+                         self.passes, self.exclude_seen)
 
     def decode_with(self, history, target: int, order: str, run: Path | None = None):
         """Decode ``history`` in another ``order`` (one digit per pass) or with another run (the AR companion)."""

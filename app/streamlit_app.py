@@ -158,10 +158,10 @@ def main() -> None:
                                 "beam-size best partial SIDs by summed log-probability, so sure digits tend to "
                                 "come first (not always: see the Denoising tab); fixed = digits 0, 1, 2, ...; "
                                 "random = one shuffled order")
-    steps = None
+    passes = None
     if ex.kind == "diffgrm":
         n = ex.n_digits
-        steps = side.slider("Network passes", 1, n, n, key="steps",
+        passes = side.slider("Network passes", 1, n, n, key="passes",
                             help=f"how many times the network runs: {n} fills one digit per pass; fewer passes fill "
                                  "several digits from one prediction (faster, usually a little less accurate)")
     if beam < k:
@@ -176,7 +176,7 @@ def main() -> None:
     if len(case.history) < 2:
         st.warning(f"User {user_id} has only {len(case.history)} past item(s): recommendations rest on very little.")
 
-    setting = Setting(run, ex, beam, k, order if ex.kind == "diffgrm" else "confidence", steps, exclude_seen)
+    setting = Setting(run, ex, beam, k, order if ex.kind == "diffgrm" else "confidence", passes, exclude_seen)
     st.title(f"User {case.user}: what comes next?")
     with st.expander("New here? What a SID is, and where to look first"):
         st.markdown(intro(ex))

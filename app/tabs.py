@@ -90,7 +90,7 @@ def fill_order_panel(setting: Setting, case, rec, s: int) -> None:
     trace = rec.trace
     st.subheader(f"Why this fill at step {s + 1}?")
     cands = step_candidates(str(setting.run), tuple(int(i) for i in case.history), setting.beam, setting.k,
-                            setting.order, case.target, setting.steps, setting.exclude_seen, s)
+                            setting.order, case.target, setting.passes, setting.exclude_seen, s)
     kept = int(trace.alive[s].sum())
     ours = cands[cands["on_path"]]
     best = cands.iloc[0] if len(cands) else None

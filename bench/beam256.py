@@ -49,7 +49,7 @@ def profile_parts(rec: Recommender, histories, beam: int, batch: int, steps: int
     t0 = time.perf_counter()
     prof.enable()
     for s in range(0, len(histories), batch):
-        rec.search(histories[s : s + batch], beam=beam, topk=10, steps=steps)
+        rec.search(histories[s : s + batch], beam=beam, topk=10, passes=steps)
     prof.disable()
     total = time.perf_counter() - t0
     stats = pstats.Stats(prof).stats  # {(file, line, name): (cc, nc, tottime, cumtime, callers)}
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> dict:
     rec = Recommender(model)
     samples = subsample(prepared.splits[args.split], args.users, seed=0)
 
-    metrics = rec.evaluate(samples, beam=args.beam, batch_users=args.batch, steps=args.steps, progress=not args.quick)
+    metrics = rec.evaluate(samples, beam=args.beam, batch_users=args.batch, passes=args.steps, progress=not args.quick)
     seconds = metrics["seconds"]
     profiled = subsample(samples, args.profile_users, seed=1)
     total, parts = profile_parts(rec, profiled.histories, args.beam, args.batch, args.steps)

@@ -147,7 +147,7 @@ def measure(decoders: Mapping[str, tuple], histories: Sequence[np.ndarray], *, b
         if is_ar:
             kw["kv_cache"] = kv_cache
         else:
-            kw["steps"] = steps
+            kw["passes"] = steps
         plans[label] = (rec, kw, n if steps is None else steps, is_ar, kv_cache)
 
     def run(rec: Recommender, kw: dict, part: list) -> float:

@@ -176,7 +176,7 @@ def stage_evaluate(args: argparse.Namespace) -> None:
             print(f"{name}: valid, beam {args.beam}, {steps} passes{', history excluded' if seen else ''} "
                   f"({time.strftime('%H:%M')})", file=sys.stderr)
             m = evaluate_split(model, prepared, "valid", users=args.users, beam=args.beam, progress=False,
-                               steps=steps if row.kind == "diffgrm" else None, exclude_seen=seen)
+                               passes=steps if row.kind == "diffgrm" else None, exclude_seen=seen)
             path.write_text(json.dumps(m, indent=1))
 
 

@@ -177,7 +177,7 @@ def passes_curve(args: argparse.Namespace) -> dict:
                 metrics = json.loads(cached.read_text())
             else:
                 print(f"evaluating {run} at beam {beam}, {steps} passes ...", file=sys.stderr)
-                metrics = Recommender(model).evaluate(samples, beam=beam, steps=steps if model is diff else None,
+                metrics = Recommender(model).evaluate(samples, beam=beam, passes=steps if model is diff else None,
                                                       progress=not args.quick)
                 cached.write_text(json.dumps(metrics, indent=2))
             rows.append({"beam": beam, "decoder": "DiffGRM (CPD)" if model is diff else "AR (cached)",

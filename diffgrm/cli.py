@@ -108,7 +108,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             f"--protocol paper measures on a catalogue with SID collisions, but {args.run}'s catalogue is one-to-one "
             f"(SID level = item level); prepare the data with --no-repair and train with --select sid")
     metrics = evaluate_split(model, prepared, args.split, users=args.users, beam=args.beam, order=args.order,
-                             steps=_steps(args.steps, model), progress=not args.quiet,
+                             passes=_passes(args.passes, model), progress=not args.quiet,
                              exclude_seen=args.exclude_seen)
     metrics.update(protocol=args.protocol, collision_rate=collided, select=(meta.get("train") or {}).get("select", "item"))
     if distributed.is_main():  # under torchrun the ranks share the users and rank 0 reports
@@ -117,16 +117,30 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _steps(steps: int | None, model) -> int | None:
-    """``--steps`` checked against the run: 1..n for DiffGRM; the AR decoder has one pass per digit."""
+def _passes(passes: int | None, model) -> int | None:
+    """``--passes`` checked against the run: 1..n for DiffGRM; the AR decoder has one pass per digit."""
     n = model.config.n_digits
-    if steps is None:
+    if passes is None:
         return None
-    if model.config.kind != "diffgrm" and steps != n:
-        raise DiffGRMError(f"--steps applies to DiffGRM runs; this AR run fills its {n} digits one per pass")
-    if steps > n:
-        raise DiffGRMError(f"--steps must be at most the SID's {n} digits, got {steps}")
-    return steps
+    if model.config.kind != "diffgrm" and passes != n:
+        raise DiffGRMError(f"--passes applies to DiffGRM runs; this AR run fills its {n} digits one per pass")
+    if passes > n:
+        raise DiffGRMError(f"--passes must be at most the SID's {n} digits, got {passes}")
+    return passes
+
+
+class _DeprecatedSteps(argparse.Action):
+    """``--steps`` read as ``--passes``, with one line saying so: a step is one fill of a trace."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print("note: --steps is deprecated; it means network passes: use --passes", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def _passes_option(p: argparse.ArgumentParser, help: str) -> None:
+    p.add_argument("--passes", type=_int(1), default=None, metavar="S", help=help)
+    p.add_argument("--steps", type=_int(1), dest="passes", action=_DeprecatedSteps, metavar="S",
+                   help="deprecated alias of --passes")
 
 
 def format_metrics(m: dict) -> str:
@@ -170,7 +184,7 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
     row = int(np.flatnonzero(test.users == u)[0])
     history, target = test.histories[row], int(test.targets[row])
     res = Recommender(model).search([history], beam=args.beam, topk=args.k, order=args.order, trace=bool(args.trace),
-                                    steps=_steps(args.steps, model))
+                                    passes=_passes(args.passes, model))
     titles = prepared.items["title"].tolist()
     print(f"user {args.user}: {len(history)} items in history; most recent last")
     for i in history[-args.history :]:
@@ -365,8 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "prepared with --no-repair, item level beside it")
     p.add_argument("--beam", type=_int(1), default=32)
     p.add_argument("--order", choices=["confidence", "fixed", "random"], default="confidence", help="CPD fill order")
-    p.add_argument("--steps", type=_int(1), default=None, metavar="S",
-                   help="CPD network passes, 1..n (default n: one digit per pass; fewer fill several digits per pass)")
+    _passes_option(p, "CPD network passes, 1..n (default n: one digit per pass; fewer fill several digits per pass)")
     p.add_argument("--users", type=_int(0), default=0, help="evaluate a seeded sample of this many users (0 = all)")
     p.add_argument("--data", default=None, help=DATA_HELP)
     p.add_argument("--device", default=None)
@@ -380,7 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--beam", type=_int(1), default=32)
     p.add_argument("--order", choices=["confidence", "fixed", "random"], default="confidence")
     p.add_argument("--history", type=_int(0), default=10, help="how many recent history items to show")
-    p.add_argument("--steps", type=_int(1), default=None, metavar="S", help="CPD network passes, 1..n (default n)")
+    _passes_option(p, "CPD network passes, 1..n (default n)")
     p.add_argument("--trace", default=None, metavar="FILE", help="write the denoising trace (.csv or .jsonl)")
     p.add_argument("--data", default=None, help=DATA_HELP)
     p.add_argument("--device", default=None)

@@ -61,12 +61,12 @@ def cpd_search(
     trace: bool = False,
     runners_up: int = 3,
     masked_only: bool = False,
-    steps: int | None = None,
+    passes: int | None = None,
     seen: torch.Tensor | None = None,
 ) -> SearchResult:
     """Beam search over partial SIDs for ``batch_size`` users; returns the Top-``topk`` items per user.
 
-    ``steps`` (S, 1 <= S <= n, default n) is how many network passes the search takes. With S < n
+    ``passes`` (S, 1 <= S <= n, default n) is how many network passes the search takes. With S < n
     a pass fills several digits from one prediction: its fills are chained (digit, code) choices
     scored by the pass's log-probabilities, each pruned to the beam and kept inside the catalogue,
     so a pass ranks joint choices of its digits by their summed log-probabilities. Every pass but
@@ -100,7 +100,7 @@ def cpd_search(
     n, k = index.n_digits, index.codebook_size
     schedule = _schedule(order, fixed_order, seed, batch_size, n)
     check_search_sizes(batch_size, beam, topk, runners_up)
-    fills = pass_sizes(n, n if steps is None else steps)
+    fills = pass_sizes(n, n if passes is None else passes)
     if trace and masked_only:
         raise DiffGRMError("a trace records every digit's prediction: use masked_only=False with trace=True")
     device = index.codes.device

@@ -53,8 +53,8 @@ class Recommender:
     @torch.no_grad()
     def search(self, histories: Sequence[np.ndarray], *, beam: int = 32, topk: int = 10, order: str = "confidence",
                trace: bool = False, seed: int = 0, constrain: bool = True, kv_cache: bool = True,
-               steps: int | None = None, exclude_seen: bool = False) -> SearchResult:
-        """Top-K for each history. ``order`` and ``steps`` (CPD only): confidence, fixed or random
+               passes: int | None = None, exclude_seen: bool = False) -> SearchResult:
+        """Top-K for each history. ``order`` and ``passes`` (CPD only): confidence, fixed or random
         fill order, and the number of network passes (1..n, default n: one digit per pass). ``kv_cache``
         (AR only): compute one new slot per step from cached keys/values (the default), or the
         whole prefix at every step (the same results, for checking).
@@ -81,10 +81,10 @@ class Recommender:
                 return self.model.denoise(tokens, kv, keep, masked_only=masked_only).log_softmax(-1)
 
             return cpd_search(logprob_fn, self.index, len(histories), beam=beam, topk=topk, order=order,
-                              seed=seed, trace=trace, constrain=constrain, masked_only=masked_only, steps=steps,
+                              seed=seed, trace=trace, constrain=constrain, masked_only=masked_only, passes=passes,
                               seen=seen)
-        if steps is not None and steps != self.model.config.n_digits:
-            raise DiffGRMError("the AR decoder fills one digit per pass: --steps applies to DiffGRM only")
+        if passes is not None and passes != self.model.config.n_digits:
+            raise DiffGRMError("the AR decoder fills one digit per pass: --passes applies to DiffGRM only")
         assert isinstance(self.model, ARGenerator)
         if not kv_cache:
             def next_fn(prefix: torch.Tensor) -> torch.Tensor:
@@ -131,7 +131,7 @@ class Recommender:
 
     def evaluate(self, samples: Samples, *, beam: int = 32, topk: int = 10, batch_users: int = 32,
                  order: str = "confidence", progress: bool = True, desc: str = "evaluate",
-                 steps: int | None = None, exclude_seen: bool = False) -> dict:
+                 passes: int | None = None, exclude_seen: bool = False) -> dict:
         """Item-level (headline) and SID-level Recall/NDCG@5/10 over ``samples``; ``exclude_seen``
         keeps each user's history items out of the rankings (see :meth:`search`)."""
         if topk < 10:
@@ -143,7 +143,7 @@ class Recommender:
         starts = distributed.share(list(enumerate(range(0, len(samples), batch_users))))
         for b, s in tqdm(starts, desc=desc, disable=not progress or not distributed.is_main(), leave=False,
                          unit="batch"):
-            res = self.search(samples.histories[s : s + batch_users], beam=beam, topk=topk, order=order, steps=steps,
+            res = self.search(samples.histories[s : s + batch_users], beam=beam, topk=topk, order=order, passes=passes,
                               exclude_seen=exclude_seen)
             done.append((b, res.items.cpu().numpy(), res.sids.cpu().numpy()))
         done = sorted((row for part in distributed.gather(done) for row in part), key=lambda row: row[0])

@@ -95,7 +95,7 @@ class Explorer:
         return UserCase(user=user_id, history=np.asarray(test.histories[row]), target=int(test.targets[row]))
 
     def recommend(self, history: np.ndarray, *, beam: int = 32, k: int = 10, order: str = "confidence",
-                  target: int | None = None, seed: int = 0, steps: int | None = None,
+                  target: int | None = None, seed: int = 0, passes: int | None = None,
                   exclude_seen: bool = False) -> Recommendation:
         """Top-``k`` items and the trace for one history (which may have been edited).
 
@@ -108,7 +108,7 @@ class Explorer:
             raise DiffGRMError(f"the beam ({beam}) must be at least K ({k})")
         history = np.asarray(history, dtype=np.int64)
         result = self.recommender.search([history], beam=beam, topk=k, order=order, trace=True, seed=seed,
-                                         steps=steps, exclude_seen=exclude_seen)
+                                         passes=passes, exclude_seen=exclude_seen)
         items = result.items[0].tolist()
         scores = result.scores[0].tolist()
         seen = set(history.tolist())

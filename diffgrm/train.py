@@ -175,7 +175,7 @@ def popularity_baseline(prepared: Prepared, samples: Samples, exclude_seen: bool
 
 
 def evaluate_split(model: GenerativeRecommender, prepared: Prepared, split: str = "test", *, users: int = 0,
-                   beam: int = 32, order: str = "confidence", steps: int | None = None,
+                   beam: int = 32, order: str = "confidence", passes: int | None = None,
                    progress: bool = True, exclude_seen: bool = False) -> dict:
     """A run's metrics on one split (``users`` > 0: a fixed subsample) beside popularity's, in the
     form ``RUN/metrics.json`` keeps them (what the explorer's sidebar reads). ``exclude_seen``
@@ -183,10 +183,10 @@ def evaluate_split(model: GenerativeRecommender, prepared: Prepared, split: str 
     if split not in prepared.splits:
         raise DiffGRMError(f"no split {split!r} in {prepared.path} (have {', '.join(prepared.splits)})")
     samples = subsample(prepared.splits[split], users, seed=0)
-    metrics = Recommender(model).evaluate(samples, beam=beam, order=order, progress=progress, steps=steps,
+    metrics = Recommender(model).evaluate(samples, beam=beam, order=order, progress=progress, passes=passes,
                                           exclude_seen=exclude_seen)
     metrics.update(split=split, order=order if model.config.kind == "diffgrm" else "left-to-right",
-                   steps=steps or model.config.n_digits, exclude_seen=exclude_seen,
+                   passes=passes or model.config.n_digits, exclude_seen=exclude_seen,
                    popularity=popularity_baseline(prepared, samples, exclude_seen))
     return metrics
 

@@ -178,11 +178,11 @@ assert not kept_out["in_history"].any() and len(kept_out) == 10  # skipped insid
 # %% [markdown]
 # ### Exercise 3
 #
-# Decode with a single network pass (`steps=1`). Predict: how many passes does the trace record, and are all
+# Decode with a single network pass (`passes=1`). Predict: how many passes does the trace record, and are all
 # digits still filled?
 
 # %% jupyter={"source_hidden": true}
-one = explorer.recommend(case.history, beam=32, k=10, steps=1)
+one = explorer.recommend(case.history, beam=32, k=10, passes=1)
 print("passes:", one.trace.n_passes, "| steps (fills):", one.trace.n_steps)
 assert one.trace.n_passes == 1 and one.trace.n_steps == cat.n_digits and len(one.table) == 10
 

@@ -335,7 +335,7 @@ for beam in (10, 16, 32):
 # %%
 by_passes = {}
 for steps in sorted({N, max(1, N // 2), 1}, reverse=True):
-    r = explorer.recommend(case.history, beam=BEAM, k=TOPK, target=case.target, steps=steps)
+    r = explorer.recommend(case.history, beam=BEAM, k=TOPK, target=case.target, passes=steps)
     path = r.trace.lineage(0)
     groups = {}
     for s_ in range(r.trace.n_steps):

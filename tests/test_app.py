@@ -144,8 +144,8 @@ def test_step_scrubber_changes_what_is_shown(app):
 def test_fewer_network_passes_show_which_pass_filled_each_digit(app):
     import json
 
-    assert app.slider(key="steps").value == 4 and app.slider(key="steps").max == 4
-    app.slider(key="steps").set_value(2).run()
+    assert app.slider(key="passes").value == 4 and app.slider(key="passes").max == 4
+    app.slider(key="passes").set_value(2).run()
     app.slider(key="step").set_value(4).run()
     assert not app.exception, app.exception
     line = [m.value for m in app.markdown if m.value.startswith("**Step")][0]

@@ -51,10 +51,10 @@ def test_users_per_second_fields_and_knobs(chain_run, chain_ar_run, chain_prepar
     assert r["threads"] == 2 and r["steps"] == 1 and r["index_seconds"] is None
     assert len(calls) == 1 + 2 * 3  # one warm-up batch, then 2 repeats of 3 batches (8 + 8 + 4 users)
     assert [c["users"] for c in calls[1:4]] == [8, 8, 4]
-    assert all(c["beam"] == 10 and c["steps"] == 1 and c["threads"] == 2 for c in calls)
+    assert all(c["beam"] == 10 and c["passes"] == 1 and c["threads"] == 2 for c in calls)
     assert torch.get_num_threads() == before
     r = bench.users_per_second(rec, prepared, users=8, beam=16, steps=None, batch_users=8, repeats=1)
-    assert r["steps"] == 4 and calls[-1]["steps"] is None and calls[-1]["beam"] == 16 and calls[-1]["threads"] == 1
+    assert r["steps"] == 4 and calls[-1]["passes"] is None and calls[-1]["beam"] == 16 and calls[-1]["threads"] == 1
 
     # the cached AR decoder at n passes; other pass counts are refused
     ar = bench.users_per_second(chain_ar_run, chain_prepared, split="test", users=16, beam=10, repeats=1)

@@ -202,14 +202,15 @@ def test_evaluate_and_recommend_with_fewer_passes(chain_run, chain_ar_run, tmp_p
     import shutil
 
     run_dir = Path(shutil.copytree(chain_run, tmp_path / "run"))
-    code, out, _ = run(capsys, "evaluate", str(run_dir), "--users", "40", "--steps", "2", "--quiet")
+    code, out, _ = run(capsys, "evaluate", str(run_dir), "--users", "40", "--passes", "2", "--quiet")
     assert code == 0 and "item" in out
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["steps"] == 2 and metrics["users"] == 40
+    assert metrics["passes"] == 2 and metrics["users"] == 40
     trace = tmp_path / "t.csv"
-    code, out, _ = run(capsys, "recommend", str(run_dir), "--user", "U0", "--steps", "1", "--trace", str(trace))
+    code, out, _ = run(capsys, "recommend", str(run_dir), "--user", "U0", "--passes", "1", "--trace", str(trace))
     assert code == 0 and "Top-10" in out and trace.is_file()
-    code, _, err = run(capsys, "evaluate", str(chain_ar_run), "--users", "5", "--steps", "2", "--quiet")
+    code, _, err = run(capsys, "evaluate", str(chain_ar_run), "--users", "5", "--passes", "2", "--quiet")
     assert code == 2 and "applies to DiffGRM" in err
     code, _, err = run(capsys, "evaluate", str(run_dir), "--users", "5", "--steps", "9", "--quiet")
     assert code == 2 and "at most the SID's 4 digits" in err
+    assert "--steps is deprecated" in err and "--passes" in err  # the old flag still reads as passes

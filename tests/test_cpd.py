@@ -297,7 +297,7 @@ def test_masked_only_log_probs_give_the_same_search(order, steps):
     index = SIDIndex(codes, k)
     net = RandomNet(index, batch, 3, table_size=2048)
     kwargs = dict(beam=12, topk=10, order=order, fixed_order=[2, 0, 3, 1] if order == "fixed" else None, seed=4,
-                  steps=steps)
+                  passes=steps)
     full = cpd_search(net, index, batch, **kwargs)
     fast = cpd_search(masked_digits_only(net), index, batch, masked_only=True, **kwargs)
     assert torch.equal(full.items, fast.items) and torch.equal(full.sids, fast.sids)
@@ -409,7 +409,7 @@ def test_fewer_passes_find_the_best_joint_choices_with_a_full_beam(steps, seed):
     codes = catalogue(3, 4, 30, seed)
     index = SIDIndex(torch.from_numpy(codes), 4)
     net = RandomNet(index, batch=2, seed=seed)
-    res = cpd_search(net, index, 2, beam=64, topk=5, steps=steps)
+    res = cpd_search(net, index, 2, beam=64, topk=5, passes=steps)
     assert net.calls == steps
     from diffgrm.cpd import pass_sizes
 
@@ -424,7 +424,7 @@ def test_fewer_passes_keep_beams_valid_and_trace_the_passes(steps):
     codes = catalogue(4, 4, 120, 7)
     index = SIDIndex(torch.from_numpy(codes), 4)
     net = RandomNet(index, batch=3, seed=7, table_size=997)
-    res = cpd_search(net, index, 3, beam=8, topk=8, steps=steps, trace=True)
+    res = cpd_search(net, index, 3, beam=8, topk=8, passes=steps, trace=True)
     assert net.calls == steps
     for u, trace in enumerate(res.traces):
         items = res.items[u].tolist()
@@ -437,13 +437,13 @@ def test_fewer_passes_keep_beams_valid_and_trace_the_passes(steps):
             assert bool(index.exists(torch.from_numpy(alive)).all())
 
 
-def test_steps_out_of_range_is_a_clear_error():
+def test_passes_out_of_range_is_a_clear_error():
     codes = catalogue(3, 4, 30, 0)
     index = SIDIndex(torch.from_numpy(codes), 4)
     net = RandomNet(index, batch=1, seed=0)
-    for steps in (0, 4):
-        with pytest.raises(DiffGRMError, match="steps must be a whole number between 1 and 3"):
-            cpd_search(net, index, 1, beam=4, topk=2, steps=steps)
+    for passes in (0, 4):
+        with pytest.raises(DiffGRMError, match="passes must be a whole number between 1 and 3"):
+            cpd_search(net, index, 1, beam=4, topk=2, passes=passes)
 
 
 @pytest.mark.parametrize("steps", [None, 2, 1])
@@ -466,10 +466,10 @@ def test_listing_the_allowed_children_gives_the_dense_search(order, steps, monke
         return out
 
     monkeypatch.setattr(cpd, "_listed_children", spy)
-    listed = cpd_search(net, index, batch, beam=24, topk=10, order=order, steps=steps)
+    listed = cpd_search(net, index, batch, beam=24, topk=10, order=order, passes=steps)
     assert any(calls) and not all(calls)  # early steps dense, deep steps listed
     monkeypatch.setattr(cpd, "_listed_children", lambda *args: None)
-    dense = cpd_search(net, index, batch, beam=24, topk=10, order=order, steps=steps)
+    dense = cpd_search(net, index, batch, beam=24, topk=10, order=order, passes=steps)
     assert torch.equal(listed.items, dense.items) and torch.equal(listed.sids, dense.sids)
     torch.testing.assert_close(listed.scores, dense.scores)
 

@@ -53,7 +53,7 @@ def test_cpd_with_a_full_beam_returns_the_ranking_without_the_seen_items(seed, s
     fills = pass_sizes(n, n if steps is None else steps)
     every = [multi_pass_brute_force(net, codes, u, fills, 40) for u in range(batch)]
     seen = seen_items(torch.tensor([e[0][:4] for e in every]), len(codes), 3, seed)
-    res = cpd_search(net, index, batch, beam=64, topk=topk, steps=steps, seen=seen)  # 64 = every SID
+    res = cpd_search(net, index, batch, beam=64, topk=topk, passes=steps, seen=seen)  # 64 = every SID
     for u in range(batch):
         want = without(every[u][0], seen[u], topk)
         assert res.items[u].tolist() == want
@@ -83,7 +83,7 @@ def test_a_small_cpd_beam_refills_the_slots_of_seen_items(order, steps, trace):
     codes = catalogue(n, k, 300, 4)
     index = SIDIndex(codes, k)
     net = RandomNet(index, batch, seed=2, table_size=4096)
-    kwargs = dict(beam=10, topk=10, order=order, steps=steps, trace=trace, seed=3)
+    kwargs = dict(beam=10, topk=10, order=order, passes=steps, trace=trace, seed=3)
     plain = cpd_search(net, index, batch, **kwargs)
     seen = seen_items(plain.items[:, :5], len(codes), 4, 0)
     res = cpd_search(net, index, batch, seen=seen, **kwargs)
@@ -92,7 +92,7 @@ def test_a_small_cpd_beam_refills_the_slots_of_seen_items(order, steps, trace):
     filtered = [without(row, s, 10) for row, s in zip(plain.items.tolist(), seen)]
     assert all(len(f) <= 5 for f in filtered)  # what filtering after the search would return
     assert (res.scores[:, :-1] >= res.scores[:, 1:]).all()
-    wide = cpd_search(net, index, batch, beam=10, topk=5, order=order, steps=steps, seed=3, seen=seen)
+    wide = cpd_search(net, index, batch, beam=10, topk=5, order=order, passes=steps, seed=3, seen=seen)
     assert_unseen(wide.items, seen, k=5)  # topk < beam: the last digit reads beams in chunks
 
 
@@ -148,7 +148,7 @@ def test_nothing_seen_changes_nothing():
     index = SIDIndex(codes, k)
     net = RandomNet(index, batch, seed=1, table_size=4096)
     empty = torch.full((batch, 4), -1)
-    for kwargs in (dict(beam=16, topk=10), dict(beam=16, topk=5, steps=2), dict(beam=8, topk=8, order="fixed"),
+    for kwargs in (dict(beam=16, topk=10), dict(beam=16, topk=5, passes=2), dict(beam=8, topk=8, order="fixed"),
                    dict(beam=16, topk=10, trace=True), dict(beam=16, topk=10, constrain=False)):
         a, b = cpd_search(net, index, batch, **kwargs), cpd_search(net, index, batch, seen=empty, **kwargs)
         assert torch.equal(a.items, b.items) and torch.equal(a.sids, b.sids) and torch.equal(a.scores, b.scores)

@@ -172,8 +172,8 @@ def test_search_is_the_same_with_and_without_the_masked_only_pass(codes):
     rec = Recommender(model)
     hist = [np.array([1, 2, 3]), np.array([4]), np.array([5, 6, 7, 8, 9])]
     for order, steps in [("confidence", None), ("fixed", None), ("random", None), ("confidence", 2), ("fixed", 1)]:
-        fast = rec.search(hist, beam=12, topk=10, order=order, steps=steps)  # no trace: masked-only pass
-        full = rec.search(hist, beam=12, topk=10, order=order, steps=steps, trace=True)  # trace: full pass
+        fast = rec.search(hist, beam=12, topk=10, order=order, passes=steps)  # no trace: masked-only pass
+        full = rec.search(hist, beam=12, topk=10, order=order, passes=steps, trace=True)  # trace: full pass
         assert (fast.items == full.items).all(), (order, steps)
         torch.testing.assert_close(fast.scores, full.scores, atol=1e-4, rtol=1e-4)
 

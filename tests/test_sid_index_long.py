@@ -170,7 +170,7 @@ def test_cpd_returns_distinct_catalogue_items_at_eight_digits(order, steps):
     codes = long_catalogue(n, k, 400, seed=5)
     index = SIDIndex(codes, k)
     net = RandomNet(index, batch, seed=2, table_size=2053)
-    res = cpd_search(net, index, batch, beam=16, topk=10, order=order, steps=steps, trace=True)
+    res = cpd_search(net, index, batch, beam=16, topk=10, order=order, passes=steps, trace=True)
     assert (res.items >= 0).all()
     assert torch.equal(index.item_of(res.sids), res.items)
     assert torch.equal(torch.as_tensor(codes)[res.items], res.sids)
@@ -179,7 +179,7 @@ def test_cpd_returns_distinct_catalogue_items_at_eight_digits(order, steps):
         for s in range(n):
             alive = trace.tokens[s][trace.alive[s]]
             assert index.exists(torch.as_tensor(alive)).all()
-    fast = cpd_search(net, index, batch, beam=16, topk=10, order=order, steps=steps)  # listing, last-digit Top-K
+    fast = cpd_search(net, index, batch, beam=16, topk=10, order=order, passes=steps)  # listing, last-digit Top-K
     assert torch.equal(fast.items, res.items)
     torch.testing.assert_close(fast.scores, res.scores)
 
@@ -277,7 +277,7 @@ def test_a_network_with_eight_digits_of_256_codes_recommends_catalogue_items(kin
                       max_history=6)
     rec = Recommender(build_model(cfg, torch.from_numpy(codes)))
     histories = [np.array([1, 2, 3]), np.array([7]), np.array([5, 9])]
-    res = rec.search(histories, beam=12, topk=10, steps=4 if kind == "diffgrm" else None, exclude_seen=True)
+    res = rec.search(histories, beam=12, topk=10, passes=4 if kind == "diffgrm" else None, exclude_seen=True)
     assert (res.items >= 0).all() and torch.equal(torch.as_tensor(codes)[res.items], res.sids)
     for row, h in zip(res.items.tolist(), histories):
         assert len(set(row)) == 10 and not set(row) & set(h.tolist())

@@ -156,7 +156,7 @@ def test_every_figure_title_makes_room_for_itself(traces, codes, subspaces):
 def test_denoising_strip_shows_which_digits_each_pass_filled(codes):
     """Two passes (1 digit, then 3): a step marks as new every digit its pass has filled so far."""
     index = SIDIndex(codes, K)
-    tr = cpd_search(RandomNet(index, 1, seed=3, table_size=1024), index, 1, beam=8, topk=6, steps=2,
+    tr = cpd_search(RandomNet(index, 1, seed=3, table_size=1024), index, 1, beam=8, topk=6, passes=2,
                     trace=True).traces[0]
     assert tr.passes.tolist() == [0, 1, 1, 1]
     for step in range(N):
