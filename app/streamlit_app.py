@@ -17,6 +17,7 @@ from diffgrm.app.shared import ORDERS, Setting, _read_metrics, ar_folder, histor
 from diffgrm.app.tabs import codebook_tab, compare_tab, denoising_tab, health_tab, whatif_tab, why_tab
 from diffgrm.errors import DiffGRMError
 from diffgrm.explorer import Explorer
+from diffgrm.sid_index import sid_text
 
 EXCLUDE_LABEL = "Keep the user's history out of the recommendations"
 
@@ -62,7 +63,7 @@ def model_note(ex: Explorer) -> str:
 def intro(ex: Explorer) -> str:
     """The collapsible intro for someone who has never heard of semantic IDs."""
     n, k = ex.n_digits, ex.prepared.catalogue.codebook_size
-    example = "-".join(map(str, ex.codes[0]))
+    example = sid_text(ex.codes[0])
     return (f"Every item of the catalogue has a **semantic ID (SID)**: {n} digits, each one of {k} codes, chosen "
             f"so that similar items share codes (\"{ex.titles[0]}\" is `{example}`). To recommend, the model "
             f"reads the user's history and **writes the SID of the next item**: it starts with every digit masked "

@@ -13,6 +13,7 @@ import numpy as np
 
 from diffgrm import __version__, distributed
 from diffgrm.cli_app import _cmd_app, _cmd_demo, add_share_commands
+from diffgrm.cli_options import _int, _passes_option
 from diffgrm.demo import DEMO_RUN
 from diffgrm.errors import DiffGRMError
 from diffgrm.safeio import atomic_write, check_output, write_json
@@ -129,20 +130,6 @@ def _passes(passes: int | None, model) -> int | None:
     return passes
 
 
-class _DeprecatedSteps(argparse.Action):
-    """``--steps`` read as ``--passes``, with one line saying so: a step is one fill of a trace."""
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        print("note: --steps is deprecated; it means network passes: use --passes", file=sys.stderr)
-        setattr(namespace, self.dest, values)
-
-
-def _passes_option(p: argparse.ArgumentParser, help: str) -> None:
-    p.add_argument("--passes", type=_int(1), default=None, metavar="S", help=help)
-    p.add_argument("--steps", type=_int(1), dest="passes", action=_DeprecatedSteps, metavar="S",
-                   help="deprecated alias of --passes")
-
-
 def format_metrics(m: dict) -> str:
     """A small table: item level and SID level, Recall/NDCG at 5 and 10; the protocol's level first.
 
@@ -169,6 +156,7 @@ def format_metrics(m: dict) -> str:
 
 def _cmd_recommend(args: argparse.Namespace) -> int:
     from diffgrm.decode import Recommender
+    from diffgrm.sid_index import sid_text
     from diffgrm.train import load_run
 
     _check_beam(args.beam, args.k)
@@ -193,7 +181,7 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
     for rank, (item, score) in enumerate(zip(res.items[0].tolist(), res.scores[0].tolist()), 1):
         if item < 0:
             break
-        sid = "-".join(map(str, prepared.catalogue.codes[item]))
+        sid = sid_text(prepared.catalogue.codes[item])
         mark = "  <- held-out next item" if item == target else ""
         print(f"{rank:>3}. {titles[item][:70]:<70} SID {sid:<15} log p {score:8.3f}{mark}")
     hit = target in res.items[0].tolist()
@@ -242,20 +230,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
-
-
-def _int(low: int, high: int | None = None):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if value < low or (high is not None and value > high):
-            bound = f"between {low} and {high}" if high is not None else f"at least {low}"
-            raise argparse.ArgumentTypeError(f"must be {bound}, got {value}")
-        return value
-
-    return parse
 
 
 def _float(ok, need: str):

@@ -20,6 +20,7 @@ from diffgrm.coords_cache import cached_coords, write_coords
 from diffgrm.decode import Recommender
 from diffgrm.errors import DiffGRMError
 from diffgrm.safeio import read_json
+from diffgrm.sid_index import sid_text
 from diffgrm.trace import DenoisingTrace, SearchResult
 from diffgrm.train import load_run
 from diffgrm.why import WhyNot, why_not
@@ -113,7 +114,7 @@ class Explorer:
         scores = result.scores[0].tolist()
         seen = set(history.tolist())
         rows = [
-            {"rank": r, "item": i, "title": self.titles[i], "sid": "-".join(map(str, self.codes[i])),
+            {"rank": r, "item": i, "title": self.titles[i], "sid": sid_text(self.codes[i]),
              "score": s, "probability": float(np.exp(s)), "hit": i == target, "in_history": i in seen}
             for r, (i, s) in enumerate(zip(items, scores), 1) if i >= 0
         ]
@@ -213,9 +214,9 @@ class Explorer:
                 status = "only history items"
             else:
                 status = "below the beam" if sc < lowest else "redundant"
-            rows.append({"rank": rank + 1, "parent": int(parent_rank[jj]), "parent_sid": _partial(tokens[jj]),
+            rows.append({"rank": rank + 1, "parent": int(parent_rank[jj]), "parent_sid": sid_text(tokens[jj]),
                          "digit": dd, "code": cc, "prob": float(np.exp(lp[rank])), "beam_score": sc,
-                         "sid": _partial(sid), "items": items, "status": status,
+                         "sid": sid_text(sid), "items": items, "status": status,
                          "on_path": (q, dd, cc) == on_path})
         return pd.DataFrame(rows, columns=["rank", "parent", "parent_sid", "digit", "code", "prob", "beam_score",
                                            "sid", "items", "status", "on_path"])
@@ -230,7 +231,7 @@ class Explorer:
     def history_table(self, history: np.ndarray) -> pd.DataFrame:
         """The history as titles and SIDs, most recent first (``position`` 1 = the latest item)."""
         rows = [{"position": len(history) - j, "item": int(i), "title": self.titles[i],
-                 "sid": "-".join(map(str, self.codes[i]))} for j, i in enumerate(history)]
+                 "sid": sid_text(self.codes[i])} for j, i in enumerate(history)]
         return pd.DataFrame(rows[::-1], columns=["position", "item", "title", "sid"])
 
     @staticmethod
@@ -337,11 +338,6 @@ class Explorer:
         own = dist[at, codes]
         dist[at, codes] = np.inf
         return float(np.median(own / np.maximum(dist.min(1), 1e-12)))
-
-
-def _partial(tokens: np.ndarray) -> str:
-    """A partial SID as the app prints it: ``12-_-3-_`` (``_`` = still masked)."""
-    return "-".join("_" if int(c) < 0 else str(int(c)) for c in tokens)
 
 
 _OPEN: dict[str, Explorer] = {}

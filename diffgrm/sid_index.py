@@ -26,6 +26,9 @@ from diffgrm.errors import DiffGRMError
 MASK = -1
 """The value of a still-masked digit in a partial SID."""
 
+MASK_GLYPH = "?"
+"""How a still-masked digit is written wherever a SID is shown as text."""
+
 ABSENT = -1
 """The key of a partial SID the index can tell holds no catalogue item (ranked keys only)."""
 
@@ -33,6 +36,11 @@ MAX_PATTERNS = 1 << 28
 """Most (item, digit subset) patterns an index holds: 2 GiB of keys while it is built."""
 
 _FITS = 2**63  # every key is below this
+
+
+def sid_text(sid) -> str:
+    """A (partial) SID as every table, figure and command line shows it: ``12-200-?-45``."""
+    return "-".join(MASK_GLYPH if int(c) < 0 else str(int(c)) for c in sid)
 
 
 def masked_digits(tokens: torch.Tensor, m: int) -> torch.Tensor:

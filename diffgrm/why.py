@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from diffgrm.errors import DiffGRMError
+from diffgrm.sid_index import sid_text
 from diffgrm.trace import DenoisingTrace
 
 RULED_OUT = 1e-9
@@ -110,7 +111,7 @@ def why_not(trace: DenoisingTrace, sid: Sequence[int], logprobs: Callable[[np.nd
     above = alive[trace.score[step, alive] > best] if np.isfinite(best) else alive
     order = above[np.argsort(trace.score[step, above], kind="stable")][:show]
     displaced = pd.DataFrame({"beam": order.astype(int),
-                              "sid": ["-".join("_" if c < 0 else str(int(c)) for c in trace.tokens[step, b]) for b in order],
+                              "sid": [sid_text(trace.tokens[step, b]) for b in order],
                               "score": trace.score[step, order].astype(float)})
     common = dict(step=step, digit=int(digit), code=int(sid[digit]), prob=prob, score=best, lowest_kept=lowest,
                   displaced_by=displaced, path=path)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from diffgrm.sid_index import sid_text  # noqa: F401  (the figures' SID text, re-exported)
 
 PROB_SCALE = "Cividis"
 """Colour-blind-safe sequential scale for probabilities (dark = unlikely, yellow = likely)."""
@@ -22,11 +22,6 @@ STATES = ("masked", "new", "earlier")
 
 _GREY_SCALE = [[0.0, MASKED_GREY], [1.0, MASKED_GREY]]
 _CELL_PX = 44  # height of one heatmap row, in pixels
-
-
-def sid_text(sid: Sequence[int]) -> str:
-    """A SID as the app prints it, ``12-200-3-45``; a masked digit is ``?``."""
-    return "-".join("?" if int(c) < 0 else str(int(c)) for c in sid)
 
 
 def clean_label(title: str, limit: int = 60) -> str:
