@@ -18,6 +18,7 @@ from diffgrm.app.tabs import codebook_tab, compare_tab, denoising_tab, health_ta
 from diffgrm.errors import DiffGRMError
 from diffgrm.explorer import Explorer
 from diffgrm.sid_index import sid_text
+from diffgrm.trace import check_beam
 
 EXCLUDE_LABEL = "Keep the user's history out of the recommendations"
 
@@ -165,8 +166,10 @@ def main() -> None:
         passes = side.slider("Network passes", 1, n, n, key="passes",
                             help=f"how many times the network runs: {n} fills one digit per pass; fewer passes fill "
                                  "several digits from one prediction (faster, usually a little less accurate)")
-    if beam < k:
-        st.error(f"The beam ({beam}) must be at least K ({k}).")
+    try:
+        check_beam(beam, k)
+    except DiffGRMError as exc:
+        st.error(f"{exc}.")
         return
 
     try:

@@ -17,6 +17,7 @@ from diffgrm.cli_options import _int, _passes_option
 from diffgrm.demo import DEMO_RUN
 from diffgrm.errors import DiffGRMError
 from diffgrm.safeio import atomic_write, check_output, write_json
+from diffgrm.trace import check_beam
 
 
 def _cmd_fetch(args: argparse.Namespace) -> int:
@@ -90,18 +91,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_beam(beam: int, k: int) -> None:
-    if k < 1:
-        raise DiffGRMError(f"K must be at least 1, got {k}")
-    if beam < k:
-        raise DiffGRMError(f"the beam ({beam}) must be at least K ({k}): each beam yields at most one item")
-
-
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from diffgrm.pse import collision_rate
     from diffgrm.train import evaluate_split, load_run
 
-    _check_beam(args.beam, 10)
+    check_beam(args.beam, 10)
     model, prepared, meta = load_run(args.run, data=args.data, device=args.device)
     collided = collision_rate(prepared.catalogue.codes)
     if args.protocol == "paper" and collided == 0:
@@ -159,7 +153,7 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
     from diffgrm.sid_index import sid_text
     from diffgrm.train import load_run
 
-    _check_beam(args.beam, args.k)
+    check_beam(args.beam, args.k)
     if args.trace:
         trace = Path(args.trace)
         if trace.suffix not in (".csv", ".jsonl") or not trace.parent.is_dir() or trace.is_dir():
@@ -198,7 +192,7 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from diffgrm.report import write_report
 
-    _check_beam(args.beam, args.k)
+    check_beam(args.beam, args.k)
     out = Path(args.out)
     if out.suffix.lower() not in (".html", ".htm") or not out.parent.is_dir() or out.is_dir():
         raise DiffGRMError(f"--out {out}: give an .html file in an existing folder")

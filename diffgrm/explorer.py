@@ -21,7 +21,7 @@ from diffgrm.decode import Recommender
 from diffgrm.errors import DiffGRMError
 from diffgrm.safeio import read_json
 from diffgrm.sid_index import sid_text
-from diffgrm.trace import DenoisingTrace, SearchResult
+from diffgrm.trace import DenoisingTrace, SearchResult, check_beam
 from diffgrm.train import load_run
 from diffgrm.why import WhyNot, why_not
 
@@ -105,8 +105,7 @@ class Explorer:
         """
         if len(history) < MIN_HISTORY:
             raise DiffGRMError("the history is empty: keep at least one item")
-        if beam < k:
-            raise DiffGRMError(f"the beam ({beam}) must be at least K ({k})")
+        check_beam(beam, k)
         history = np.asarray(history, dtype=np.int64)
         result = self.recommender.search([history], beam=beam, topk=k, order=order, trace=True, seed=seed,
                                          passes=passes, exclude_seen=exclude_seen)

@@ -117,13 +117,19 @@ class SearchResult:
     traces: list[DenoisingTrace] | None = None
 
 
+def check_beam(beam: int, topk: int) -> None:
+    """The one "beam >= K" rule, for the searches, the command line and the app alike: each beam
+    ends on at most one item, so fewer beams than K cannot fill a Top-K."""
+    if topk < 1:
+        raise DiffGRMError(f"K must be at least 1, got {topk}")
+    if beam < topk:
+        raise DiffGRMError(f"the beam ({beam}) must be at least K ({topk}): each beam ends on at most one item")
+
+
 def check_search_sizes(batch_size: int, beam: int, topk: int, runners_up: int) -> None:
     """The argument checks both decoders share: one clear error instead of an empty result."""
     if batch_size < 1:
         raise DiffGRMError(f"batch_size must be at least 1, got {batch_size}")
-    if topk < 1:
-        raise DiffGRMError(f"topk must be at least 1, got {topk}")
-    if beam < topk:
-        raise DiffGRMError(f"beam ({beam}) must be at least topk ({topk}): the search returns only what its beams hold")
+    check_beam(beam, topk)
     if runners_up < 0:
         raise DiffGRMError(f"runners_up must be 0 or more, got {runners_up}")
