@@ -179,9 +179,9 @@ def test_dead_beams_when_catalogue_is_small():
 def test_errors():
     index = SIDIndex(_catalogue(10, 0), K, subsets="prefix")
     fn = PrefixTable(2, 0)
-    with pytest.raises(DiffGRMError, match="topk"):
+    with pytest.raises(DiffGRMError, match=r"the beam \(3\) must be at least K \(5\)"):
         ar_search(fn, index, 2, beam=3, topk=5)
-    with pytest.raises(DiffGRMError, match="topk"):
+    with pytest.raises(DiffGRMError, match="K must be at least 1"):
         ar_search(fn, index, 2, beam=3, topk=0)
     with pytest.raises(DiffGRMError, match="shape"):
         ar_search(lambda p: torch.zeros(p.shape[0], p.shape[1], K + 1), index, 2, beam=5, topk=2)

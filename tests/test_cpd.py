@@ -256,7 +256,7 @@ def tiny():
     "kwargs, message",
     [
         (dict(beam=4, topk=5), "beam"),
-        (dict(beam=4, topk=0), "topk"),
+        (dict(beam=4, topk=0), "K must be at least 1"),
         (dict(beam=4, topk=2, order="sideways"), "order"),
         (dict(beam=4, topk=2, order="fixed", fixed_order=[0, 0, 1]), "fixed_order"),
         (dict(beam=4, topk=2, order="fixed", fixed_order=[0, 1]), "fixed_order"),
