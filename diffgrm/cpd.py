@@ -83,8 +83,7 @@ def cpd_search(
 
     ``masked_only=True`` promises that ``logprob_fn`` returns the masked digits only, ``[B, R,
     n - s, K]`` for a pass that starts with s digits filled, in ascending digit order: the search
-    reads nothing else, so the network may skip the filled slots (``DiffGRM.denoise(...,
-    masked_only=True)``). A trace needs every digit's prediction, so it cannot be combined with
+    reads nothing else, so the network may skip the filled slots (``DiffGRM.denoise_masked``). A trace needs every digit's prediction, so it cannot be combined with
     ``masked_only``.
 
     With ``trace=True`` one :class:`DenoisingTrace` per user is attached. Step 0 has a single,

@@ -77,8 +77,10 @@ class Recommender:
             # without a trace the search reads the masked digits only, so the network skips the filled slots
             masked_only = not trace
 
+            denoise = self.model.denoise_masked if masked_only else self.model.denoise
+
             def logprob_fn(tokens: torch.Tensor) -> torch.Tensor:
-                return self.model.denoise(tokens, kv, keep, masked_only=masked_only).log_softmax(-1)
+                return denoise(tokens, kv, keep).log_softmax(-1)
 
             return cpd_search(logprob_fn, self.index, len(histories), beam=beam, topk=topk, order=order,
                               seed=seed, trace=trace, constrain=constrain, masked_only=masked_only, passes=passes,

@@ -223,26 +223,40 @@ class GenerativeRecommender(nn.Module):
         """Each decoder layer's keys/values of the history, computed once per user."""
         return [block.cross_attn.project_kv(memory) for block in self.decoder]
 
-    def _decode(self, x: torch.Tensor, kv: list, keep: torch.Tensor, slots: torch.Tensor | None = None,
-                select: torch.Tensor | None = None) -> torch.Tensor:
-        """Decoder layers + tied heads: ``x [B, R, n, d]`` -> logits ``[B, R, n, K]``; with
-        ``slots [B, R, q]`` (digit indices) logits ``[B, R, q, K]`` of those slots only; with
-        ``select [B, R, n]`` (bool, Q per user) logits ``[B, Q, K]`` of the selected slots."""
-        last = len(self.decoder) - 1
-        if select is not None:  # the selected (row, slot) positions of each user, row-major: [B, Q]
-            idx = select.reshape(select.shape[0], -1).nonzero()[:, 1].view(select.shape[0], -1)
-        for i, (block, layer_kv) in enumerate(zip(self.decoder, kv)):
-            if i == last and select is not None:
-                x = block.forward_selected(x, layer_kv, keep, idx)
-                slots = idx % select.shape[-1]  # each selected position's digit, for the heads
-            else:
-                x = block(x, layer_kv, keep, slots if i == last else None)
-        h = self.dec_ln(x)
+    def _decode(self, x: torch.Tensor, kv: list, keep: torch.Tensor) -> torch.Tensor:
+        """Decoder layers + tied heads for every slot: ``x [B, R, n, d]`` -> logits ``[B, R, n, K]``."""
+        for block, layer_kv in zip(self.decoder, kv):
+            x = block(x, layer_kv, keep)
         # tied heads: slot s is scored against digit s's rows of the code embedding table
-        table = self.code_emb.weight.view(self.config.n_digits, self.config.codebook_size, -1)
-        if slots is None:
-            return torch.einsum("brsd,skd->brsk", h, table[: h.shape[2]])
-        # each kept slot has its own digit: score the rows of one digit at a time
+        return torch.einsum("brsd,skd->brsk", self.dec_ln(x), self._head_table()[: x.shape[2]])
+
+    def _decode_slots(self, x: torch.Tensor, kv: list, keep: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
+        """As :meth:`_decode`, scoring only the listed slots: ``slots [B, R, q]`` -> ``[B, R, q, K]``.
+        The last layer computes those slots alone (the others' outputs would never be read)."""
+        *early, last = list(zip(self.decoder, kv))
+        for block, layer_kv in early:
+            x = block(x, layer_kv, keep)
+        x = last[0](x, last[1], keep, slots)
+        return self._heads(self.dec_ln(x), slots)
+
+    def _decode_selected(self, x: torch.Tensor, kv: list, keep: torch.Tensor, select: torch.Tensor) -> torch.Tensor:
+        """As :meth:`_decode`, scoring only the selected positions: ``select [B, R, n]`` bool with the
+        same count Q per user -> ``[B, Q, K]`` in (row, slot) order."""
+        idx = select.reshape(select.shape[0], -1).nonzero()[:, 1].view(select.shape[0], -1)  # [B, Q]
+        *early, last = list(zip(self.decoder, kv))
+        for block, layer_kv in early:
+            x = block(x, layer_kv, keep)
+        x = last[0].forward_selected(x, last[1], keep, idx)
+        return self._heads(self.dec_ln(x), idx % select.shape[-1])
+
+    def _head_table(self) -> torch.Tensor:
+        """``[n, K, d]``: digit s's rows of the (tied) code embedding table."""
+        return self.code_emb.weight.view(self.config.n_digits, self.config.codebook_size, -1)
+
+    def _heads(self, h: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
+        """Logits ``[*slots.shape, K]`` of hidden states ``h [*slots.shape, d]``, each scored against
+        the rows of its own slot's digit, one digit at a time."""
+        table = self._head_table()
         flat_h, flat_slots = h.reshape(-1, h.shape[-1]), slots.reshape(-1)
         out = h.new_empty(flat_h.shape[0], table.shape[1])
         for digit in range(table.shape[0]):
@@ -260,36 +274,39 @@ class DiffGRM(GenerativeRecommender):
         self.mask_emb = nn.Embedding(config.n_digits, config.d_model)
         self._init()
 
-    def denoise(self, tokens: torch.Tensor, kv: list, keep: torch.Tensor, masked_only: bool = False,
-                select: torch.Tensor | None = None) -> torch.Tensor:
-        """Partial SIDs ``[B, R, n]`` (``MASK`` where unknown) -> logits ``[B, R, n, K]``.
-
-        ``masked_only`` (decoding, when every row has the same number m of masked digits, as at
-        each CPD step): logits ``[B, R, m, K]`` of the masked digits only, in ascending digit
-        order. The last decoder layer and the heads then skip the filled slots, whose outputs a
-        search never reads: the costly part of a step.
-
-        ``select [B, R, n]`` (training, the same number Q of True per user): logits ``[B, Q, K]``
-        of the selected slots only, in (row, digit) order; OCN selects the masked slots.
-        """
+    def _inputs(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Partial SIDs ``[B, R, n]`` -> decoder inputs ``[B, R, n, d]``: a masked digit reads its slot's mask embedding."""
         masked = tokens == MASK
         x = self.embed_codes(tokens.clamp(min=0))
-        x = self.dec_in_drop(torch.where(masked[..., None], self.mask_emb.weight.expand_as(x), x))
-        if select is not None:
-            counts = select.sum((1, 2))
-            if counts.numel() and bool((counts != counts[0]).any()):
-                raise DiffGRMError("select needs the same number of selected slots for every user")
-            return self._decode(x, kv, keep, select=select)
-        if not masked_only:
-            return self._decode(x, kv, keep)
-        counts = masked.sum(-1)
+        return self.dec_in_drop(torch.where(masked[..., None], self.mask_emb.weight.expand_as(x), x))
+
+    def denoise(self, tokens: torch.Tensor, kv: list, keep: torch.Tensor) -> torch.Tensor:
+        """Every slot: partial SIDs ``tokens [B, R, n]`` (``MASK`` where unknown) -> logits ``[B, R, n, K]``.
+        What a trace, a confidence read-out and OCN's confidence pass need."""
+        return self._decode(self._inputs(tokens), kv, keep)
+
+    def denoise_masked(self, tokens: torch.Tensor, kv: list, keep: torch.Tensor) -> torch.Tensor:
+        """The masked slots only: ``tokens [B, R, n]`` with the same number m of masked digits in every
+        row (as at each CPD step) -> logits ``[B, R, m, K]``, masked digits in ascending order.
+
+        Decoding's entry point: the last decoder layer and the heads skip the filled slots, whose
+        outputs a search never reads."""
+        counts = (tokens == MASK).sum(-1)
         if counts.numel() and bool((counts != counts.reshape(-1)[0]).any()):
-            raise DiffGRMError("masked_only needs the same number of masked digits in every row")
+            raise DiffGRMError("denoise_masked needs the same number of masked digits in every row")
         m = int(counts.reshape(-1)[0]) if counts.numel() else 0
         if m == tokens.shape[-1]:  # all masked: every slot, already in ascending order
-            return self._decode(x, kv, keep)
-        slots = masked_digits(tokens, m)  # the order cpd_search reads them in
-        return self._decode(x, kv, keep, slots)
+            return self.denoise(tokens, kv, keep)
+        return self._decode_slots(self._inputs(tokens), kv, keep, masked_digits(tokens, m))
+
+    def denoise_selected(self, tokens: torch.Tensor, kv: list, keep: torch.Tensor, select: torch.Tensor
+                         ) -> torch.Tensor:
+        """The selected slots only: ``select [B, R, n]`` bool with the same count Q per user -> logits
+        ``[B, Q, K]`` in (row, digit) order. Training's entry point: OCN selects the masked slots."""
+        counts = select.sum((1, 2))
+        if counts.numel() and bool((counts != counts[0]).any()):
+            raise DiffGRMError("denoise_selected needs the same number of selected slots for every user")
+        return self._decode_selected(self._inputs(tokens), kv, keep, select)
 
 
 class ARGenerator(GenerativeRecommender):
@@ -323,8 +340,7 @@ class ARGenerator(GenerativeRecommender):
         x = self.dec_in_drop(x + self.slot_pos.weight[t])
         for i, block in enumerate(self.decoder):
             x = block.forward_step(x, kv[i], keep, cache, i)
-        table = self.code_emb.weight.view(self.config.n_digits, self.config.codebook_size, -1)
-        return self.dec_ln(x)[:, :, 0] @ table[t].T
+        return self.dec_ln(x)[:, :, 0] @ self._head_table()[t].T
 
     def _prefix_logits(self, prefix: torch.Tensor, kv: list, keep: torch.Tensor) -> torch.Tensor:
         b, r, t = prefix.shape

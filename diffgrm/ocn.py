@@ -117,7 +117,7 @@ def masked_loss(logits: torch.Tensor, targets: torch.Tensor, masked: torch.Tenso
     """Label-smoothed cross-entropy averaged over all masked positions of all views.
 
     ``logits`` are ``[B, V, n, K]`` for every slot, or ``[B, Q, K]`` for the masked slots only, in
-    (view, digit) order (``DiffGRM.denoise(..., select=masked)``): the same loss either way.
+    (view, digit) order (``DiffGRM.denoise_selected(..., masked)``): the same loss either way.
     """
     b, v, n = masked.shape
     labels = targets[:, None, :].expand(b, v, n)
@@ -146,7 +146,7 @@ def ocn_loss(model: DiffGRM, history: torch.Tensor, targets: torch.Tensor, *, st
     # all nested views (or the same k) mask the same number of slots in every sample: the network's
     # last layer then computes only those; random depths differ per sample, so they read every slot
     same_count = strategy in NESTED and (not 0 < views < targets.shape[1] or pick == "shallowest")
-    logits = model.denoise(tokens, kv, keep, select=masked if same_count else None)
+    logits = model.denoise_selected(tokens, kv, keep, masked) if same_count else model.denoise(tokens, kv, keep)
     return masked_loss(logits, targets, masked, weights, label_smoothing)
 
 

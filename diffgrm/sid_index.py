@@ -47,7 +47,7 @@ def masked_digits(tokens: torch.Tensor, m: int) -> torch.Tensor:
     """The first ``m`` masked digits of each partial SID ``[..., n]``, ascending: ``[..., m]``.
 
     One definition for both sides of the masked-only contract: CPD reads the network's
-    masked-only log-probs in exactly this order (``DiffGRM.denoise(..., masked_only=True)``).
+    masked-only log-probs in exactly this order (``DiffGRM.denoise_masked``).
     """
     return torch.sort((tokens != MASK).to(torch.uint8), dim=-1, stable=True).indices[..., :m]
 

@@ -153,14 +153,38 @@ def test_masked_only_decoding_matches_the_full_pass_on_masked_digits(codes, fill
             where = torch.randperm(4, generator=gen)[:filled]
             tokens[b, r, where] = torch.randint(0, 16, (filled,), generator=gen)
     full = model.denoise(tokens, kv, keep)
-    fast = model.denoise(tokens, kv, keep, masked_only=True)
+    fast = model.denoise_masked(tokens, kv, keep)
     masked = tokens == MASK
     assert fast.shape == (2, 5, 4 - filled, 16)  # the masked digits only, in ascending order
     torch.testing.assert_close(fast.reshape(-1, 16), full[masked], atol=1e-5, rtol=1e-4)
     tokens[0, 0, :] = MASK  # rows with different numbers of masked digits
     if filled:
         with pytest.raises(DiffGRMError, match="same number of masked digits"):
-            model.denoise(tokens, kv, keep, masked_only=True)
+            model.denoise_masked(tokens, kv, keep)
+
+
+def test_the_three_entry_points_compute_the_same_slots(codes):
+    """denoise (every slot), denoise_masked (the masked ones) and denoise_selected (any chosen
+    ones, Q per user) are one network: the slots they share get the same logits."""
+    model = build_model(ModelConfig(kind="diffgrm", **CFG), codes).eval()
+    memory, keep = model.encode(torch.tensor([[3, 4, 5, MASK], [7, 8, 9, 10]]))
+    kv = model.cross_kv(memory)
+    gen = torch.Generator().manual_seed(5)
+    tokens = torch.randint(0, 16, (2, 3, 4), generator=gen)
+    tokens[torch.rand(2, 3, 4, generator=gen) < 0.5] = MASK
+    full = model.denoise(tokens, kv, keep)
+    assert full.shape == (2, 3, 4, 16)
+    select = torch.zeros(2, 3, 4, dtype=torch.bool)
+    for b in range(2):  # 5 selected slots per user, at different places
+        select[b].view(-1)[torch.randperm(12, generator=gen)[:5]] = True
+    some = model.denoise_selected(tokens, kv, keep, select)
+    assert some.shape == (2, 5, 16)
+    torch.testing.assert_close(some.reshape(-1, 16), full[select], atol=1e-5, rtol=1e-4)
+    open_one = tokens.clone()
+    open_one[..., 2] = MASK
+    open_one[..., [0, 1, 3]] = open_one[..., [0, 1, 3]].clamp(min=0)  # exactly digit 2 masked in every row
+    torch.testing.assert_close(model.denoise_masked(open_one, kv, keep)[..., 0, :],
+                               model.denoise(open_one, kv, keep)[..., 2, :], atol=1e-5, rtol=1e-4)
 
 
 def test_search_is_the_same_with_and_without_the_masked_only_pass(codes):
@@ -233,4 +257,4 @@ def test_training_on_the_masked_slots_only_gives_the_full_loss_and_gradients(cod
     ragged = torch.zeros(8, 4, 4, dtype=torch.bool)
     ragged[0, 0, 0] = True
     with pytest.raises(DiffGRMError, match="same number of selected slots"):
-        model.denoise(torch.full((8, 4, 4), MASK), model.cross_kv(mem), keep, select=ragged)
+        model.denoise_selected(torch.full((8, 4, 4), MASK), model.cross_kv(mem), keep, ragged)
