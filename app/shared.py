@@ -64,14 +64,6 @@ def recommend(run: str, history: tuple[int, ...], beam: int, k: int, order: str,
                                         passes=passes, exclude_seen=exclude_seen)
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
-def step_candidates(run: str, history: tuple[int, ...], beam: int, k: int, order: str, target: int,
-                    passes: int | None, exclude_seen: bool, step: int):
-    rec = recommend(run, history, beam, k, order, target, passes, exclude_seen)
-    return load_explorer(run).step_candidates(np.array(history, dtype=np.int64), rec, step,
-                                              exclude_seen=exclude_seen)
-
-
 @st.cache_data(show_spinner="Projecting the codebooks (once per run)...")
 def codebook_coords(run: str, method: str):
     return load_explorer(run).codebook_coords(method)

@@ -22,7 +22,6 @@ from diffgrm.app.shared import (
     codebook_coords,
     history_view,
     load_explorer,
-    step_candidates,
 )
 from diffgrm.errors import DiffGRMError
 from diffgrm.explorer import Explorer
@@ -89,8 +88,7 @@ def fill_order_panel(setting: Setting, case, rec, s: int) -> None:
     """Why the best beam filled this digit at this step: the beam, not the single surest digit."""
     trace = rec.trace
     st.subheader(f"Why this fill at step {s + 1}?")
-    cands = step_candidates(str(setting.run), tuple(int(i) for i in case.history), setting.beam, setting.k,
-                            setting.order, case.target, setting.passes, setting.exclude_seen, s)
+    cands = trace.fills_table(s, limit=200)  # what the search recorded weighing at this step
     kept = int(trace.alive[s].sum())
     ours = cands[cands["on_path"]]
     best = cands.iloc[0] if len(cands) else None
@@ -123,7 +121,7 @@ def fill_order_panel(setting: Setting, case, rec, s: int) -> None:
             "rank": st.column_config.NumberColumn("rank", help="by beam score, among all candidate fills"),
             "parent": st.column_config.NumberColumn("from beam", help="the kept beam of the step before (by score); "
                                                                       "0 = the fully masked start"),
-            "parent_sid": st.column_config.TextColumn("its SID", help="_ = still masked"),
+            "parent_sid": st.column_config.TextColumn("its SID", help="? = still masked"),
             "prob": st.column_config.NumberColumn("p", format="%.3f", help="the decoder's probability of this code"),
             "beam_score": st.column_config.NumberColumn("beam score", format="%.2f",
                                                         help="the beam's score plus log p: what the beam ranks by"),

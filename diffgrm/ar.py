@@ -16,18 +16,17 @@ from __future__ import annotations
 import weakref
 from typing import Callable
 
-import numpy as np
 import torch
 
+from diffgrm.beams import NEG_INF, assemble_traces, finish, runners_up, weighed_fills
+from diffgrm.cpd_validity import _matches
 from diffgrm.errors import DiffGRMError
 from diffgrm.seen import Seen
 from diffgrm.sid_index import MASK, SIDIndex
-from diffgrm.trace import DenoisingTrace, SearchResult, check_search_sizes
+from diffgrm.trace import BELOW, KEPT, NOT_IN_CATALOGUE, ONLY_HISTORY, SearchResult, check_search_sizes
 
 NextLogProbFn = Callable[[torch.Tensor], torch.Tensor]
 """``prefix [B, R, t]`` long (the t digits chosen so far) -> log-probabilities ``[B, R, K]`` of digit t."""
-
-NEG_INF = float("-inf")
 
 
 def ar_search(
@@ -40,6 +39,7 @@ def ar_search(
     constrain: bool = True,
     trace: bool = False,
     runners_up: int = 3,
+    weigh: int = 200,
     device: torch.device | str | None = None,
     on_reorder: Callable[[torch.Tensor], None] | None = None,
     seen: torch.Tensor | None = None,
@@ -64,7 +64,7 @@ def ar_search(
     other row, because an AR model predicts one digit per step. Runners-up are the next-best
     codes for the same digit from the same parent, among the allowed codes when ``constrain``
     (code ``-1``, probability 0 where there are fewer). Dead beams have ``alive = False``,
-    ``parent = code = -1``, ``score = -inf`` and tokens all ``-1``.
+    ``parent = digit = code = -1``, ``score = -inf`` and tokens all ``-1``, as in CPD's traces.
 
     ``on_reorder(parent)`` is called after every step with ``parent [B, R']``, the previous beam
     each kept beam came from, so a network wrapper can keep per-beam state in step with the
@@ -79,7 +79,6 @@ def ar_search(
     check_search_sizes(batch_size, beam, topk, runners_up)
     dev = torch.device(device) if device is not None else index.codes.device
     b = batch_size
-    n_ru = min(runners_up, k - 1)
 
     sids = torch.full((b, 1, n), MASK, dtype=torch.long, device=dev)  # [B, R, n]
     scores = torch.zeros((b, 1), dtype=torch.float32, device=dev)
@@ -104,67 +103,72 @@ def ar_search(
         dtype = torch.promote_types(scores.dtype, logp.dtype)
         logp, scores = logp.to(dtype), scores.to(dtype)
 
-        bad = torch.isnan(logp)  # NaN counts as impossible
-        bad |= ~alive[..., None]
+        dead = torch.isnan(logp) | ~alive[..., None]  # NaN counts as impossible
+        outside = torch.zeros_like(dead)  # children no catalogue item has
         if constrain:
-            bad |= ~(children.allowed(sids, t) if children is not None else _allowed_by_keys(index, sids, t))
+            outside = ~(children.allowed(sids, t) if children is not None else _allowed_by_keys(index, sids, t))
+        only_seen = torch.zeros_like(dead)  # children whose every item is in the history
         if seen_items is not None:
             if children is not None:  # prefixes (at the last digit: SIDs) every item of which is seen
-                bad |= children.hollow(sids, t, seen_items)
+                only_seen = children.hollow(sids, t, seen_items)
             elif t == n - 1:  # the codes that complete a SID naming a seen item
                 complete = index.child_keys(index.keys(sids)[..., None], t, torch.arange(k, device=dev))
-                bad |= seen_items.holds(index.item_of_keys(complete))
-        cand = (scores[..., None] + logp).masked_fill_(bad, NEG_INF).reshape(b, r_cur * k)
+                only_seen = seen_items.holds(index.item_of_keys(complete))
+        bad = dead | outside | only_seen
+        raw = scores[..., None] + logp.masked_fill(dead, NEG_INF)
+        cand = raw.masked_fill(bad, NEG_INF).reshape(b, r_cur * k)
         r_new = min(beam, r_cur * k)
         top_val, top_idx = torch.topk(cand, r_new, dim=1)  # sorted descending
         parent = torch.div(top_idx, k, rounding_mode="floor")
         code = top_idx % k
         new_alive = top_val > NEG_INF
+        parents, parent_scores = sids, scores
         sids = torch.gather(sids, 1, parent[..., None].expand(b, r_new, n)).clone()
         sids[..., t] = code
         scores, alive = top_val, new_alive
         if on_reorder is not None:  # a caller that caches per-beam state (keys/values) follows the beams
             on_reorder(parent)
-
         if trace:
-            par_logp = torch.gather(logp, 1, parent[..., None].expand(b, r_new, k))  # [B, R', K]
-            chosen_lp = torch.gather(par_logp, 2, code[..., None]).squeeze(-1)
-            if n_ru > 0:
-                masked = logp.masked_fill(bad, NEG_INF)  # [B, R, K]
-                par_masked = torch.gather(masked, 1, parent[..., None].expand(b, r_new, k))
-                par_masked.scatter_(2, code[..., None], NEG_INF)
-                ru_lp, ru_code = torch.topk(par_masked, n_ru, dim=2)
-                ok = ru_lp > NEG_INF
-                ru_code = torch.where(ok, ru_code, torch.full_like(ru_code, -1))
-                ru_prob = torch.where(ok, ru_lp.exp(), torch.zeros_like(ru_lp))
-            else:
-                ru_code = torch.zeros((b, r_new, 0), dtype=torch.long, device=dev)
-                ru_prob = torch.zeros((b, r_new, 0), dtype=dtype, device=dev)
-            rec.append(
-                dict(parent=parent, code=code, prob=chosen_lp.exp(), score=scores, tokens=sids.clone(),
-                     alive=alive, ru_code=ru_code, ru_prob=ru_prob, dist=par_logp.exp())
-            )
+            rec.append(_trace_step(index, logp, bad, raw, outside, only_seen, parent, code, parents, parent_scores,
+                                   scores, alive, sids, t, runners_up, weigh))
 
-    # finish: drop dead beams and SIDs that name no item, keep the best topk per user
-    items = index.item_of(sids)
-    ok = alive & (items >= 0)
-    final = torch.where(ok, scores, torch.full_like(scores, NEG_INF))
-    order = torch.argsort(final, dim=1, descending=True, stable=True)
-    take = order[:, :topk]
-    out_scores = torch.gather(final, 1, take)
-    out_items = torch.gather(items, 1, take)
-    out_sids = torch.gather(sids, 1, take[..., None].expand(b, take.shape[1], n))
-    keep = out_scores > NEG_INF
-    out_items = torch.where(keep, out_items, torch.full_like(out_items, -1))
-    out_sids = torch.where(keep[..., None], out_sids, torch.full_like(out_sids, -1))
-    if take.shape[1] < topk:  # only if the catalogue search space is smaller than topk
-        pad = topk - take.shape[1]
-        out_items = torch.cat([out_items, out_items.new_full((b, pad), -1)], 1)
-        out_scores = torch.cat([out_scores, out_scores.new_full((b, pad), NEG_INF)], 1)
-        out_sids = torch.cat([out_sids, out_sids.new_full((b, pad, n), -1)], 1)
+    result = finish(index, sids, scores, topk)
+    if trace:
+        result.traces = assemble_traces(rec, result, decoder="ar", order="left-to-right", beam=beam)
+    return result
 
-    traces = _build_traces(rec, b, beam, n, k, n_ru, out_items, out_scores) if trace else None
-    return SearchResult(items=out_items, scores=out_scores, sids=out_sids, traces=traces)
+
+def _trace_step(index: SIDIndex, logp, bad, raw, outside, only_seen, parent, code, parents, parent_scores, scores,
+                alive, sids, t: int, n_runners_up: int, weigh: int) -> dict[str, torch.Tensor]:
+    """What digit ``t``'s step did, per user and new beam, for the trace (the same record as CPD's):
+    the fills, their raw probabilities, runners-up among the allowed codes, the predicted
+    distribution of digit t (zeros in the other digits' rows: an AR model predicts one digit per
+    step), and the fills the step weighed with what became of each."""
+    b, r_new = parent.shape
+    n, k = sids.shape[2], logp.shape[-1]
+    par_logp = logp.gather(1, parent[..., None].expand(b, r_new, k))  # [B, R', K]
+    masked = logp.masked_fill(bad, NEG_INF).gather(1, parent[..., None].expand(b, r_new, k))
+    ru_codes, ru_probs = runners_up(masked, code, n_runners_up)
+    dist = torch.zeros(b, r_new, n, k, dtype=torch.float32, device=logp.device)
+    dist[:, :, t] = par_logp.float().exp()
+    status = torch.full_like(raw, BELOW, dtype=torch.long)
+    status[outside] = NOT_IN_CATALOGUE
+    status[only_seen & ~outside] = ONLY_HISTORY
+    status = status.reshape(b, -1)
+    status.scatter_(1, parent * k + code, torch.where(alive, KEPT, status.gather(1, parent * k + code)))
+    matches = _matches(index, raw.device)
+
+    def fill(cols: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return cols // k, torch.full_like(cols, t), cols % k
+
+    def count_items(par: torch.Tensor, digit: torch.Tensor, cd: torch.Tensor) -> torch.Tensor:
+        return matches.ranges(index.child_keys(index.keys(parents).gather(1, par), digit, cd))[1]
+
+    weighed = weighed_fills(raw.reshape(b, -1), status, fill, parent_scores, weigh,
+                            count_items if matches is not None else None)
+    return {"parent": parent, "digit": torch.full_like(parent, t), "code": code,
+            "prob": par_logp.gather(2, code[..., None]).squeeze(-1).exp(), "score": scores, "tokens": sids.clone(),
+            "alive": alive, "runner_up_codes": ru_codes, "runner_up_probs": ru_probs, "distributions": dist, **weighed}
 
 
 TABLE_LIMIT = 1 << 27
@@ -241,42 +245,3 @@ def _allowed_by_keys(index: SIDIndex, sids: torch.Tensor, t: int) -> torch.Tenso
     """Bool ``[B, R, K]`` from the index directly: the keys of the prefixes with digit t set to each code."""
     codes_k = torch.arange(index.codebook_size, device=sids.device)
     return index.exists_keys(index.child_keys(index.keys(sids)[..., None], t, codes_k))
-
-
-def _build_traces(rec, b, beam, n, k, n_ru, out_items, out_scores) -> list[DenoisingTrace]:
-    """Stack the per-step records into ``[B, S, beam, ...]`` arrays (padding dead beams) and split per user."""
-
-    def stack(name: str, fill, dtype) -> np.ndarray:
-        first = rec[0][name]
-        arr = np.full((b, n, beam) + tuple(first.shape[2:]), fill, dtype=dtype)
-        for s, r in enumerate(rec):
-            arr[:, s, : r[name].shape[1]] = r[name].detach().cpu().numpy()
-        return arr
-
-    alive = stack("alive", False, bool)
-    dead = ~alive
-    parent = stack("parent", -1, np.int64)
-    code = stack("code", -1, np.int64)
-    prob = stack("prob", 0.0, np.float64)
-    score = stack("score", NEG_INF, np.float64)
-    tokens = stack("tokens", -1, np.int64)
-    ru_code = stack("ru_code", -1, np.int64)
-    ru_prob = stack("ru_prob", 0.0, np.float64)
-    parent[dead], code[dead], prob[dead], score[dead] = -1, -1, 0.0, NEG_INF
-    tokens[dead], ru_code[dead], ru_prob[dead] = -1, -1, 0.0
-    dist = np.zeros((b, n, beam, n, k), dtype=np.float32)
-    for s, r in enumerate(rec):
-        d = r["dist"].detach().cpu().numpy()
-        dist[:, s, : d.shape[1], s, :] = d
-    dist[dead] = 0.0
-    digit = np.broadcast_to(np.arange(n)[:, None], (n, beam)).copy()
-    items_np = out_items.detach().cpu().numpy()
-    scores_np = out_scores.detach().cpu().numpy()
-    return [
-        DenoisingTrace(
-            decoder="ar", order="left-to-right", parent=parent[u], digit=digit.copy(), code=code[u],
-            prob=prob[u], score=score[u], tokens=tokens[u], alive=alive[u], runner_up_codes=ru_code[u],
-            runner_up_probs=ru_prob[u], distributions=dist[u], items=items_np[u], item_scores=scores_np[u],
-        )
-        for u in range(b)
-    ]

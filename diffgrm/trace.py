@@ -15,6 +15,31 @@ import pandas as pd
 import torch
 
 from diffgrm.errors import DiffGRMError
+from diffgrm.sid_index import sid_text
+
+STATUSES = ("kept", "duplicate", "not in the catalogue", "only history items", "below the beam", "redundant")
+"""What became of a candidate fill, as a trace records it (``Weighed.status`` holds the index):
+one of the step's new beams; the same partial SID as a better fill's (another fill order); no
+item has it; every item it leads to is in the history (with ``exclude_seen``); scored under the
+lowest kept beam; or scored high enough while leading only to items better beams lead to."""
+KEPT, DUPLICATE, NOT_IN_CATALOGUE, ONLY_HISTORY, BELOW, REDUNDANT = range(len(STATUSES))
+
+
+@dataclass
+class Weighed:
+    """The fills a decoder weighed at each step, ``[S, C]`` per user: every kept one and the best
+    others by beam score (``status`` -1 pads). ``parent`` is the beam of the step before (0 at step
+    0, the all-masked start), ``logp`` the fill's log-probability, ``score`` the beam score it would
+    have (the parent's score plus ``logp``), ``items`` how many catalogue items its partial SID
+    still matches (-1: not counted)."""
+
+    parent: np.ndarray  # [S, C] int
+    digit: np.ndarray  # [S, C] int
+    code: np.ndarray  # [S, C] int
+    logp: np.ndarray  # [S, C] float
+    score: np.ndarray  # [S, C] float
+    status: np.ndarray  # [S, C] int, an index into STATUSES; -1 pads
+    items: np.ndarray  # [S, C] int
 
 
 @dataclass
@@ -46,6 +71,7 @@ class DenoisingTrace:
     passes: np.ndarray | None = None  # [S] the network pass each step's fill came from (None: one per step)
     items: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # final Top-K items
     item_scores: np.ndarray = field(default_factory=lambda: np.zeros(0))  # their scores
+    weighed: Weighed | None = None  # the fills each step weighed and what became of them
 
     @property
     def n_steps(self) -> int:
@@ -97,6 +123,40 @@ class DenoisingTrace:
                 rows.append({"step": s, "digit": d, "max_prob": float(p[d].max()), "entropy_bits": float(ent[d]),
                              "filled_now": int(self.digit[s, r]) == d})
         return pd.DataFrame(rows)
+
+    def fills_table(self, step: int, limit: int | None = None) -> pd.DataFrame:
+        """The fills step ``step`` (0-based) weighed, best beam score first, and what became of each
+        (:data:`STATUSES`); the fill on the way to final beam #1 is marked ``on_path`` and always
+        listed. Columns: rank, parent (1-based rank of the parent beam, 0 at step 0), parent_sid,
+        digit, code, prob, beam_score, sid, items, status, on_path; the best ``limit`` (None: all)."""
+        if self.weighed is None:
+            raise DiffGRMError("this trace holds no weighed fills (decode with trace=True to record them)")
+        if not 0 <= step < self.n_steps:
+            raise DiffGRMError(f"step must be in 0..{self.n_steps - 1}, got {step}")
+        w = self.weighed
+        cols = np.flatnonzero(w.status[step] >= 0)
+        cols = cols[np.argsort(-w.score[step, cols], kind="stable")]
+        path = self.lineage(0)[step]
+        on_path = ((w.parent[step, cols] == (self.parent[step, path] if step else 0))
+                   & (w.digit[step, cols] == self.digit[step, path]) & (w.code[step, cols] == self.code[step, path])
+                   & (w.status[step, cols] == KEPT))
+        shown = np.arange(len(cols) if limit is None else min(limit, len(cols)))
+        mine = np.flatnonzero(on_path)
+        if len(mine) and mine[0] >= len(shown):  # the path's fill is always listed
+            shown = np.append(shown, mine[0])
+        rows = []
+        for rank in shown.tolist():
+            c = cols[rank]
+            par, digit, code = int(w.parent[step, c]), int(w.digit[step, c]), int(w.code[step, c])
+            before = self.tokens[step - 1, par] if step else np.full(self.tokens.shape[2], -1)
+            after = before.copy()
+            after[digit] = code
+            rows.append({"rank": rank + 1, "parent": par + 1 if step else 0, "parent_sid": sid_text(before),
+                         "digit": digit, "code": code, "prob": float(np.exp(w.logp[step, c])),
+                         "beam_score": float(w.score[step, c]), "sid": sid_text(after), "items": int(w.items[step, c]),
+                         "status": STATUSES[int(w.status[step, c])], "on_path": bool(on_path[rank])})
+        return pd.DataFrame(rows, columns=["rank", "parent", "parent_sid", "digit", "code", "prob", "beam_score",
+                                           "sid", "items", "status", "on_path"])
 
     def lineage(self, beam: int = 0) -> list[int]:
         """Beam index at each step on the way to final beam ``beam`` (the parent of step s is the beam at s - 1)."""

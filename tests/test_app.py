@@ -195,7 +195,7 @@ def test_the_denoising_tab_explains_the_confidence_order_with_the_competing_fill
         assert cands["beam_score"].is_monotonic_decreasing
 
 
-def test_step_candidates_agree_with_the_search(chain_run):
+def test_recorded_fills_agree_with_the_search(chain_run):
     from diffgrm.explorer import Explorer
 
     ex = Explorer(chain_run)
@@ -204,7 +204,7 @@ def test_step_candidates_agree_with_the_search(chain_run):
         rec = ex.recommend(case.history, beam=10, k=5, target=case.target, exclude_seen=seen)
         tr = rec.trace
         for s in range(tr.n_steps):
-            cands = ex.step_candidates(case.history, rec, s, exclude_seen=seen, limit=None)
+            cands = tr.fills_table(s, limit=None)
             alive = tr.alive[s]
             kept = cands[cands["status"] == "kept"]
             assert len(kept) == alive.sum()  # every kept beam is one candidate, found once

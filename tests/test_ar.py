@@ -123,8 +123,8 @@ def test_invariants_and_trace_consistency(seed):
         assert tr.distributions.shape == (n, beam, n, k) and tr.runner_up_codes.shape == (n, beam, 2)
         np.testing.assert_array_equal(tr.items, items[u])
         for s in range(n):
-            assert (tr.digit[s] == s).all()
             live = np.nonzero(tr.alive[s])[0]
+            assert (tr.digit[s, live] == s).all() and (tr.digit[s, ~tr.alive[s]] == -1).all()
             assert (np.diff(tr.score[s, live]) <= 1e-6).all()
             assert (tr.tokens[s, ~tr.alive[s]] == -1).all()
             for r in live:

@@ -451,7 +451,7 @@ def test_passes_out_of_range_is_a_clear_error():
 def test_listing_the_allowed_children_gives_the_dense_search(order, steps, monkeypatch):
     """Deep steps score only the children the catalogue allows (`_listed_children`): the same
     beams and scores as masking the dense (parent, digit, code) candidates."""
-    import diffgrm.cpd as cpd
+    import diffgrm.cpd_step as cpd
 
     n, k, batch = 4, 16, 3
     codes = catalogue(n, k, 900, seed=11)

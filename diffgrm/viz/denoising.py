@@ -223,7 +223,7 @@ def confidence_heatmap(trace: DenoisingTrace, *, beam: int = 0, metric: str = "m
     The outlined cell is the fill on the way to this final beam. It need not be the most confident
     cell of its row: every kept beam may fill any open digit, and the search keeps the partial
     SIDs with the best summed log-probability, so the best final SID may descend from a fill that
-    was not the single surest one (``Explorer.step_candidates`` lists the competing fills).
+    was not the single surest one (``DenoisingTrace.fills_table`` lists the competing fills).
     Digits filled at an earlier step, and digits an AR decoder did not predict at that step (its
     distributions hold zeros there), are grey: they were not candidates.
     """
