@@ -19,9 +19,8 @@ def pass_sizes(n: int, passes: int) -> list[int]:
     """How many digits each of ``passes`` passes fills: one per pass, and the last pass the rest.
 
     A prediction knows more the more digits are filled, so the several-digit fill is best left to
-    the end: on Beauty's validation users (beam 32) two passes of 1 + 3 digits kept 88% of the
-    n-pass NDCG@10 against 85% for 2 + 2, and three passes of 1 + 1 + 2 kept 97% against 92%
-    for 1 + 2 + 1 (bench/results/passes.md)."""
+    the end, where each prediction has read the most (the measured split choices are on the
+    docs' benchmarks page, "Fewer passes than digits")."""
     if not isinstance(passes, int) or not 1 <= passes <= n:
         raise DiffGRMError(f"passes must be a whole number between 1 and {n} (the SID's digits), got {passes}")
     return [1] * (passes - 1) + [n - passes + 1]

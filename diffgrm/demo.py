@@ -42,8 +42,9 @@ so another machine can check that it shows the same."""
 
 @dataclass(frozen=True)
 class DemoRecipe:
-    """How the demo runs are trained: a preset plus changes (chosen with bench/demo.py, see
-    bench/results/demo.md). The AR companion is trained with the same recipe (``--model ar``)."""
+    """How the demo runs are trained: a preset plus changes (chosen by the benchmarks' demo
+    experiment; the docs' benchmarks page shows its table). The AR companion is trained with the
+    same recipe (``--model ar``)."""
 
     preset: str = "tiny"
     model: dict = field(default_factory=lambda: {"item_id_emb": True, "max_history": 20})

@@ -10,8 +10,8 @@ stopping and checkpoints are the same as in one process. Rank 0 alone writes fil
 progress bars. A single process (no torchrun) runs none of this.
 
 torch is imported only when a process group is joined or used: the CLI imports this module for
-every command, and commands that never touch a model (``fetch``, ``app``) start in a fraction of
-the 1.7 s torch takes to import.
+every command, and commands that never touch a model (``fetch``, ``app``) start without paying
+for torch's import.
 """
 
 from __future__ import annotations

@@ -26,8 +26,7 @@ from diffgrm.train import load_run
 from diffgrm.why import WhyNot, why_not
 
 MIN_HISTORY = 1
-"""The codebook projection cache's layout (3: by code, items around their centroids); an older
-cache is computed again."""
+"""The fewest history items a recommendation reads: the encoder needs one item to attend to."""
 
 
 @dataclass

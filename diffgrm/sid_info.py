@@ -1,4 +1,4 @@
-"""How much information do the digits of a SID carry about the item? (issue 12, lever 5)
+"""How much information do the digits of a SID carry about the item?
 
 A SID of ``n`` digits with ``K`` codes each could tell ``n * log2 K`` bits, but naming one of ``N``
 items needs only ``log2 N``: the rest is redundancy, digits that repeat what the others already
