@@ -18,9 +18,8 @@ from typing import Callable
 
 import torch
 
-from diffgrm.beams import NEG_INF, assemble_traces, finish, runners_up, weighed_fills
+from diffgrm.beams import NEG_INF, assemble_traces, check_logprobs, finish, runners_up, weighed_fills
 from diffgrm.cpd_validity import _matches
-from diffgrm.errors import DiffGRMError
 from diffgrm.seen import Seen
 from diffgrm.sid_index import MASK, SIDIndex
 from diffgrm.trace import BELOW, KEPT, NOT_IN_CATALOGUE, ONLY_HISTORY, SearchResult, check_search_sizes
@@ -90,16 +89,8 @@ def ar_search(
     for t in range(n):
         r_cur = sids.shape[1]
         prefix = sids[..., :t].contiguous()
-        logp = next_logprob_fn(prefix)
-        if not isinstance(logp, torch.Tensor) or tuple(logp.shape) != (b, r_cur, k):
-            got = tuple(logp.shape) if isinstance(logp, torch.Tensor) else type(logp).__name__
-            raise DiffGRMError(
-                f"next_logprob_fn must return log-probs of shape {(b, r_cur, k)} for a prefix of shape "
-                f"{tuple(prefix.shape)}, got {got}"
-            )
-        if not logp.is_floating_point():
-            raise DiffGRMError(f"next_logprob_fn must return floating-point log-probs, got {logp.dtype}")
-        logp = logp.to(dev)
+        logp = check_logprobs(next_logprob_fn(prefix), (b, r_cur, k), "next_logprob_fn",
+                              f"batch, beams, codes of digit {t}").to(dev)
         dtype = torch.promote_types(scores.dtype, logp.dtype)
         logp, scores = logp.to(dtype), scores.to(dtype)
 

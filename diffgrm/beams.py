@@ -15,10 +15,20 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from diffgrm.errors import DiffGRMError
 from diffgrm.sid_index import MASK, SIDIndex
 from diffgrm.trace import KEPT, DenoisingTrace, SearchResult, Weighed
 
 NEG_INF = float("-inf")
+
+
+def check_logprobs(logp, want: tuple[int, ...], name: str, layout: str) -> torch.Tensor:
+    """Insist that a network wrapper returned float log-probs of shape ``want``: a wrong shape
+    would broadcast silently into the scores. ``layout`` names the axes in the error."""
+    if not isinstance(logp, torch.Tensor) or tuple(logp.shape) != tuple(want) or not logp.is_floating_point():
+        got = f"{logp.dtype} of shape {tuple(logp.shape)}" if isinstance(logp, torch.Tensor) else type(logp).__name__
+        raise DiffGRMError(f"{name} must return float log-probs of shape {tuple(want)} ({layout}), got {got}")
+    return logp
 
 
 def first_per_group(keys: torch.Tensor) -> torch.Tensor:

@@ -34,7 +34,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from diffgrm.beams import NEG_INF, assemble_traces, by_tier, finish, first_per_group
+from diffgrm.beams import NEG_INF, assemble_traces, by_tier, check_logprobs, finish, first_per_group
 from diffgrm.cpd_passes import _Prediction, pass_sizes
 from diffgrm.cpd_step import make_candidates, select, trace_record
 from diffgrm.errors import DiffGRMError
@@ -202,12 +202,5 @@ def _schedule(order: str, fixed_order: Sequence[int] | None, seed: int, batch: i
 
 def _call(logprob_fn: LogProbFn, tokens: torch.Tensor, digits: int, k: int) -> torch.Tensor:
     """Run the network and insist on ``[B, R, digits, K]`` floats: a wrong shape would broadcast silently."""
-    logp = logprob_fn(tokens)
-    want = (*tokens.shape[:2], digits, k)
-    if not isinstance(logp, torch.Tensor) or tuple(logp.shape) != want or not logp.is_floating_point():
-        got = tuple(logp.shape) if isinstance(logp, torch.Tensor) else type(logp).__name__
-        raise DiffGRMError(
-            f"logprob_fn must return float log-probs of shape {want} (batch, beams, digits, codes), got {got}"
-            + (" (masked_only: the still-masked digits only)" if digits < tokens.shape[2] else "")
-        )
-    return logp
+    layout = "batch, beams, " + ("the masked digits only, codes" if digits < tokens.shape[2] else "digits, codes")
+    return check_logprobs(logprob_fn(tokens), (*tokens.shape[:2], digits, k), "logprob_fn", layout)
