@@ -182,11 +182,11 @@ def _look(index: SIDIndex, cand: Candidates, scores: torch.Tensor, tokens: torch
         short = (live.sum(1) < beam) & last_alive
         enough = seen is None or s < n - 1 or not bool(short.any())
         return _Look(cols, top, fill, live, duplicate, history, None, enough)
-    novel, reach, hollow = matches.novel(keys, live, beam, seen)
-    history |= live & hollow
-    live &= ~hollow
-    done = (novel.sum(1) >= beam) | (reach >= beam) | ~last_alive
-    return _Look(cols, top, fill, live, duplicate, history, novel, bool(done.all()))
+    reach = matches.novel(keys, live, beam, seen)
+    history |= live & reach.hollow
+    live &= ~reach.hollow
+    done = (reach.novel.sum(1) >= beam) | (reach.reach >= beam) | ~last_alive
+    return _Look(cols, top, fill, live, duplicate, history, reach.novel, bool(done.all()))
 
 
 def trace_record(index: SIDIndex, cand: Candidates, sel: Selection, pred: _Prediction, parent_scores: torch.Tensor,
@@ -233,7 +233,7 @@ def trace_record(index: SIDIndex, cand: Candidates, sel: Selection, pred: _Predi
     only_seen = torch.zeros_like(open_)
     if seen is not None:
         if matches is not None:
-            only_seen = matches.novel(keys, open_, 1 << 62, seen)[2]  # nothing counts as big: every item is listed
+            only_seen = matches.novel(keys, open_, 1 << 62, seen).hollow  # nothing counts as big: all listed
         elif last:
             only_seen = open_ & seen.holds(index.item_of_keys(keys))
     weighed["w_status"] = torch.where(repeat, DUPLICATE, torch.where(only_seen, ONLY_HISTORY, weighed["w_status"]))

@@ -13,11 +13,21 @@ are answered by the same sorted list of every item's partial SIDs (:class:`_Matc
 from __future__ import annotations
 
 import weakref
+from typing import NamedTuple
 
 import torch
 
+from diffgrm.beams import first_per_group
 from diffgrm.seen import Seen
 from diffgrm.sid_index import MAX_PATTERNS, MASK, SIDIndex
+
+
+class Reach(NamedTuple):
+    """What :meth:`_Matches.novel` tells about a user's best-first children ``[B, W]``."""
+
+    novel: torch.Tensor  # [B, W] reaches an item no better child reaches
+    reach: torch.Tensor  # [B] distinct items the live children reach (at least ``enough`` where one child alone does)
+    hollow: torch.Tensor  # [B, W] live, but every item it matches is seen
 
 
 class _Matches:
@@ -66,12 +76,10 @@ class _Matches:
         pos = lo.reshape(-1)[owner] + torch.arange(total, device=count.device) - start[owner]
         return owner, self.items[pos]
 
-    def novel(self, keys: torch.Tensor, live: torch.Tensor, enough: int, seen: Seen | None = None
-              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Bool ``[B, W]``: does a live child reach an item that no better child of its user reaches?
-        And ``[B]``: how many distinct items the live children of each user reach (at least
-        ``enough`` where one child alone matches that many). And bool ``[B, W]``: is a live
-        child *hollow*, every item it matches ``seen`` (it can return nothing)?
+    def novel(self, keys: torch.Tensor, live: torch.Tensor, enough: int, seen: Seen | None = None) -> Reach:
+        """Which live children ``[B, W]`` (index ``keys``) reach an item that no better child of
+        their user reaches, how many distinct items each user's live children reach, and which
+        live children are *hollow*, every item they match ``seen`` (they can return nothing).
 
         Columns are best-first. Children with different filled digits can match the same items
         (``{d0=a, d1=b}`` and ``{d2=c, d3=e}`` may both lead only to item ``(a, b, c, e)``), and
@@ -99,18 +107,14 @@ class _Matches:
             reached = torch.zeros(b * w, dtype=torch.bool, device=keys.device)
             reached[owner] = True
             hollow = live & ~big & ~reached.reshape(b, w)
-        # the best (smallest) column per (user, item), found by sorting (user, item, column) triples
-        triple = ((owner // w) * self.n_items + item) * w + owner % w
-        triple = torch.sort(triple).values
-        pair = triple // w
-        first = torch.ones_like(pair, dtype=torch.bool)
-        first[1:] = pair[1:] != pair[:-1]
-        best = triple[first]
-        user = best // w // self.n_items
+        # each (user, item) pair's best child: pairs are listed user by user, best column first
+        user = owner // w
+        best = first_per_group(user * self.n_items + item)
         novel = torch.zeros(b * w, dtype=torch.bool, device=keys.device)
-        novel[user * w + best % w] = True
-        reach = torch.bincount(user, minlength=b)
-        return novel.reshape(b, w) | big, torch.where(big.any(1), reach.clamp(min=enough), reach), hollow
+        novel[owner[best]] = True
+        reach = torch.bincount(user[best], minlength=b)
+        reach = torch.where(big.any(1), reach.clamp(min=enough), reach)
+        return Reach(novel.reshape(b, w) | big, reach, hollow)
 
 
 _MATCHES: "weakref.WeakKeyDictionary[SIDIndex, dict[torch.device, _Matches]]" = weakref.WeakKeyDictionary()
