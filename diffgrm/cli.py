@@ -13,7 +13,9 @@ import numpy as np
 
 from diffgrm import __version__, distributed
 from diffgrm.cli_app import _cmd_app, _cmd_demo, add_share_commands
-from diffgrm.cli_options import _int, _passes_option
+from diffgrm.cli_options import _int, _passes_option, add_config_options, config_overrides
+from diffgrm.config import DATASET_TOKENIZER_PRESET, PRESETS, TOKENIZER_PRESETS, ModelConfig, TokenizerConfig, TrainConfig
+from diffgrm.cpd import ORDERS
 from diffgrm.demo import DEMO_RUN
 from diffgrm.errors import DiffGRMError
 from diffgrm.safeio import atomic_write, check_output, write_json
@@ -37,20 +39,12 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def _cmd_prepare(args: argparse.Namespace) -> int:
-    from diffgrm.config import DATASET_TOKENIZER_PRESET, tokenizer_preset
+    from diffgrm.config import tokenizer_preset
     from diffgrm.data import load_dataset
     from diffgrm.prepare import format_report, prepare
 
     preset = args.preset or DATASET_TOKENIZER_PRESET.get(args.dataset, "default")
-    config = tokenizer_preset(
-        preset,
-        method=args.tokenizer,
-        n_digits=args.digits,
-        codebook_size=args.codebook,
-        seed=args.seed,
-        repair=False if args.no_repair else None,
-        kmeans_seeds=args.kmeans_seeds,
-    )
+    config = tokenizer_preset(preset, **config_overrides(args, TokenizerConfig))
     inputs = tuple(p for p in (args.dataset, args.raw_dir) if p and Path(p).is_dir())
     check_output(args.out, "prepared", force=args.force, inputs=inputs)  # before the slow part
     dataset = load_dataset(args.dataset, raw_dir=args.raw_dir)
@@ -69,23 +63,19 @@ def _cmd_train(args: argparse.Namespace) -> int:
     check_output(args.out, "run", force=args.force, inputs=(args.data,))  # before loading anything
     prepared = load_data(args.data)
     cat = prepared.catalogue
-    model_cfg, cfg = preset(args.preset, kind=args.model, n_digits=cat.n_digits, codebook_size=cat.codebook_size,
-                            epochs=args.epochs, seed=args.seed, noising=args.noising, max_minutes=args.max_minutes,
-                            max_steps=args.max_steps, min_history=args.min_history, precision=args.precision,
-                            label_smoothing=args.label_smoothing, ocn_views=args.ocn_views, ocn_pick=args.ocn_pick,
-                            eval_start=args.eval_start, select=args.select)
-    model_changes = {"input_dropout": args.input_dropout, "item_id_emb": args.item_id_emb or None}
-    model_cfg = replace(model_cfg, **{k: v for k, v in model_changes.items() if v is not None})
+    model_cfg, cfg = preset(args.preset, n_digits=cat.n_digits, codebook_size=cat.codebook_size)
+    model_cfg = replace(model_cfg, **config_overrides(args, ModelConfig))
+    cfg = replace(cfg, **config_overrides(args, TrainConfig))
+    kind = model_cfg.kind
     main = distributed.is_main()  # under torchrun only rank 0 prints (and writes)
     if not args.quiet and main:
         n_samples = len(training_samples(prepared, cfg.min_history))
         ranks = f", {distributed.world_size()} processes" if distributed.active() else ""
-        print(f"training {args.model} ({args.preset} preset) on {args.data}: {n_samples:,} samples{ranks}",
-              file=sys.stderr)
+        print(f"training {kind} ({args.preset} preset) on {args.data}: {n_samples:,} samples{ranks}", file=sys.stderr)
     result = train(prepared, model_cfg, cfg, args.out, device=args.device, progress=not args.quiet, force=args.force)
     v = result.best_valid or {}
     if main:
-        print(f"{args.model}: {count_params(result.model)} parameters, best epoch {result.best_epoch}, "
+        print(f"{kind}: {count_params(result.model)} parameters, best epoch {result.best_epoch}, "
               f"valid ndcg@10 {v.get('ndcg@10', float('nan')):.4f}, recall@10 {v.get('recall@10', float('nan')):.4f}")
         print(f"wrote {args.out}", file=sys.stderr)
     return 0
@@ -96,8 +86,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from diffgrm.train import evaluate_split, load_run
 
     check_beam(args.beam, 10)
-    model, prepared, meta = load_run(args.run, data=args.data, device=args.device)
+    model, prepared, meta = load_run(args.run, data=args.data, device=args.device, sasrec=True)
     collided = collision_rate(prepared.catalogue.codes)
+    if args.protocol == "paper" and model.config.kind == "sasrec":
+        raise DiffGRMError(f"--protocol paper compares generated SIDs, but {args.run} is a SASRec run: it ranks item "
+                           "ids, so only the item level is defined")
     if args.protocol == "paper" and collided == 0:
         raise DiffGRMError(
             f"--protocol paper measures on a catalogue with SID collisions, but {args.run}'s catalogue is one-to-one "
@@ -117,6 +110,8 @@ def _passes(passes: int | None, model) -> int | None:
     n = model.config.n_digits
     if passes is None:
         return None
+    if model.config.kind == "sasrec":
+        raise DiffGRMError("--passes applies to DiffGRM runs; this SASRec run scores every item in one pass")
     if model.config.kind != "diffgrm" and passes != n:
         raise DiffGRMError(f"--passes applies to DiffGRM runs; this AR run fills its {n} digits one per pass")
     if passes > n:
@@ -132,11 +127,15 @@ def format_metrics(m: dict) -> str:
     """
     keys = ["recall@5", "recall@10", "ndcg@5", "ndcg@10"]
     paper = m.get("protocol") == "paper"
-    lines = [f"{m['model']} on {m['split']} ({m['users']:,} users, beam {m['beam']}, {m['seconds']:.0f} s)"
+    search = f"beam {m['beam']}" if m.get("beam") else "every item scored"
+    lines = [f"{m['model']} on {m['split']} ({m['users']:,} users, {search}, {m['seconds']:.0f} s)"
              + (", the paper's protocol" if paper else "") + (", history items excluded" if m.get("exclude_seen") else ""),
              f"{'level':<7}" + "".join(f"{k:>11}" for k in keys)]
     for level in (("sid", "item") if paper else ("item", "sid")):
-        lines.append(f"{level:<7}" + "".join(f"{m[level][k]:>11.4f}" for k in keys))
+        if level in m:
+            lines.append(f"{level:<7}" + "".join(f"{m[level][k]:>11.4f}" for k in keys))
+    if "sid" not in m:
+        lines.append(f"sid     not defined: {m['model']} ranks item ids, it generates no SIDs")
     if paper:
         item, sid = m["item"]["ndcg@10"], m["sid"]["ndcg@10"]
         over = f"{sid / item - 1:+.0%}" if item > 0 else "n/a"
@@ -226,32 +225,6 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
 
 
-def _float(ok, need: str):
-    """An argparse type: a number for which ``ok(value)`` holds, else "must be <need>"."""
-
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if not ok(value):
-            raise argparse.ArgumentTypeError(f"must be {need}, got {text}")
-        return value
-
-    return parse
-
-
-_fraction = _float(lambda v: 0.0 <= v < 1.0, "at least 0 and below 1")  # probabilities: dropout, smoothing
-_minutes = _float(lambda v: 0.0 < v < float("inf"), "a positive number of minutes")
-
-
-def _power_of_two(text: str) -> int:
-    value = _int(2, 65536)(text)
-    if value & (value - 1):
-        raise argparse.ArgumentTypeError(f"must be a power of two (2, 4, ..., 256, ...), got {value}")
-    return value
-
-
 DATA_HELP = ("where the run's users come from: a prepared folder, a dataset folder or a dataset name (default: the "
              "data the run recorded)")
 
@@ -285,56 +258,31 @@ def build_parser() -> argparse.ArgumentParser:
                    help="movielens-100k, amazon-beauty/-sports/-toys, or a folder with user_sequence.txt + items.jsonl")
     p.add_argument("--out", required=True, metavar="DIR", help="folder to write")
     p.add_argument("--encoder", default=None, help="sentence-transformers model id or folder (default: packaged all-MiniLM-L6-v2)")
-    p.add_argument("--digits", type=_int(1, 16), default=None, metavar="N", help="SID digits (default 4)")
-    p.add_argument("--codebook", type=_power_of_two, default=None, metavar="K", help="codes per digit, a power of two (default 256; 64 for movielens-100k)")
-    p.add_argument("--tokenizer", choices=["opq", "pq", "rq", "random"], default=None, help="PSE (opq, default) or an ablation baseline")
-    p.add_argument("--preset", choices=["default", "small"], default=None, help="tokenizer preset (default: by dataset)")
-    p.add_argument("--seed", type=_int(0), default=None, help="random seed (default 0)")
+    p.add_argument("--preset", choices=tuple(TOKENIZER_PRESETS), default=None,
+                   help="tokenizer preset (default: by dataset: " + ", ".join(
+                       f"{preset} for {name}" for name, preset in DATASET_TOKENIZER_PRESET.items()) + ", else default)")
     p.add_argument("--raw-dir", default=None, help="folder holding the Amazon raw files (no download)")
-    p.add_argument("--kmeans-seeds", choices=["distinct", "shared"], default=None,
-                   help="one seed per digit's k-means (default) or one for all, as faiss and the reference")
-    p.add_argument("--no-repair", action="store_true", help="keep SID collisions (for teaching; metrics become SID-level)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--force", action="store_true", help="replace a prepared folder already at --out")
+    add_config_options(p, TokenizerConfig, TOKENIZER_PRESETS)
     p.set_defaults(func=_cmd_prepare)
 
-    p = sub.add_parser("train", help="train DiffGRM (OCN) or the AR baseline on a prepared folder")
+    p = sub.add_parser("train", help="train DiffGRM (OCN), the AR baseline or SASRec on a prepared folder")
     p.add_argument("data", metavar="DIR", help="a folder written by `diffgrm prepare`, or a run folder (its own "
                    "catalogue and users: a companion on the very same SIDs, on any machine)")
-    p.add_argument("--model", choices=["diffgrm", "ar"], default="diffgrm")
-    p.add_argument("--preset", choices=["tiny", "cpu", "cpu-long", "paper"], default="cpu",
+    p.add_argument("--preset", choices=tuple(PRESETS), default="cpu",
                    help="sizes and optimiser: tiny (MovieLens demo), cpu (Beauty < 30 min on 2 cores), "
                         "cpu-long (cpu + the winning levers, 18 epochs), paper")
     p.add_argument("--out", required=True, metavar="RUN", help="run folder to write")
-    p.add_argument("--epochs", type=_int(1), default=None)
-    p.add_argument("--noising", choices=["ocn", "most", "sequential", "random", "random_t"], default=None,
-                   help="masking strategy (DiffGRM only; default ocn)")
-    p.add_argument("--ocn-views", type=_int(1, 16), default=None, metavar="K",
-                   help="supervise K of the n nested views per sample and step (default: all n; cheaper steps)")
-    p.add_argument("--ocn-pick", choices=["random", "shallowest"], default=None,
-                   help="which K views: random depths (default) or the K shallowest (the reference, K = 4)")
-    p.add_argument("--eval-start", type=_int(1), default=None, metavar="E", help="first epoch that validates")
-    p.add_argument("--select", choices=["item", "sid"], default=None,
-                   help="level whose 0.8 NDCG@10 + 0.2 Recall@10 picks the checkpoint (default item; sid = the paper)")
-    p.add_argument("--max-minutes", type=_minutes, default=None, help="stop training after this wall time")
-    p.add_argument("--max-steps", type=_int(1), default=None, help="optimiser steps per epoch (default: the whole split)")
-    p.add_argument("--seed", type=_int(0), default=None)
-    p.add_argument("--min-history", type=_int(1), default=None, metavar="N",
-                   help="training samples need N history items (default 2, as the paper; 1 = every next-item prediction)")
-    p.add_argument("--label-smoothing", type=_fraction, default=None, metavar="E", help="label smoothing of the loss")
-    p.add_argument("--input-dropout", type=_fraction, default=None, metavar="P",
-                   help="dropout on the decoder's input embeddings (default 0)")
-    p.add_argument("--item-id-emb", action="store_true",
-                   help="add a per-item embedding to each history item (an extension beyond the paper)")
-    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default=None,
-                   help="autocast precision (default fp32; bf16 is slow on CPUs without bf16 units; fp16 needs CUDA)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--force", action="store_true",
                    help="replace the run already at --out, as a whole, once the new one is complete (it trains in .RUN.forced "
                         "beside it; the same command continues it after an interrupt); an unfinished run with the same "
                         "settings continues without --force")
+    add_config_options(p, ModelConfig, {name: model for name, (model, _) in PRESETS.items()})
+    add_config_options(p, TrainConfig, {name: train for name, (_, train) in PRESETS.items()})
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("evaluate", help="Recall/NDCG@5/10 of a run, item level and SID level; writes RUN/metrics.json")
@@ -346,7 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ours: item level leads (a one-to-one catalogue); paper: SID level leads, on a catalogue "
                         "prepared with --no-repair, item level beside it")
     p.add_argument("--beam", type=_int(1), default=32)
-    p.add_argument("--order", choices=["confidence", "fixed", "random"], default="confidence", help="CPD fill order")
+    p.add_argument("--order", choices=ORDERS, default="confidence", help="CPD fill order")
     _passes_option(p, "CPD network passes, 1..n (default n: one digit per pass; fewer fill several digits per pass)")
     p.add_argument("--users", type=_int(0), default=0, help="evaluate a seeded sample of this many users (0 = all)")
     p.add_argument("--data", default=None, help=DATA_HELP)
@@ -359,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--user", required=True, metavar="ID")
     p.add_argument("--k", type=_int(1), default=10)
     p.add_argument("--beam", type=_int(1), default=32)
-    p.add_argument("--order", choices=["confidence", "fixed", "random"], default="confidence")
+    p.add_argument("--order", choices=ORDERS, default="confidence")
     p.add_argument("--history", type=_int(0), default=10, help="how many recent history items to show")
     _passes_option(p, "CPD network passes, 1..n (default n)")
     p.add_argument("--trace", default=None, metavar="FILE", help="write the denoising trace (.csv or .jsonl)")
@@ -373,7 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="FILE.html")
     p.add_argument("--k", type=_int(1), default=10)
     p.add_argument("--beam", type=_int(1), default=32)
-    p.add_argument("--order", choices=["confidence", "fixed", "random"], default="confidence")
+    p.add_argument("--order", choices=ORDERS, default="confidence")
     p.add_argument("--item", type=_int(0), action="append", metavar="INDEX",
                    help="also explain why this item (catalogue index) was or was not recommended; repeatable")
     p.add_argument("--slides", action="store_true", help="a slide deck instead: one screen per slide (the history, "

