@@ -33,11 +33,12 @@ def snapshot(*roots: Path) -> dict[str, str]:
 
 @dataclass
 class Env:
-    """What a case may use: its own folder, the shared prepared folder and run (never to be damaged)."""
+    """What a case may use: its own folder, the shared prepared folder and runs (never to be damaged)."""
 
     tmp: Path
     prepared: Path
     run: Path
+    sasrec: Path
 
     def data(self) -> Path:
         return write_chain_dataset(self.tmp / "data", n_items=40, n_users=30)
@@ -47,6 +48,21 @@ class Env:
 
     def copy_run(self) -> Path:
         return Path(shutil.copytree(self.run, self.tmp / "run"))
+
+    def copy_sasrec(self) -> Path:
+        return Path(shutil.copytree(self.sasrec, self.tmp / "sasrec"))
+
+
+@pytest.fixture(scope="session")
+def chain_sasrec_run(chain_prepared, tmp_path_factory) -> Path:
+    """A small SASRec run on the chain catalogue (seconds)."""
+    from diffgrm.prepare import load_prepared
+    from diffgrm.sasrec import SASRecConfig, train_sasrec
+
+    run = tmp_path_factory.mktemp("chain_sasrec") / "run"
+    cfg = SASRecConfig(d_model=16, n_heads=2, n_layers=1, epochs=2, batch_size=64)
+    train_sasrec(load_prepared(chain_prepared), cfg, run, device="cpu", progress=False)
+    return run
 
 
 def edit_json(path: Path, change: Callable[[dict], object]) -> None:
@@ -126,6 +142,21 @@ def legacy(run: Path) -> Path:
     """A run as diffgrm wrote it before runs carried their catalogue."""
     shutil.rmtree(run / "catalogue")
     edit_json(run / "config.json", lambda m: m.pop("format"))
+    return run
+
+
+def older_sasrec(env: Env, data: Path) -> Path:
+    """The SASRec run as diffgrm wrote SASRec runs before they shared the configs: sizes among the
+    training settings, the item count in "model", no catalogue of its own."""
+    run = env.copy_sasrec()
+    meta = json.loads((run / "config.json").read_text())
+    m, t = meta["model"], meta["train"]
+    train = {"d_model": m["d_model"], "n_heads": m["n_heads"], "n_layers": m["enc_layers"], "dropout": m["dropout"],
+             "max_history": m["max_history"], **{k: t[k] for k in ("epochs", "batch_size", "lr", "seed")}}
+    (run / "config.json").write_text(json.dumps({"model": {"kind": "sasrec", "n_items": 60}, "train": train,
+                                                 "fingerprint": meta["fingerprint"], "data": str(data),
+                                                 "sha256": meta["sha256"]}))
+    shutil.rmtree(run / "catalogue")
     return run
 
 
@@ -270,6 +301,10 @@ CASES = [
          "run-catalogue-short"),
     case(lambda e: evaluate(damage(e.copy_run(), "config.json", lambda p: edit_json(p, lambda m: m.update(fingerprint="0" * 16)))),
          "holds another catalogue", "run-catalogue-other"),
+    case(lambda e: evaluate(damage(e.copy_run(), "config.json", lambda p: edit_json(p, lambda m: m["model"].update(d_modle=64)))),
+         ("config.json 'model': unknown key 'd_modle' in ModelConfig",), "config-unknown-key"),
+    case(lambda e: evaluate(damage(e.copy_run(), "config.json", lambda p: edit_json(p, lambda m: m["train"].update(ocn_views=-2)))),
+         "the training settings are damaged (ocn_views must be between 0 and 16, got -2)", "config-bad-train-value"),
     case(lambda e: evaluate(e.run, "--beam", "5"), "must be at least K", "beam-below-k"),
     case(lambda e: evaluate(e.run, "--users", "-1"), "--users: must be at least 0", "users-negative"),
     case(lambda e: evaluate(e.run, "--split", "train"), "invalid choice", "split-unknown"),
@@ -277,6 +312,25 @@ CASES = [
     case(lambda e: ["recommend", str(e.run), "--user", "U0", "--k", "0"], "--k: must be at least 1", "k-0"),
     case(lambda e: ["recommend", str(e.run), "--user", "U0", "--trace", str(e.tmp / "no" / "t.csv")], "--trace", "trace-folder"),
     case(lambda e: ["recommend", str(e.run), "--user", "U0", "--trace", str(e.tmp / "t.txt")], "--trace", "trace-suffix"),
+    # ---------------------------------------------------------------- SASRec runs: the same checks
+    case(lambda e: evaluate(damage(e.copy_sasrec(), "model.safetensors", truncate)), "model.safetensors is damaged",
+         "sasrec-weights-truncated"),
+    case(lambda e: evaluate(damage(e.copy_sasrec(), "model.safetensors", flip_last_byte)),
+         "model.safetensors is damaged: its sha256 differs", "sasrec-weights-flipped"),
+    case(lambda e: evaluate(remove(e.copy_sasrec(), "model.safetensors")), "holds no checkpoint", "sasrec-weights-missing"),
+    case(lambda e: evaluate(damage(e.copy_sasrec(), "config.json", lambda p: edit_json(p, lambda m: m["model"].update(d_model=48)))),
+         "does not match", "sasrec-config-other-size"),
+    case(lambda e: evaluate(damage(e.copy_sasrec(), "config.json", lambda p: edit_json(p, lambda m: m["train"].update(warp=9)))),
+         "config.json 'train': unknown key 'warp' in TrainConfig", "sasrec-config-unknown-key"),
+    case(lambda e: evaluate(damage(e.copy_sasrec(), "config.json", lambda p: edit_json(p, lambda m: m.update(fingerprint="0" * 16)))),
+         "holds another catalogue", "sasrec-other-catalogue"),
+    case(lambda e: evaluate(damage(e.copy_sasrec(), "catalogue/catalogue.safetensors", flip_last_byte)),
+         "catalogue.safetensors is damaged", "sasrec-catalogue-flipped"),
+    case(lambda e: evaluate(older_sasrec(e, other_catalogue(e))), "trained on another catalogue", "sasrec-older-other-catalogue"),
+    case(lambda e: evaluate(e.sasrec, "--passes", "2"), "--passes applies to DiffGRM runs", "sasrec-passes"),
+    case(lambda e: ["recommend", str(e.sasrec), "--user", "U0"], "is a SASRec run", "sasrec-recommend"),
+    case(lambda e: train(e) + ["--model", "sasrec", "--select", "sid"], "chosen at item level", "sasrec-select-sid"),
+    case(lambda e: train(e) + ["--lr", "-1"], "--lr: must be a positive number, got -1", "train-lr"),
     # ---------------------------------------------------------------- app, fetch
     case(lambda e: ["app", str(e.tmp), "--dry-run"], "holds no checkpoint", "app-no-run"),
     case(lambda e: ["app", str(e.run), "--port", "0", "--dry-run"], "--port: must be between 1 and 65535", "app-port"),
@@ -361,12 +415,13 @@ def stray(env: Env) -> Path:
 
 
 @pytest.mark.parametrize("setup, expect", CASES)
-def test_bad_input_is_one_error_line_and_changes_nothing(setup, expect, chain_prepared, chain_run, tmp_path, capsys):
-    env = Env(tmp=tmp_path / "case", prepared=chain_prepared, run=chain_run)
+def test_bad_input_is_one_error_line_and_changes_nothing(setup, expect, chain_prepared, chain_run, chain_sasrec_run,
+                                                         tmp_path, capsys):
+    env = Env(tmp=tmp_path / "case", prepared=chain_prepared, run=chain_run, sasrec=chain_sasrec_run)
     env.tmp.mkdir()
     argv = setup(env)
     capsys.readouterr()
-    before = snapshot(env.tmp, chain_prepared, chain_run)
+    before = snapshot(env.tmp, chain_prepared, chain_run, chain_sasrec_run)
     code = main(argv)
     out, err = capsys.readouterr()
     lines = [ln for ln in err.splitlines() if ln.strip()]
@@ -375,5 +430,5 @@ def test_bad_input_is_one_error_line_and_changes_nothing(setup, expect, chain_pr
     for part in (expect,) if isinstance(expect, str) else expect:
         assert part in lines[0], lines[0]
     assert "Traceback" not in err
-    assert snapshot(env.tmp, chain_prepared, chain_run) == before, "a file was written, changed or removed"
+    assert snapshot(env.tmp, chain_prepared, chain_run, chain_sasrec_run) == before, "a file was written, changed or removed"
 

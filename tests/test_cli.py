@@ -214,3 +214,115 @@ def test_evaluate_and_recommend_with_fewer_passes(chain_run, chain_ar_run, tmp_p
     code, _, err = run(capsys, "evaluate", str(run_dir), "--users", "5", "--steps", "9", "--quiet")
     assert code == 2 and "at most the SID's 4 digits" in err
     assert "--steps is deprecated" in err and "--passes" in err  # the old flag still reads as passes
+
+
+# --------------------------------------------------------------------------- flags made from the configs
+
+
+def _subcommand(name):
+    from diffgrm.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    return sub.choices[name]
+
+
+def _flags(name):
+    """dest -> the option strings of a subcommand."""
+    return {a.dest: a for a in _subcommand(name)._actions}
+
+
+def test_every_config_field_has_a_flag_unless_listed_with_a_reason():
+    from dataclasses import fields
+
+    from diffgrm.config import NOT_ON_THE_COMMAND_LINE, ModelConfig, TokenizerConfig, TrainConfig
+
+    listed = set(NOT_ON_THE_COMMAND_LINE)
+    for command, classes in (("prepare", [TokenizerConfig]), ("train", [ModelConfig, TrainConfig])):
+        flags = _flags(command)
+        for cls in classes:
+            for f in fields(cls):
+                key = f"{cls.__name__}.{f.name}"
+                assert (f.name in flags) != (key in listed), f"{key}: give it a flag or list it in NOT_ON_THE_COMMAND_LINE"
+                if f.name in flags:
+                    assert flags[f.name].help and flags[f.name].default is None, key  # None: the preset decides
+    every = {f"{c.__name__}.{f.name}" for c in (ModelConfig, TokenizerConfig, TrainConfig) for f in fields(c)}
+    assert listed <= every and len(listed) <= 4, "the list names real fields and stays short"
+    assert all(len(reason) > 20 for reason in NOT_ON_THE_COMMAND_LINE.values())
+
+
+def test_flags_keep_their_names_choices_and_bounds():
+    from diffgrm.config import MODEL_KINDS, PRESETS, TOKENIZER_METHODS
+    from diffgrm.cpd import ORDERS
+    from diffgrm.ocn import STRATEGIES
+
+    train = {opt: a for a in _subcommand("train")._actions for opt in a.option_strings}
+    for old in ("--model", "--preset", "--epochs", "--noising", "--ocn-views", "--ocn-pick", "--eval-start", "--select",
+                "--max-minutes", "--max-steps", "--seed", "--min-history", "--label-smoothing", "--input-dropout",
+                "--item-id-emb", "--precision", "--device", "--quiet", "--force", "--out"):
+        assert old in train, old
+    assert tuple(train["--noising"].choices) == STRATEGIES and tuple(train["--model"].choices) == MODEL_KINDS
+    assert tuple(train["--preset"].choices) == tuple(PRESETS)
+    prepare = {opt: a for a in _subcommand("prepare")._actions for opt in a.option_strings}
+    for old in ("--digits", "--codebook", "--tokenizer", "--seed", "--kmeans-seeds", "--no-repair", "--preset"):
+        assert old in prepare, old
+    assert tuple(prepare["--tokenizer"].choices) == TOKENIZER_METHODS
+    for command in ("evaluate", "recommend", "report"):
+        order = next(a for a in _subcommand(command)._actions if "--order" in a.option_strings)
+        assert tuple(order.choices) == ORDERS, command
+
+
+def test_help_shows_what_each_preset_sets(capsys, monkeypatch):
+    from diffgrm.config import PRESETS
+
+    monkeypatch.setenv("COLUMNS", "400")  # one line per flag: no wrapping inside "cpu-long"
+    code, out, _ = run(capsys, "train", "--help")
+    assert code == 0
+    text = " ".join(out.split())
+    epochs = ", ".join(f"{name} {train.epochs}" for name, (_, train) in PRESETS.items())
+    assert f"(default by --preset: {epochs})" in text
+    assert "--model {diffgrm,ar,sasrec}" in text and "(the cpu-long preset turns it on)" in text
+    evaluate = " ".join(run(capsys, "evaluate", "--help")[1].split())
+    assert "--passes S" in evaluate and "--order {confidence,fixed,random}" in evaluate
+
+
+def test_a_flag_left_out_keeps_the_presets_value_and_a_new_flag_reaches_the_config(chain_prepared, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    code, _, err = run(capsys, "train", str(chain_prepared), "--preset", "tiny", "--out", str(run_dir), "--epochs", "1",
+                       "--max-steps", "2", "--quiet", "--lr", "0.002", "--dec-layers", "1", "--warmup-steps", "7")
+    assert code == 0, err
+    meta = json.loads((run_dir / "config.json").read_text())
+    assert meta["train"]["lr"] == 0.002 and meta["train"]["warmup_steps"] == 7 and meta["model"]["dec_layers"] == 1
+    assert meta["train"]["eval_users"] == 300 and meta["model"]["d_model"] == 64  # the tiny preset's, not the defaults
+    for argv, expect in [(["--lr", "0"], "--lr: must be a positive number, got 0"),
+                         (["--dropout", "1"], "--dropout: must be at least 0 and below 1, got 1"),
+                         (["--n-heads", "3"], "d_model (64) must be divisible by n_heads (3)"),
+                         (["--eval-beam", "4"], "the beam (4) must be at least K (10)")]:
+        code, _, err = run(capsys, "train", str(chain_prepared), "--preset", "tiny", "--out", str(tmp_path / "x"), *argv)
+        lines = err.strip().splitlines()
+        assert code == 2 and len(lines) == 1 and expect in lines[0], (argv, err)
+        assert not (tmp_path / "x").exists()
+
+
+def test_from_dict_refuses_unknown_keys_and_reads_every_shipped_run():
+    from pathlib import Path
+
+    from diffgrm.config import ModelConfig, TokenizerConfig, TrainConfig, UnknownSettings
+
+    shipped = sorted((Path(__file__).resolve().parents[1] / "diffgrm" / "demo_runs").glob("*/config.json"))
+    assert len(shipped) == 2
+    for path in shipped:  # runs written by this version and the versions before it
+        meta = json.loads(path.read_text())
+        assert ModelConfig.from_dict(meta["model"]).to_dict() == meta["model"]
+        assert TrainConfig.from_dict(meta["train"]).to_dict() == meta["train"]
+    tok = json.loads((shipped[0].parents[1] / "catalogue" / "tokenizer.json").read_text())
+    assert TokenizerConfig.from_dict(tok).to_dict() == tok
+    with pytest.raises(UnknownSettings, match=r"^runs/x/config.json: unknown key 'lr_decay' in TrainConfig \(.*it knows "
+                                              r"epochs, batch_size"):
+        TrainConfig.from_dict({"epochs": 3, "lr_decay": 0.5}, where="runs/x/config.json")
+    with pytest.raises(UnknownSettings, match="unknown keys 'a', 'b' in ModelConfig"):
+        ModelConfig.from_dict({"a": 1, "b": 2})
+    with pytest.raises(UnknownSettings, match="in TokenizerConfig"):
+        TokenizerConfig.from_dict({"n_digits": 4, "n_digit": 4})
+    # a legacy key (SASRec runs of the older layout) is accepted and means nothing here
+    assert ModelConfig.from_dict({"kind": "sasrec", "n_items": 60}).kind == "sasrec"
