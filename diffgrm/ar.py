@@ -42,6 +42,7 @@ def ar_search(
     device: torch.device | str | None = None,
     on_reorder: Callable[[torch.Tensor], None] | None = None,
     seen: torch.Tensor | None = None,
+    on_step: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
 ) -> SearchResult:
     """Beam search digit by digit, left to right, for ``batch_size`` users at once.
 
@@ -73,6 +74,9 @@ def ar_search(
     result inside the search: at the last digit a code that completes a SID naming a seen item is
     no candidate, so the beam slot goes to the next best one; with ``constrain`` (and the trie
     tables, up to ``TABLE_LIMIT``) a prefix all of whose items are seen is pruned at every digit.
+
+    ``on_step(t, sids, scores)`` is called after every step with its beams (``[B, R, n]``, best
+    first, dead ones at score -inf, and ``[B, R]``), as in :func:`~diffgrm.cpd.cpd_search`.
     """
     n, k = index.n_digits, index.codebook_size
     check_search_sizes(batch_size, beam, topk, runners_up)
@@ -119,6 +123,8 @@ def ar_search(
         scores, alive = top_val, new_alive
         if on_reorder is not None:  # a caller that caches per-beam state (keys/values) follows the beams
             on_reorder(parent)
+        if on_step is not None:
+            on_step(t, sids, scores)
         if trace:
             rec.append(_trace_step(index, logp, bad, raw, outside, only_seen, parent, code, parents, parent_scores,
                                    scores, alive, sids, t, runners_up, weigh))

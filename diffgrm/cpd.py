@@ -46,6 +46,9 @@ LogProbFn = Callable[[torch.Tensor], torch.Tensor]
 """``tokens [B, R, n]`` long (``MASK`` where masked) -> log-probs ``[B, R, n, K]`` for every digit
 (or, with ``masked_only=True``, ``[B, R, m, K]`` for the m masked digits in ascending order)."""
 
+StepHook = Callable[[int, torch.Tensor, torch.Tensor], None]
+"""``(step, tokens [B, R, n], scores [B, R])``: a search's beams after each step."""
+
 ORDERS = ("confidence", "fixed", "random")
 
 
@@ -66,6 +69,7 @@ def cpd_search(
     masked_only: bool = False,
     passes: int | None = None,
     seen: torch.Tensor | None = None,
+    on_step: StepHook | None = None,
 ) -> SearchResult:
     """Beam search over partial SIDs for ``batch_size`` users; returns the Top-``topk`` items per user.
 
@@ -100,6 +104,10 @@ def cpd_search(
     result inside the search: a child that completes a SID naming a seen item is no candidate, so
     its beam slot goes to the next best one, and (with ``constrain``) a partial SID whose items
     are all seen is pruned once it matches fewer items than the beam.
+
+    ``on_step(s, tokens, scores)`` is called after every step with its beams (``[B, R, n]``, best
+    first, and ``[B, R]``): diagnostics follow an item through the search without a trace. Every
+    step then keeps its whole beam, the last one included.
     """
     n, k = index.n_digits, index.codebook_size
     schedule = _schedule(order, fixed_order, seed, batch_size, n)
@@ -116,7 +124,8 @@ def cpd_search(
     records: list[dict[str, torch.Tensor]] = []
     s = 0
     for pass_no, size in enumerate(fills):
-        if pass_no == len(fills) - 1 and size == 1 and constrain and not trace and topk < tokens.shape[1]:
+        whole_last = trace or on_step is not None  # the last step's every beam is asked for
+        if pass_no == len(fills) - 1 and size == 1 and constrain and not whole_last and topk < tokens.shape[1]:
             tokens, scores = _last_digit_topk(logprob_fn, index, tokens, scores, s, schedule, topk, masked_only,
                                               seen_items)
             s += 1
@@ -136,6 +145,8 @@ def cpd_search(
             if fill < size - 1:
                 pred = pred.follow(sel.parent)
             tokens, scores = sel.tokens, sel.scores
+            if on_step is not None:
+                on_step(s, tokens, scores)
             s += 1
 
     result = finish(index, tokens, scores, topk)

@@ -53,7 +53,7 @@ class Recommender:
     @torch.no_grad()
     def search(self, histories: Sequence[np.ndarray], *, beam: int = 32, topk: int = 10, order: str = "confidence",
                trace: bool = False, seed: int = 0, constrain: bool = True, kv_cache: bool = True,
-               passes: int | None = None, exclude_seen: bool = False) -> SearchResult:
+               passes: int | None = None, exclude_seen: bool = False, on_step=None) -> SearchResult:
         """Top-K for each history. ``order`` and ``passes`` (CPD only): confidence, fixed or random
         fill order, and the number of network passes (1..n, default n: one digit per pass). ``kv_cache``
         (AR only): compute one new slot per step from cached keys/values (the default), or the
@@ -64,6 +64,8 @@ class Recommender:
 
         ``exclude_seen`` keeps each user's history items (all of them, not only the last
         ``max_history``) out of the Top-K inside the search: their slots go to the next best items.
+
+        ``on_step(step, tokens, scores)`` sees the beams after every step (``cpd.StepHook``).
         """
         n_items = self.model.item_codes.shape[0]
         for h in histories:
@@ -84,7 +86,7 @@ class Recommender:
 
             return cpd_search(logprob_fn, self.index, len(histories), beam=beam, topk=topk, order=order,
                               seed=seed, trace=trace, constrain=constrain, masked_only=masked_only, passes=passes,
-                              seen=seen)
+                              seen=seen, on_step=on_step)
         if passes is not None and passes != self.model.config.n_digits:
             raise DiffGRMError("the AR decoder fills one digit per pass: --passes applies to DiffGRM only")
         assert isinstance(self.model, ARGenerator)
@@ -93,7 +95,7 @@ class Recommender:
                 return self.model.next_logits(prefix, kv, keep).log_softmax(-1)
 
             return ar_search(next_fn, self.index, len(histories), beam=beam, topk=topk, trace=trace,
-                             constrain=constrain, seen=seen)
+                             constrain=constrain, seen=seen, on_step=on_step)
         # a real AR decoder: each step computes the new slot only, reading earlier slots' keys/values
         cache: list = [None] * len(self.model.decoder)
 
@@ -103,7 +105,7 @@ class Recommender:
             return self.model.step_logits(last, t, kv, keep, cache).log_softmax(-1)
 
         return ar_search(step_fn, self.index, len(histories), beam=beam, topk=topk, trace=trace, constrain=constrain,
-                         on_reorder=lambda parent: reorder_cache(cache, parent), seen=seen)
+                         on_reorder=lambda parent: reorder_cache(cache, parent), seen=seen, on_step=on_step)
 
     @torch.no_grad()
     def digit_logprobs(self, history: np.ndarray, tokens: np.ndarray) -> np.ndarray:

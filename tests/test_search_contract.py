@@ -137,3 +137,21 @@ def test_trace_lineage_scores_and_weighed_fills(search):
             assert (table["status"] == STATUSES[KEPT]).sum() == tr.alive[s].sum()
             assert set(table["status"]) <= set(STATUSES) and table["on_path"].sum() == 1
             assert table["beam_score"].is_monotonic_decreasing
+
+
+def test_the_step_hook_sees_every_steps_beams(search):
+    codes = catalogue(60, 6)
+    index = SIDIndex(torch.from_numpy(codes), K)
+    net = TableNet(index, 2, 6)
+    seen = []
+    res = search(net, index, 2, beam=7, topk=5, on_step=lambda s, tokens, scores: seen.append((s, tokens, scores)))
+    assert [s for s, _, _ in seen] == list(range(N))
+    for s, tokens, scores in seen:  # s + 1 digits filled in every live beam, best first
+        live = torch.isfinite(scores)
+        assert ((tokens != MASK).sum(-1)[live] == s + 1).all()
+        assert (scores[:, 1:] <= scores[:, :-1]).all()
+    last_tokens, last_scores = seen[-1][1], seen[-1][2]  # the whole last beam: the Top-K leads it
+    for u in range(2):
+        np.testing.assert_array_equal(last_tokens[u, :5].numpy(), res.sids[u].numpy())
+    traced = search(net, index, 2, beam=7, topk=5, trace=True)
+    assert torch.equal(traced.items, res.items)  # the hook changes nothing the search returns
