@@ -58,7 +58,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from diffgrm.config import preset
     from diffgrm.model import count_params
     from diffgrm.portable import load_data
-    from diffgrm.train import train, training_samples
+    from diffgrm.train import check_configs, train, training_samples
 
     check_output(args.out, "run", force=args.force, inputs=(args.data,))  # before loading anything
     prepared = load_data(args.data)
@@ -66,6 +66,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     model_cfg, cfg = preset(args.preset, n_digits=cat.n_digits, codebook_size=cat.codebook_size)
     model_cfg = replace(model_cfg, **config_overrides(args, ModelConfig))
     cfg = replace(cfg, **config_overrides(args, TrainConfig))
+    check_configs(model_cfg, cfg)
     kind = model_cfg.kind
     main = distributed.is_main()  # under torchrun only rank 0 prints (and writes)
     if not args.quiet and main:
@@ -272,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data", metavar="DIR", help="a folder written by `diffgrm prepare`, or a run folder (its own "
                    "catalogue and users: a companion on the very same SIDs, on any machine)")
     p.add_argument("--preset", choices=tuple(PRESETS), default="cpu",
-                   help="sizes and optimiser: tiny (MovieLens demo), cpu (Beauty < 30 min on 2 cores), "
+                   help="sizes and optimiser: tiny (MovieLens demo), cpu (Beauty within a half-hour cap on 2 cores), "
                         "cpu-long (cpu + the winning levers, 18 epochs), paper")
     p.add_argument("--out", required=True, metavar="RUN", help="run folder to write")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")

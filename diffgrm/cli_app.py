@@ -50,8 +50,8 @@ def _cmd_app(args: argparse.Namespace) -> int:
         Explorer(run, data=args.data).codebook_coords(method)
     # Served for viewers, not edited: toolbarMode minimal hides the "Deploy" button; no file watcher
     # (it polled and hashed the app's modules all the time); no full garbage collection after every
-    # rerun (with torch, pandas and plotly loaded it cost about 0.4 s of CPU per user switch; memory is
-    # still freed by reference counting and Python's own collector). See bench/app_speed.py.
+    # rerun (with torch, pandas and plotly loaded it cost CPU time on every user switch; memory is
+    # still freed by reference counting and Python's own collector). The docs hold the app's timings.
     cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.address", args.address,
            "--server.port", str(args.port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
            "--client.toolbarMode", "minimal", "--server.fileWatcherType", "none", "--runner.postScriptGC", "false",
@@ -72,8 +72,8 @@ def _cmd_app(args: argparse.Namespace) -> int:
     # One thread per decoding: a viewer's search is a batch of one, and several viewers' reruns run in
     # parallel threads of the server; torch's default pool made them spin against each other.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    # The server runs in this process, so the run loads (torch imported, model and catalogue read:
-    # about 3 s) while Streamlit starts, not when the first viewer arrives.
+    # The server runs in this process, so the run loads (torch imported, model and catalogue read)
+    # while Streamlit starts, not when the first viewer arrives.
     threading.Thread(target=_preload, args=(run, args.data), name="diffgrm-preload", daemon=True).start()
     from streamlit.web import cli as streamlit_cli
 

@@ -280,15 +280,15 @@ PRESETS: dict[str, tuple[ModelConfig, TrainConfig]] = {
         TrainConfig(epochs=200, batch_size=1024, lr=0.01, warmup_steps=10_000, label_smoothing=0.2,
                     patience=15, eval_start=5, eval_beam=32),
     ),
-    # Trains on the Beauty benchmark in under 30 minutes on a 2-core CPU.
+    # Sized to train on the Beauty benchmark within a half-hour cap on a 2-core CPU (timings: docs, Benchmarks).
     "cpu": (
         ModelConfig(d_model=128, n_heads=4, d_ff=512, enc_layers=1, dec_layers=2, dropout=0.1),
         TrainConfig(epochs=14, batch_size=256, lr=3e-3, warmup_steps=400, label_smoothing=0.2,
                     patience=3, eval_start=6, eval_beam=32, eval_users=2000, max_minutes=28),
     ),
-    # The `cpu` sizes with the levers that won the validation screen (bench/ablate.py): the item-id
-    # embedding (an extension beyond the paper), dropout 0.1 on the decoder's input, label smoothing
-    # 0.1, and 18 epochs with no time cap (about 1.5 h for DiffGRM on Beauty on 2 cores).
+    # The `cpu` sizes with the levers that won the validation screen (docs, Benchmarks: the levers):
+    # the item-id embedding (an extension beyond the paper), dropout 0.1 on the decoder's input, label
+    # smoothing 0.1, and 18 epochs with no time cap.
     "cpu-long": (
         ModelConfig(d_model=128, n_heads=4, d_ff=512, enc_layers=1, dec_layers=2, dropout=0.1, input_dropout=0.1,
                     item_id_emb=True),

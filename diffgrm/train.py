@@ -116,7 +116,6 @@ class SIDTask:
 
     def __init__(self, model_cfg: ModelConfig, cfg: TrainConfig, prepared: Prepared, device: torch.device,
                  generator: torch.Generator) -> None:
-        check_beam(cfg.eval_beam, 10)  # validation reads the Top-10
         cat = prepared.catalogue
         if (model_cfg.n_digits, model_cfg.codebook_size) != (cat.n_digits, cat.codebook_size):
             raise DiffGRMError("the model config does not match the catalogue's digits / codebook size")
@@ -137,6 +136,15 @@ class SIDTask:
         return Recommender(self.model).evaluate(samples, beam=beam, progress=progress, desc="validate")
 
 
+def check_configs(model_cfg: ModelConfig, cfg: TrainConfig) -> None:
+    """What the two configs must agree on, checked before anything is loaded or trained."""
+    if model_cfg.kind == "sasrec" and cfg.select != "item":
+        raise DiffGRMError("SASRec ranks item ids and generates no SIDs: its checkpoint is chosen at item level "
+                           "(--select item)")
+    if model_cfg.kind != "sasrec":
+        check_beam(cfg.eval_beam, 10)  # validation reads the Top-10
+
+
 def train(prepared: Prepared, model_cfg: ModelConfig, cfg: TrainConfig, out: str | Path | None = None, *,
           device: str | torch.device | None = None, progress: bool = True, force: bool = False,
           on_epoch: Callable[[int, torch.nn.Module, dict], None] | None = None) -> TrainResult:
@@ -149,9 +157,7 @@ def train(prepared: Prepared, model_cfg: ModelConfig, cfg: TrainConfig, out: str
     ``on_epoch(epoch, model, row)`` is called after every epoch (row = that epoch's history
     line), for notebooks that watch the model learn; the model is in eval mode during it.
     """
-    if model_cfg.kind == "sasrec" and cfg.select != "item":
-        raise DiffGRMError("SASRec ranks item ids and generates no SIDs: its checkpoint is chosen at item level "
-                           "(--select item)")
+    check_configs(model_cfg, cfg)
     make_task = SASRecTask if model_cfg.kind == "sasrec" else SIDTask
     return train_task(make_task, prepared, model_cfg, cfg, out, device=device, progress=progress, force=force,
                       on_epoch=on_epoch)
