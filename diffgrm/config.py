@@ -23,8 +23,10 @@ DEFAULT_ENCODER = "all-MiniLM-L6-v2"
 
 TOKENIZER_METHODS = ("opq", "pq", "rq", "random")
 KMEANS_SEEDS = ("distinct", "shared")
-MODEL_KINDS = ("diffgrm", "ar", "sasrec")
-"""``diffgrm`` (denoising decoder), ``ar`` (autoregressive decoder, same SIDs), ``sasrec`` (item ids, no SIDs)."""
+MODEL_KINDS = ("diffgrm", "ar", "sasrec", "cornac-diffgrm")
+"""``diffgrm`` (denoising decoder), ``ar`` (autoregressive decoder, same SIDs), ``sasrec`` (item ids, no SIDs),
+``cornac-diffgrm`` (the released DiffGRM network that Cornac and the reference code train: runs imported
+by :mod:`diffgrm.interop`)."""
 OCN_PICKS = ("random", "shallowest")
 PRECISIONS = ("fp32", "bf16", "fp16")
 SELECT_LEVELS = ("item", "sid")
