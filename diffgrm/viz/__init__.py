@@ -19,6 +19,14 @@ Bad arguments raise :class:`~diffgrm.errors.DiffGRMError` with a one-line explan
 """
 
 from diffgrm.viz.codebook import codebook_figure, codebook_note, project_codebook
+from diffgrm.viz.diagnostics import (
+    beam_curve_figure,
+    miss_map_figure,
+    order_figure,
+    reliability_figure,
+    surest_figure,
+    topk_profile_figure,
+)
 from diffgrm.viz.health import codebook_health, sid_information_figure
 from diffgrm.viz.onpolicy import lattice_figure, order_agreement_figure, views_beside_fills
 from diffgrm.viz.denoising import (
@@ -45,8 +53,9 @@ from diffgrm.viz.why import why_not_figure
 
 __all__ = [
     "HIGHLIGHT", "HISTORY", "MASKED_GREY", "METHODS", "METRIC_LABELS", "METRICS", "PALETTE", "PROB_SCALE", "START", "STATES",
-    "alternatives_figure", "codebook_figure", "codebook_health", "codebook_note", "compare_orders",
+    "alternatives_figure", "beam_curve_figure", "codebook_figure", "codebook_health", "codebook_note", "compare_orders",
     "confidence_heatmap",
-    "denoising_strip", "lattice_figure", "order_agreement_figure", "project_codebook", "sid_information_figure", "sid_text",
+    "denoising_strip", "lattice_figure", "miss_map_figure", "order_agreement_figure", "order_figure",
+    "reliability_figure", "surest_figure", "topk_profile_figure", "project_codebook", "sid_information_figure", "sid_text",
     "strip_frame_data", "views_beside_fills", "why_not_figure",
 ]
