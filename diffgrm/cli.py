@@ -286,7 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_options(p, TrainConfig, {name: train for name, (_, train) in PRESETS.items()})
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("evaluate", help="Recall/NDCG@5/10 of a run, item level and SID level; writes RUN/metrics.json")
+    p = sub.add_parser("evaluate", help="Recall/NDCG@5/10 of a run, item level and SID level (SASRec: item level, every "
+                       "item scored); writes RUN/metrics.json")
     p.add_argument("run", metavar="RUN")
     p.add_argument("--split", choices=["test", "valid"], default="test")
     p.add_argument("--exclude-seen", action="store_true",
@@ -294,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--protocol", choices=["ours", "paper"], default="ours",
                    help="ours: item level leads (a one-to-one catalogue); paper: SID level leads, on a catalogue "
                         "prepared with --no-repair, item level beside it")
-    p.add_argument("--beam", type=_int(1), default=32)
+    p.add_argument("--beam", type=_int(1), default=32, help="search beam of DiffGRM and AR runs (default 32)")
     p.add_argument("--order", choices=ORDERS, default="confidence", help="CPD fill order")
     _passes_option(p, "CPD network passes, 1..n (default n: one digit per pass; fewer fill several digits per pass)")
     p.add_argument("--users", type=_int(0), default=0, help="evaluate a seeded sample of this many users (0 = all)")

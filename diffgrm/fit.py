@@ -158,7 +158,8 @@ def run_configs(model_cfg: ModelConfig, cfg: TrainConfig, prepared: Prepared) ->
 
 def train_task(make_task: Callable[..., Task], prepared: Prepared, model_cfg: ModelConfig, cfg: TrainConfig,
                out: str | Path | None = None, *, device: str | torch.device | None = None, progress: bool = True,
-               force: bool = False, on_epoch: Callable[[int, torch.nn.Module, dict], None] | None = None) -> TrainResult:
+               force: bool = False,
+               on_epoch: Callable[[int, torch.nn.Module, dict], None] | None = None) -> TrainResult:
     """Train the model ``make_task`` builds; with ``out``, into a run folder (see ``diffgrm.train.train``)."""
     device = distributed.setup(device) or default_device(device)
     if out is None:
@@ -169,7 +170,8 @@ def train_task(make_task: Callable[..., Task], prepared: Prepared, model_cfg: Mo
 
 
 def _write_history(out: Path, history: list[dict]) -> None:
-    write_text(out / "history.jsonl", "".join(json.dumps(r) + "\n" for r in history))  # whole: an interrupt keeps the last
+    # rewritten whole: an interrupt leaves the previous complete file
+    write_text(out / "history.jsonl", "".join(json.dumps(r) + "\n" for r in history))
 
 
 def _fit(make_task: Callable[..., Task], prepared: Prepared, model_cfg: ModelConfig, cfg: TrainConfig,

@@ -141,7 +141,8 @@ def test_runs_of_the_older_layout_still_load(chain_prepared, sasrec_run, tmp_pat
     hist = [np.array([3, 4, 5]), np.array([7])]
     assert (rank_items(load_sasrec(old), hist) == rank_items(model, hist)).all()
     loaded, prepared, _ = load_run(old, sasrec=True)
-    assert loaded.config.d_ff == 4 * 32 and prepared.catalogue.fingerprint == json.loads((old / "config.json").read_text())["fingerprint"]
+    assert loaded.config.d_ff == 4 * 32 and loaded.config.enc_layers == 1  # the older layout's blocks and width
+    assert prepared.catalogue.fingerprint == json.loads((old / "config.json").read_text())["fingerprint"]
     # the keys that layout wrote are known legacy keys, each with where it came from
     assert {"n_items"} == set(ModelConfig.LEGACY_KEYS)
     assert {"d_model", "n_heads", "n_layers", "dropout", "max_history"} == set(TrainConfig.LEGACY_KEYS)
