@@ -363,6 +363,12 @@ def reorder_cache(cache: list, parent: torch.Tensor) -> None:
 
 
 def build_model(config: ModelConfig, item_codes: torch.Tensor) -> GenerativeRecommender:
+    """The network ``config.kind`` names: ``diffgrm``, ``ar``, or ``cornac-diffgrm`` (the released
+    layout that Cornac and the reference code train, :mod:`diffgrm.interop.network`)."""
+    if config.kind == "cornac-diffgrm":
+        from diffgrm.interop.network import ReleasedDiffGRM  # here: interop builds on this module
+
+        return ReleasedDiffGRM(config, item_codes)
     return (DiffGRM if config.kind == "diffgrm" else ARGenerator)(config, item_codes)
 
 

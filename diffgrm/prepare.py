@@ -187,6 +187,8 @@ class Prepared:
         ``max_items``)."""
         if self.space is not None:
             return self.space
+        if self.report.get("codebook_space_missing"):  # a run imported from Cornac or the reference code
+            raise DiffGRMError(str(self.report["codebook_space_missing"]))
         settings = Path(self.path) / "tokenizer.json"
         method = read_json(settings).get("method") if settings.is_file() else None
         if method not in (None, "opq", "pq"):
