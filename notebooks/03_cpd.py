@@ -225,7 +225,7 @@ pd.DataFrame(rows).T.round(4)
 # %% [markdown]
 # ### The evidence at full scale
 #
-# One user, and a small sample, are anecdotes. On Amazon Beauty's whole test split (`bench/quality.py`, the `cpu`
+# One user, and a small sample, are anecdotes. On Amazon Beauty's whole test split (`python -m bench quality`, the `cpu`
 # preset, three seeds, `bench/results/quality.json`): CPD in confidence order, the same model decoded in a fixed
 # digit order, and the AR decoder on the same SIDs (a random order was not measured there).
 

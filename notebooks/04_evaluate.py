@@ -180,7 +180,7 @@ pd.DataFrame({"popularity": pop_metrics, "DiffGRM tiny (repaired)": metrics["rep
 # %% [markdown]
 # ## 4. Reading the benchmark table
 #
-# The measured rows come from `bench/results/quality.json`, written by `bench/quality.py` (the README's
+# The measured rows come from `bench/results/quality.json`, written by `python -m bench quality` (the README's
 # quality table): Amazon Beauty, all test users, beam 32, the `cpu` preset (d 128, under 30 minutes of
 # training on 2 CPU cores), on a repaired (one-to-one) catalogue, so item level = SID level. The row
 # that names all-mpnet-base-v2 is the README's larger-encoder run (`bench/results/quality-mpnet.json`).
@@ -284,6 +284,6 @@ assert all(sid_level[k] >= item_level[k] for k in item_level)  # a shared SID co
 #
 # - Change `K_SMALL` to 16 or 64: the collision rate falls and the SID/item gap closes.
 # - Evaluate with a larger beam (`evaluate(..., beam=64)`) and watch Recall@10 move.
-# - Re-run `bench/quality.py --seeds 0 1 2 --beam 64` (it reuses the trained runs; training them from
+# - Re-run `python -m bench quality evaluate --seeds 0 1 2 --beam 64` (it reuses the trained runs; training them from
 #   nothing takes hours on 2 cores) and compare its `bench/results/quality.json` with the table.
 # - Prepare Beauty with `--no-repair` and evaluate the same model design: how large is the gap there?

@@ -3,7 +3,7 @@
     .venv/bin/python scripts/screenshots.py [--out docs/images] [--user 1]
 
 Serves the demo run with ``diffgrm app`` on a free port, opens it in Debian's chromium (the same
-browser and settle check as the browser test and ``bench/app_speed.py``), and writes
+browser and settle check as the browser test and ``python -m bench app-speed``), and writes
 ``explorer.png``: the first screen a viewer sees, the sidebar and the denoising tab played to the last step.
 """
 
@@ -16,7 +16,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.app_speed import CHROMIUM, FLAGS, free_port, serve, wait_health, wait_settled  # noqa: E402
+from bench.common import free_port  # noqa: E402
+from bench.perf.app_speed import CHROMIUM, FLAGS, serve, wait_health, wait_settled  # noqa: E402
 from diffgrm.demo import DEMO_RUN  # noqa: E402
 
 VIEWPORT = {"width": 1400, "height": 1450}

@@ -1,20 +1,21 @@
-"""Smoke tests of bench/ablate.py and bench/train_step.py on small data, so the scripts do not rot."""
+"""Smoke tests of ``python -m bench ablate``, ``ablate-sids`` and ``train-step`` on small data, so they do not rot."""
 
 import json
 
 import pytest
 
-from tests.conftest import load_script
+from bench.experiments import ablate
+from bench.registry import run
 
 
 def test_ablation_rows_train_evaluate_and_reuse(chain_prepared, tmp_path, capsys):
-    bench = load_script("bench/ablate.py")
     rows = ["baseline", "min-history-1", "item-id-emb", "beam-256", "no-whiten", "ar"]
-    argv = ["--quick", "--data", str(chain_prepared), "--dataset", str(chain_prepared.parent / "raw"),
-            "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "abl"), "--preset", "tiny",
-            "--beam", "16", "--device", "cpu", "--rows", *rows]
-    results = bench.main(argv)
-    assert list(results) == [r for r in bench.ROWS if r in rows]  # the table's order, not the call's
+    common = ["--quick", "--data", str(chain_prepared), "--dataset", str(chain_prepared.parent / "raw"),
+              "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "abl"), "--preset", "tiny",
+              "--beam", "16", "--device", "cpu"]
+    assert run("ablate", ["train", *common, "--rows", *rows]) == 0
+    results = run("ablate", ["evaluate", *common, "--rows", *rows])
+    assert list(results) == [r for r in ablate.ROWS if r in rows]  # the table's order, not the call's
     for name, r in results.items():
         assert 0 <= r["item"]["ndcg@10"] <= 1 and r["epochs"] == 1 and r["users"] > 0
     assert results["beam-256"]["beam"] == 256 and results["beam-256"]["run"] == results["baseline"]["run"]
@@ -31,15 +32,18 @@ def test_ablation_rows_train_evaluate_and_reuse(chain_prepared, tmp_path, capsys
     assert "| 7 history (extension) | item-id-emb |" in out
     saved = json.loads((tmp_path / "abl.json").read_text())
     assert set(saved["rows"]) == set(rows) and saved["epochs"] == 1
-    # a second call trains nothing; --trained-only tables what exists and refuses when nothing does
+    assert (tmp_path / "abl.md").read_text() == ablate.render(saved) + "\n"
+    # a second call trains nothing; a narrower evaluate keeps the rows evaluated before in the table
     stamp = {p: p.stat().st_mtime for p in (tmp_path / "runs").rglob("model.safetensors")}
-    again = bench.main([*argv, "--trained-only"])
+    assert run("ablate", ["train", *common, "--rows", *rows]) == 0
+    again = run("ablate", ["evaluate", *common, "--rows", "ar"])
     assert {p: p.stat().st_mtime for p in (tmp_path / "runs").rglob("model.safetensors")} == stamp
-    assert again["ar"]["item"] == results["ar"]["item"]
+    assert list(again) == list(results) and again["ar"]["item"] == results["ar"]["item"]
     with pytest.raises(SystemExit, match="no row was trained"):
-        bench.main([*argv, "--trained-only", "--runs", str(tmp_path / "empty")])
-    # --sids-only tables what the SID rows' digits carry, training nothing
-    info = bench.main([*argv, "--sids-only", "--rows", "baseline", "no-whiten", "item-id-emb", "--out", str(tmp_path / "sids")])
+        run("ablate", ["evaluate", *common, "--runs", str(tmp_path / "empty")])
+    # ablate-sids tables what the SID rows' digits carry, training nothing
+    info = run("ablate-sids", ["evaluate", *common, "--rows", "baseline", "no-whiten", "item-id-emb",
+                               "--out", str(tmp_path / "sids")])
     assert list(info) == ["baseline", "no-whiten"]  # rows that change no SIDs are not SID rows
     for r in info.values():
         assert 0 < r["prefix_bits"][0] <= r["prefix_bits"][-1] <= r["max_bits"] + 1e-9
@@ -47,7 +51,6 @@ def test_ablation_rows_train_evaluate_and_reuse(chain_prepared, tmp_path, capsys
 
 
 def test_train_step_bench_quick():
-    bench = load_script("bench/train_step.py")
-    result = bench.main(["--quick", "--options", "eager", "torch-dropout"])
+    result = run("train-step", ["run", "--quick", "--options", "eager", "torch-dropout"])
     assert set(result["samples_per_second"]) == {"diffgrm eager", "diffgrm torch-dropout", "ar eager", "ar torch-dropout"}
     assert all(v > 0 for v in result["samples_per_second"].values())

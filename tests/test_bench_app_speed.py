@@ -1,4 +1,4 @@
-"""bench/app_speed.py: the table it writes from its measurements (the measuring itself is the benchmark's)."""
+"""python -m bench app-speed: the table it writes from its measurements (the measuring itself is the benchmark's)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from bench import app_speed
+from bench.perf import app_speed
+from bench.registry import run
 
 
 def _switch_row(viewers: int, median: float) -> dict:
@@ -47,7 +48,7 @@ def test_main_keeps_the_other_stage_of_the_results_file(tmp_path, monkeypatch, c
                                                               "warm": {"served_s": 1, "page_s": 1}}}))
     monkeypatch.setattr(app_speed, "stage_switch", lambda args: {"run": "r", "rounds": 1, "first_page_s": 1.0,
                                                                   "rows": [_switch_row(1, 0.3)]})
-    assert app_speed.main(["switch", "--out", str(out)]) == 0
+    run("app-speed", ["switch", "--out", str(out)])
     saved = json.loads(out.with_suffix(".json").read_text())
     assert set(saved) == {"start", "switch"} and saved["start"]["commit"] == "c"
     assert "**2**" in out.with_suffix(".md").read_text()

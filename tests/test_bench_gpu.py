@@ -1,18 +1,18 @@
-"""bench/gpu.py in --tiny mode on the CPU (synthetic data, a few steps), its reuse of finished stages,
+"""python -m bench gpu in --tiny mode on the CPU (synthetic data, a few steps), its reuse of finished stages,
 and its refusal to run the full benchmark without a CUDA device."""
 
 import json
 
 import pytest
 
-from tests.conftest import load_script
+from bench.perf import gpu
+from bench.registry import run
 
 
 def test_gpu_bench_tiny_runs_both_models_on_the_cpu_and_reuses_them(tmp_path, capsys):
-    bench = load_script("bench/gpu.py")
     runs, out = tmp_path / "runs", tmp_path / "res" / "gpu-tiny"
     argv = ["--tiny", "--device", "cpu", "--runs", str(runs), "--out", str(out), "--quiet"]
-    payload = bench.main(argv)
+    payload = run("gpu", ["run", *argv])
     saved = json.loads(out.with_suffix(".json").read_text())
     assert saved == json.loads(json.dumps(payload))  # what was returned is what was written
     assert saved["device"] == "cpu" and saved["device_type"] == "cpu" and saved["precision"] == "fp32"
@@ -47,25 +47,24 @@ def test_gpu_bench_tiny_runs_both_models_on_the_cpu_and_reuses_them(tmp_path, ca
 
     # a second call reuses the prepared folder, both runs and both evaluations
     stamp = {p: p.stat().st_mtime for p in runs.rglob("*.safetensors")}
-    again = bench.main(argv)
+    again = run("gpu", ["run", *argv])
     assert {p: p.stat().st_mtime for p in runs.rglob("*.safetensors")} == stamp
     assert again["prepare_reused"] and all(m["train_reused"] and m["eval_reused"] for m in again["models"].values())
     assert again["models"]["ar"]["item"] == payload["models"]["ar"]["item"]
     assert again["stages"] == payload["stages"]
     # a finished run with other settings is never silently reused or replaced
     with pytest.raises(SystemExit, match="other settings"):
-        bench.main([*argv, "--epochs", "3"])
+        run("gpu", ["run", *argv, "--epochs", "3"])
 
 
 def test_gpu_bench_refuses_without_cuda_unless_tiny(tmp_path, capsys, monkeypatch):
-    bench = load_script("bench/gpu.py")
-    monkeypatch.setattr(bench.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(gpu.torch.cuda, "is_available", lambda: False)
     with pytest.raises(SystemExit) as exc:
-        bench.main(["--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "gpu")])
+        run("gpu", ["run", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "gpu")])
     assert exc.value.code == 2
     err = capsys.readouterr().err
-    assert "bench/gpu.py measures a CUDA GPU" in err and "sees none" in err and "--tiny" in err and "--allow-cpu" in err
+    assert "python -m bench gpu measures a CUDA GPU" in err and "sees none" in err and "--tiny" in err and "--allow-cpu" in err
     assert not (tmp_path / "runs").exists() and not (tmp_path / "gpu.json").exists()
     with pytest.raises(SystemExit) as exc:  # asking for the CPU by name is refused the same way
-        bench.main(["--device", "cpu", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "gpu")])
+        run("gpu", ["run", "--device", "cpu", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "gpu")])
     assert exc.value.code == 2 and "--device cpu" in capsys.readouterr().err

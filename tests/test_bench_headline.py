@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 
-from tests.conftest import ROOT, load_script
-
-bench = load_script("bench/headline.py")
+from bench import headline as bench
+from tests.conftest import ROOT
 
 
 def test_the_readme_headline_is_the_committed_results():

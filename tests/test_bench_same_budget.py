@@ -1,23 +1,23 @@
-"""bench/same_budget.py: finished runs sized to one budget, read from bench/long_sids.py's run folders."""
+"""python -m bench same-budget: finished runs sized to one budget, read from the long-SIDs run folders."""
 
 from __future__ import annotations
 
 import json
 
-from tests.conftest import load_script, write_folder_dataset
+from bench.experiments import same_budget
+from bench.registry import run
+from tests.conftest import write_folder_dataset
 
 
 def test_each_row_trains_its_own_epochs_and_the_table_states_their_minutes(tmp_path, monkeypatch):
-    bench = load_script("bench/same_budget.py")
-    long_sids = load_script("bench/long_sids.py")
-    monkeypatch.setattr(bench, "GROUPS", {"n = 4, tiny": [("a4", 1), ("d4-k1", 2)]})
+    monkeypatch.setattr(same_budget, "GROUPS", {"n = 4, tiny": [("a4", 1), ("d4-k1", 2)]})
     raw = write_folder_dataset(tmp_path / "raw", n_items=120, n_users=60)
     runs = tmp_path / "runs"
-    common = ["--quick", "--runs", str(runs), "--users", "30"]
-    assert bench.main(["train", *common, "--dataset", str(raw)]) == 0
+    common = ["--quick", "--runs", str(runs), "--users", "30", "--dataset", str(raw)]
+    assert run("same-budget", ["train", *common]) == 0
     # the minutes per epoch come from train-speed, timed once per row in any budget folder
-    assert long_sids.main(["train-speed", "a4", "d4-k1", "--quick", "--dataset", str(raw), "--runs", str(runs)]) == 0
-    assert bench.main(["table", *common, "--out", str(tmp_path / "budget")]) == 0
+    assert run("long-sids", ["train-speed", "a4", "d4-k1", "--quick", "--dataset", str(raw), "--runs", str(runs)]) == 0
+    run("same-budget", ["evaluate", *common, "--out", str(tmp_path / "budget")])
     rows = {r["row"]: r for r in json.loads((tmp_path / "budget.json").read_text())["rows"]}
     assert rows["a4"]["epochs"] == 1 and rows["d4-k1"]["epochs"] == 2
     assert (runs / "e2" / "d4-k1" / "config.json").is_file() and (runs / "e1" / "a4" / "config.json").is_file()

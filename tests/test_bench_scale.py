@@ -1,11 +1,10 @@
-"""bench/scale.py in quick mode: every stage runs in its own process and reports time and peak memory."""
+"""python -m bench scale in quick mode: every stage runs in its own process and reports time and peak memory."""
 
-from tests.conftest import load_script
+from bench.registry import run
 
 
 def test_scale_bench_runs_every_stage_and_both_process_counts(tmp_path, capsys):
-    bench = load_script("bench/scale.py")
-    payload = bench.main(["--quick", "--runs", str(tmp_path / "runs")])
+    payload = run("scale", ["run", "--quick", "--runs", str(tmp_path / "runs")])
     (row,) = payload["rows"]
     assert row["items"] == 2000 and row["users"] == 300
     for stage in ("prepare", "train", "decode"):

@@ -1,4 +1,4 @@
-"""Smoke test of the speed bench: ``bench/speed.py --quick`` runs, prints its tables and writes every
+"""Smoke test of the speed bench: ``python -m bench speed run --quick`` runs, prints its tables and writes every
 section of its JSON with positive numbers. No timing is asserted (the machine may be busy)."""
 
 from __future__ import annotations
@@ -40,12 +40,12 @@ def numbers(tree, path="") -> list[tuple[str, float]]:
 def test_quick_bench_writes_every_section(tmp_path):
     out = tmp_path / "speed.json"
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "speed.py"), "--quick", "--out", str(out)],
+        [sys.executable, "-m", "bench", "speed", "run", "--quick", "--out", str(out)],
         check=False,
         capture_output=True,
         text=True,
         timeout=170,
-        cwd=tmp_path,
+        cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     for header in HEADERS:

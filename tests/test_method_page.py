@@ -27,7 +27,7 @@ def test_the_method_page_has_its_sections_equations_and_references():
 
 def test_every_mention_of_a_method_section_resolves():
     have = sections()
-    files = [p for pattern in ("docs/*.md", "notebooks/*.py", "diffgrm/**/*.py", "bench/*.py", "app/*.py")
+    files = [p for pattern in ("docs/*.md", "notebooks/*.py", "diffgrm/**/*.py", "bench/**/*.py", "app/*.py")
              for p in ROOT.glob(pattern)]
     cited = {(str(p.relative_to(ROOT)), n) for p in files for n in CITED.findall(p.read_text())}
     assert len(cited) >= 8

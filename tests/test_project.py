@@ -46,13 +46,19 @@ def test_ci_runs_the_readme_test_command():
 
 
 def test_readme_scripts_and_folders_exist():
-    """Scripts the README runs (`python X.py`, `bash X.sh`) and notebooks it names are in the repository."""
+    """Scripts the README runs (`python X.py`, `bash X.sh`), benchmarks (`python -m bench NAME STAGE`) and
+    notebooks it names are in the repository."""
+    from bench.registry import ENTRIES, load, stages
+
     readme = (ROOT / "README.md").read_text()
     scripts = re.findall(r"(?:python|bash) ((?:bench|notebooks)/\S+\.(?:py|sh))", readme)
+    benches = re.findall(r"python -m bench ([\w-]+) ([\w-]+)", readme)
     notebooks = re.findall(r"`(\d\d_\w+\.ipynb)`", readme)
-    assert scripts and len(notebooks) == 6
+    assert (scripts or benches) and len(notebooks) == 6
     for path in scripts:
         assert (ROOT / path).is_file(), path
+    for name, stage in benches:
+        assert name in ENTRIES and stage in stages(load(name)), f"python -m bench {name} {stage}"
     for name in notebooks:
         assert (ROOT / "notebooks" / name).is_file(), name
 
@@ -128,6 +134,16 @@ def test_the_package_has_no_import_cycle():
     graph = {_module_name(p): _diffgrm_imports(p, modules) for p in files}
     assert sum(map(len, graph.values())) > 50, "no imports found: the parser is broken"
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]  # the checker finds one
+    cycle = _cycle(graph)
+    assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def test_the_benchmarks_have_no_import_cycle():
+    """bench/ is a package too: its modules import one way (function-level imports included)."""
+    files = sorted((ROOT / "bench").rglob("*.py"))
+    modules = {_module_name(p) for p in files}
+    graph = {_module_name(p): _diffgrm_imports(p, modules) for p in files}
+    assert sum(map(len, graph.values())) > 20, "no imports found: the parser is broken"
     cycle = _cycle(graph)
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
 

@@ -1,7 +1,7 @@
 """Where a training step's time goes at the `cpu` preset, and what makes it faster.
 
-    .venv/bin/python bench/train_step.py                 # profile + the options table (a few minutes)
-    .venv/bin/python bench/train_step.py --quick         # smoke run
+    python -m bench train-step run                 # profile + the options table (a few minutes)
+    python -m bench train-step run --quick         # smoke run
 
 One optimiser step of DiffGRM with OCN (and of the AR decoder) on batches of 256 real Beauty-like
 histories (lengths drawn from the prepared folder when given, else 1-50 skewed short like Amazon
@@ -18,7 +18,10 @@ It prints the top operators of a torch.profiler run and a table of samples/s, be
   bf16           bf16 autocast (``TrainConfig.precision``)
   1thread        eager on one thread
 
-and writes ``bench/results/train_step.json``.
+and writes ``bench/results/train_step.json``. Here too: section 2 of ``python -m bench speed``
+(:func:`bench_train`: samples/s of whole ``train`` calls for DiffGRM with OCN and random masking and
+for AR, and the padding that length-sorted batches save) and :func:`step_rate`, the samples/s of
+one run's steps that ``python -m bench long-sids train-speed`` turns into minutes per epoch.
 """
 
 from __future__ import annotations
@@ -33,15 +36,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from diffgrm.config import preset  # noqa: E402
-from diffgrm.decode import pad_histories  # noqa: E402
-from diffgrm.model import Dropout, build_model  # noqa: E402
-from diffgrm.train import ar_loss, make_step  # noqa: E402
-from diffgrm import ocn  # noqa: E402
-from diffgrm.ocn import NESTED, ocn_loss  # noqa: E402
+from bench.common import RESULTS_DIR
+from bench.perf.synthetic import CODEBOOK, N_DIGITS, random_catalogue, size, synthetic_prepared, table
+from diffgrm import ocn
+from diffgrm.config import preset
+from diffgrm.decode import pad_histories
+from diffgrm.model import Dropout, build_model
+from diffgrm.ocn import NESTED, ocn_loss
+from diffgrm.prepare import Prepared
+from diffgrm.train import ar_loss, length_batches, make_step, train, training_samples
 
 
 def history_lengths(data: str | None, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -151,16 +154,110 @@ def profile(kind: str, codes: torch.Tensor, hist: list[torch.Tensor], targets: l
     return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=18)
 
 
-def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def step_rate(prepared: Prepared, model_cfg, cfg, n_steps: int, threads: int) -> tuple[float, int, int]:
+    """(samples/s, steps timed, samples per epoch) of ``make_step`` on a run's own length-sorted batches:
+    two warm-up steps, then ``n_steps`` timed one by one."""
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    cat = prepared.catalogue
+    model = build_model(model_cfg, torch.from_numpy(cat.codes)).train()
+    step = make_step(model, cfg, torch.optim.AdamW(model.parameters(), lr=cfg.lr), torch.Generator().manual_seed(0))
+    data = training_samples(prepared, cfg.min_history)
+    lengths = np.minimum([len(h) for h in data.histories], model_cfg.max_history)
+    order = length_batches(lengths, cfg.batch_size, np.random.default_rng(0))
+    codes = torch.from_numpy(cat.codes)
+    times, seen = [], 0
+    for i in range(n_steps + 2):
+        idx = order[i % len(order)]
+        hist = pad_histories([data.histories[j] for j in idx], model_cfg.max_history)
+        t0 = time.perf_counter()
+        step(hist, codes[torch.from_numpy(data.targets[idx])])
+        if i >= 2:
+            times.append(time.perf_counter() - t0)
+            seen += len(idx)
+    return seen / sum(times), len(times), len(data)
+
+
+# --------------------------------------------------------------------------- section 2 of the speed benchmark
+
+
+def train_throughput(prepared: Prepared, kind: str, noising: str, steps: int, batch: int) -> float:
+    """Samples/s of ``train.train`` over ``steps`` optimiser steps (validation excluded)."""
+    model_cfg, cfg = preset("cpu", kind=kind, n_digits=N_DIGITS, codebook_size=CODEBOOK)
+    cfg = replace(
+        cfg,
+        epochs=1,
+        max_steps=steps,
+        batch_size=batch,
+        noising=noising,
+        eval_users=4,
+        eval_beam=16,
+        max_minutes=0,
+        warmup_steps=1,
+    )
+    result = train(prepared, model_cfg, cfg, device="cpu", progress=False)
+    return float(result.history[0]["samples_per_second"])
+
+
+def padding_cost(lengths: np.ndarray, batch: int, rng: np.random.Generator) -> dict[str, float]:
+    """Padded tokens per real token: ``length_batches`` vs plain shuffled batches."""
+
+    def cost(batches: list[np.ndarray]) -> float:
+        return float(sum(lengths[b].max() * len(b) for b in batches) / lengths.sum())
+
+    perm = rng.permutation(len(lengths))
+    shuffled = [perm[i : i + batch] for i in range(0, len(perm), batch)]
+    return {"length_batches": cost(length_batches(lengths, batch, rng)), "shuffled_batches": cost(shuffled)}
+
+
+def bench_train(args, rng: np.random.Generator) -> tuple[dict, str]:
+    q = args.quick
+    steps, batch = size("train_steps", q), size("train_batch", q)
+    prepared = synthetic_prepared(random_catalogue(size("train_items", q), rng), steps * batch, rng)
+    configs = {
+        "DiffGRM, OCN noising": ("diffgrm", "ocn"),
+        "DiffGRM, random masking": ("diffgrm", "random"),
+        "AR, teacher forcing": ("ar", "ocn"),
+    }
+    runs: dict[str, list[float]] = {name: [] for name in configs}
+    for _ in range(max(1, args.repeats - 1)):  # a whole train() call per round: its first steps are the warm-up
+        for name, (kind, noising) in configs.items():
+            runs[name].append(train_throughput(prepared, kind, noising, steps, batch))
+    lengths = np.array([len(h) for h in prepared.splits["train"].histories])
+    rows, out = [], {"steps": steps, "batch": batch, "items": prepared.n_items, "models": {}}
+    for name, (kind, noising) in configs.items():
+        sps = max(runs[name])
+        out["models"][name] = {
+            "kind": kind,
+            "noising": noising if kind == "diffgrm" else "teacher forcing",
+            "samples_per_s": sps,
+            "step_ms": 1000 * batch / sps,
+        }
+        rows.append([name, sps, 1000 * batch / sps])
+    ocn, rnd = (out["models"][k]["samples_per_s"] for k in ("DiffGRM, OCN noising", "DiffGRM, random masking"))
+    out["ocn_vs_random_time"] = rnd / ocn
+    out["padding"] = padding_cost(lengths, batch, rng)
+    text = (
+        f"### 2. Training throughput ({steps} steps of {batch} samples, histories of 8-20 items, cpu preset)\n\n"
+        + table(["model", "samples/s", "ms per step"], rows)
+        + f"\n\nOCN costs {out['ocn_vs_random_time']:.2f}x the time of random masking per step (its extra no-grad "
+        f"confidence pass). Padded tokens per real token: {out['padding']['length_batches']:.2f} with "
+        f"`length_batches`, {out['padding']['shuffled_batches']:.2f} with shuffled batches."
+    )
+    return out, text
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default=None, help="prepared folder whose training history lengths to use")
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--options", nargs="+", default=["eager", "torch-dropout", "all-slots", "compile", "1thread"],
                    choices=["eager", "torch-dropout", "all-slots", "compile", "bf16", "1thread"])
     p.add_argument("--quick", action="store_true")
-    p.add_argument("--out", default=str(ROOT / "bench" / "results" / "train_step.json"))
-    args = p.parse_args(argv)
+    p.add_argument("--out", default=str(RESULTS_DIR / "train_step.json"))
+
+
+def run_stage(args: argparse.Namespace) -> dict:
     rng = np.random.default_rng(0)
     batch = 32 if args.quick else 256
     steps, repeats = (2, 1) if args.quick else (args.steps, args.repeats)
@@ -185,5 +282,4 @@ def main(argv: list[str] | None = None) -> dict:
     return result
 
 
-if __name__ == "__main__":
-    main()
+STAGES = {"run": run_stage}

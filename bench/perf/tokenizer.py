@@ -1,4 +1,4 @@
-"""Section 3 of ``bench/speed.py``: items/s of the sentence encoder, of the PSE fit (OPQ and PQ)
+"""Section 3 of ``python -m bench speed``: items/s of the sentence encoder, of the PSE fit (OPQ and PQ)
 and of SID assignment with collision repair, on random texts and embeddings."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from bench.speed_setup import N_DIGITS, size, table
+from bench.perf.synthetic import N_DIGITS, size, table
 from diffgrm.config import TokenizerConfig
 from diffgrm.pse import PSETokenizer, build_catalogue
 

@@ -1,8 +1,9 @@
 """Runs that travel: how far SIDs move when another processor rounds differently, and what the
 shipped demo runs and a packed run give on such a machine.
 
-    .venv/bin/python bench/portable.py                                          # MovieLens-100K
-    .venv/bin/python bench/portable.py --beauty ../shared/data/amazon-beauty    # adds Beauty's drift rows
+    python -m bench portable evaluate                                          # MovieLens-100K
+    python -m bench portable evaluate --beauty ../shared/data/amazon-beauty    # adds Beauty's drift rows
+    python -m bench portable table                                             # the committed .md from its .json
 
 Drift: a dataset's item embeddings (the packaged encoder) are tokenized as they are, then again
 with the last bit of every float flipped at random (``diffgrm.portable.flip_last_bits``, seeds 0 to
@@ -18,16 +19,14 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from bench.common import RESULTS_DIR
+from bench.results_io import publish
 
-from bench.results_io import write_results  # noqa: E402
-
+RESULTS = ("portable",)
 SEEDS = (0, 1, 2)
 
 
@@ -144,11 +143,12 @@ def render(result: dict) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--beauty", default=None, metavar="DIR", help="also measure Beauty's drift (a sequences + items folder)")
-    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "portable"))
-    args = ap.parse_args()
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--beauty", default=None, metavar="DIR", help="also measure Beauty's drift (a sequences + items folder)")
+    p.add_argument("--out", default=None, help="OUT.md and OUT.json (default bench/results/portable)")
+
+
+def evaluate_stage(args: argparse.Namespace) -> dict:
     from diffgrm.config import tokenizer_preset
 
     result = {"drift": [drift("MovieLens-100K", "movielens-100k", tokenizer_preset("small"))]}
@@ -159,10 +159,8 @@ def main() -> None:
         result["shipped"] = shipped(work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    text = render(result)
-    print(text)
-    write_results(args.out, text, result)
+    publish(args.out or RESULTS_DIR / "portable", result, render)
+    return result
 
 
-if __name__ == "__main__":
-    main()
+STAGES = {"evaluate": evaluate_stage}

@@ -1,11 +1,11 @@
 """Decode speed, one way: users/s of ``Recommender.search`` on a fixed seeded sample of users.
 
-    .venv/bin/python bench/decode_speed.py DIFFGRM_RUN [AR_RUN ...] [--split valid] [--users 2000]
-                                           [--beams 32] [--steps 4 2 1] [--batch 32] [--threads 1]
-                                           [--repeats 3] [--out FILE.json]
+    python -m bench decode-speed run DIFFGRM_RUN [AR_RUN ...] [--split valid] [--users 2000] [--beams 32]
+                                     [--passes 4 2 1] [--batch 32] [--threads 1] [--repeats 3] [--out FILE.json]
 
-Every decode speed number (``bench/speed.py`` section 1b, ``bench/quality.py --passes``, the
-README) comes from :func:`measure` (or its one-decoder form :func:`users_per_second`):
+Every decode speed number (``python -m bench speed`` sections 1 and 1b, ``passes``, ``long-sids``,
+``gpu``, the README) comes from :func:`measure` (or its one-decoder form :func:`users_per_second`),
+and every timing of the speed benchmarks from its timer, :func:`take_turns`:
 
 - **threads**: torch's intra-op threads are set with ``torch.set_num_threads`` (and numpy's BLAS
   with threadpoolctl) for the timing and restored after; default 1. Two OpenMP threads on this
@@ -34,27 +34,23 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
-import os
-import platform
 import statistics
-import subprocess
-import sys
 import time
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
+from bench.common import commit, loadavg, machine
+
+from diffgrm.cpd import cpd_search
 from diffgrm.data import Samples
-from diffgrm.decode import Recommender
+from diffgrm.decode import Recommender, pad_histories
 from diffgrm.errors import DiffGRMError
-from diffgrm.model import ARGenerator, GenerativeRecommender
+from diffgrm.model import MASK, ARGenerator, GenerativeRecommender
 from diffgrm.prepare import Prepared, load_prepared
 from diffgrm.train import load_run, subsample
 
@@ -71,22 +67,28 @@ def pass_counts(n: int) -> list[int]:
     return sorted({n, max(1, n // 2), 1}, reverse=True)
 
 
-def _git() -> dict:
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                                timeout=10).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "diffgrm"], cwd=ROOT,
-                                    capture_output=True, text=True, timeout=10).stdout.strip())
-        return {"commit": commit or None, "diffgrm_changed": dirty}
-    except (OSError, subprocess.SubprocessError):
-        return {"commit": None, "diffgrm_changed": None}
+def take_turns(fns: Mapping[str, Callable[[], object]], repeats: int,
+               warmups: Mapping[str, Callable[[], object]] | None = None) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """The benchmarks' one timer: each function's warm-up (``warmups[name]``, else the function itself)
+    once, untimed in the result, then ``repeats`` rounds calling the functions in turn, so that
+    background load hits them alike. Returns (seconds of every round, seconds of the warm-up)."""
+    warm, times = {}, {name: [] for name in fns}
+    for name, fn in fns.items():
+        t0 = time.perf_counter()
+        (warmups or {}).get(name, fn)()
+        warm[name] = time.perf_counter() - t0
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return times, warm
 
 
-def _load() -> float | None:
-    try:
-        return round(os.getloadavg()[0], 2)
-    except OSError:
-        return None
+def best_of(fns: Mapping[str, Callable[[], object]], repeats: int) -> tuple[dict[str, float], dict[str, float]]:
+    """(best, first call) seconds of each function, timed by :func:`take_turns`."""
+    times, warm = take_turns(fns, repeats)
+    return {name: min(ts) for name, ts in times.items()}, warm
 
 
 def sample_histories(prepared: Prepared | str | Path, split: str = "valid", users: int = 2000,
@@ -122,8 +124,8 @@ def measure(decoders: Mapping[str, tuple], histories: Sequence[np.ndarray], *, b
             sample: Mapping | None = None) -> dict[str, dict]:
     """Users/s of several decoders on the same ``histories``, taking turns within each repeat.
 
-    ``decoders``: label -> ``(recommender, steps)`` or ``(recommender, steps, kv_cache)``, with
-    ``steps`` the network passes (DiffGRM: 1..n or None for n; AR: None or n). ``sample``: what to
+    ``decoders``: label -> ``(recommender, passes)`` or ``(recommender, passes, kv_cache)``, with
+    ``passes`` the network passes (DiffGRM: 1..n or None for n; AR: None or n). ``sample``: what to
     record about where the histories came from (split, seed). Returns label -> result (see
     :func:`users_per_second`)."""
     if not decoders:
@@ -136,42 +138,37 @@ def measure(decoders: Mapping[str, tuple], histories: Sequence[np.ndarray], *, b
     batches = [histories[s : s + batch_users] for s in range(0, len(histories), batch_users)]
     plans = {}
     for label, spec in decoders.items():
-        rec, steps, kv_cache = (*spec, True) if len(spec) == 2 else spec
+        rec, passes, kv_cache = (*spec, True) if len(spec) == 2 else spec
         n = rec.model.config.n_digits
         is_ar = isinstance(rec.model, ARGenerator)
-        if is_ar and steps not in (None, n):
-            raise DiffGRMError(f"{label}: the AR decoder takes n = {n} passes, not {steps}")
-        if not is_ar and steps is not None and not 1 <= steps <= n:
-            raise DiffGRMError(f"{label}: steps must be in 1..{n}, got {steps}")
+        if is_ar and passes not in (None, n):
+            raise DiffGRMError(f"{label}: the AR decoder takes n = {n} passes, not {passes}")
+        if not is_ar and passes is not None and not 1 <= passes <= n:
+            raise DiffGRMError(f"{label}: passes must be in 1..{n}, got {passes}")
         kw = {"beam": beam, "topk": topk}
         if is_ar:
             kw["kv_cache"] = kv_cache
         else:
-            kw["passes"] = steps
-        plans[label] = (rec, kw, n if steps is None else steps, is_ar, kv_cache)
+            kw["passes"] = passes
+        plans[label] = (rec, kw, n if passes is None else passes, is_ar, kv_cache)
 
-    def run(rec: Recommender, kw: dict, part: list) -> float:
-        t0 = time.perf_counter()
-        for chunk in part:
-            res = rec.search(chunk, **kw)
-            res.items.cpu().numpy()  # what evaluate reads back
-        return time.perf_counter() - t0
+    def run(rec: Recommender, kw: dict, part: list) -> Callable[[], None]:
+        def decode() -> None:
+            for chunk in part:
+                rec.search(chunk, **kw).items.cpu().numpy()  # what evaluate reads back
+        return decode
 
     old_threads = torch.get_num_threads()
-    load_before = _load()
-    warm, times = {}, {label: [] for label in plans}
+    load_before = loadavg()
     try:
         torch.set_num_threads(threads)
         with threadpool_limits(limits=threads):
             used_threads = torch.get_num_threads()
-            for label, (rec, kw, *_rest) in plans.items():
-                warm[label] = run(rec, kw, batches[:warmup_batches])
-            for _ in range(repeats):
-                for label, (rec, kw, *_rest) in plans.items():
-                    times[label].append(run(rec, kw, batches))
+            times, warm = take_turns({label: run(rec, kw, batches) for label, (rec, kw, *_) in plans.items()}, repeats,
+                                     {label: run(rec, kw, batches[:warmup_batches]) for label, (rec, kw, *_) in plans.items()})
     finally:
         torch.set_num_threads(old_threads)
-    load_after = _load()
+    load_after = loadavg()
     lengths = np.array([len(h) for h in histories])
     common = {
         "users": len(histories),
@@ -186,9 +183,8 @@ def measure(decoders: Mapping[str, tuple], histories: Sequence[np.ndarray], *, b
         "history_mean": float(lengths.mean()),
         "method": METHOD,
         "includes": dict(INCLUDES),
-        "machine": {"cpus": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
-                    "loadavg_before": load_before, "loadavg_after": load_after},
-        "code": _git(),
+        "machine": {**machine(), "loadavg_before": load_before, "loadavg_after": load_after},
+        "code": commit(),
         "when": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     out = {}
@@ -200,7 +196,7 @@ def measure(decoders: Mapping[str, tuple], histories: Sequence[np.ndarray], *, b
         out[label] = {
             "decoder": label,
             "model": rec.kind,
-            "steps": passes,
+            "steps": passes,  # the JSON key the committed results use
             "kv_cache": kv_cache if is_ar else None,
             "users_per_s": len(histories) / best,
             "seconds": best,
@@ -215,8 +211,49 @@ def measure(decoders: Mapping[str, tuple], histories: Sequence[np.ndarray], *, b
     return out
 
 
+def floor_and_search(diff_model, ar_model, histories: list[np.ndarray], batch: int, beam: int,
+                     topk: int = 10) -> dict[str, Callable[[], object]]:
+    """The four timed ways of producing (or bounding) Top-K for ``histories``, batch by batch, as
+    functions for :func:`take_turns`: ``floor`` (``n_digits`` plain denoiser passes over ``batch x
+    beam`` rows with the encoder output cached: exactly the network call a CPD step makes, at full
+    beam every time), ``cpd_search`` (the search with the encoder cached), ``cpd`` and ``ar`` (end to
+    end, ``Recommender.search``)."""
+    diff_rec, ar_rec = Recommender(diff_model), Recommender(ar_model)
+    index = diff_rec.index
+    n = diff_model.config.n_digits
+    chunks = [histories[s : s + batch] for s in range(0, len(histories), batch)]
+    cached = []  # encoder output of each chunk, computed once: the floor and the search-only timing reuse it
+    with torch.no_grad():
+        for chunk in chunks:
+            memory, keep = diff_model.encode(pad_histories(chunk, diff_model.config.max_history))
+            rows = torch.full((len(chunk), beam, n), MASK, dtype=torch.long)
+            cached.append((diff_model.cross_kv(memory), keep, rows))
+
+    @torch.no_grad()
+    def floor() -> None:  # n plain denoiser passes over batch x beam rows: one CPD step's network call, n times
+        for kv, keep, rows in cached:
+            for _ in range(n):
+                diff_model.denoise(rows, kv, keep).log_softmax(-1)
+
+    @torch.no_grad()
+    def cpd_only() -> None:
+        for kv, keep, rows in cached:
+
+            def logprob_fn(tokens, kv=kv, keep=keep):  # the same call Recommender.search hands CPD
+                return diff_model.denoise_masked(tokens, kv, keep).log_softmax(-1)
+
+            cpd_search(logprob_fn, index, rows.shape[0], beam=beam, topk=topk, masked_only=True)
+
+    return {
+        "floor": floor,
+        "cpd_search": cpd_only,
+        "cpd": lambda: [diff_rec.search(c, beam=beam, topk=topk) for c in chunks],
+        "ar": lambda: [ar_rec.search(c, beam=beam, topk=topk) for c in chunks],
+    }
+
+
 def users_per_second(run_or_model, prepared: Prepared | str | Path | None = None, *, split: str = "valid",
-                     users: int = 2000, beam: int = 32, steps: int | None = None, topk: int = 10,
+                     users: int = 2000, beam: int = 32, passes: int | None = None, topk: int = 10,
                      batch_users: int = 32, threads: int = 1, warmup_batches: int = 1, repeats: int = 3,
                      seed: int = 0, kv_cache: bool = True, histories: Sequence[np.ndarray] | None = None) -> dict:
     """Users/s of one decoder: ``run_or_model`` is a run folder (``train.load_run``), a model or a
@@ -236,8 +273,8 @@ def users_per_second(run_or_model, prepared: Prepared | str | Path | None = None
             raise DiffGRMError("pass the prepared data (or histories) with a model or Recommender")
         histories = sample_histories(source, split, users, seed)
         sample = {"split": split, "seed": seed}
-    label = f"{'AR' if rec.kind == 'ar' else 'DiffGRM'} S={steps or rec.model.config.n_digits}"
-    return measure({label: (rec, steps, kv_cache)}, histories, beam=beam, topk=topk, batch_users=batch_users,
+    label = f"{'AR' if rec.kind == 'ar' else 'DiffGRM'} S={passes or rec.model.config.n_digits}"
+    return measure({label: (rec, passes, kv_cache)}, histories, beam=beam, topk=topk, batch_users=batch_users,
                    threads=threads, warmup_batches=warmup_batches, repeats=repeats, sample=sample)[label]
 
 
@@ -256,8 +293,8 @@ def recommenders(runs: Sequence[str | Path], data: str | Path | None = None
     return recs, prepared
 
 
-def decoder_specs(recs: Sequence[Recommender], steps: Sequence[int] | None = None) -> dict[str, tuple]:
-    """Label -> (recommender, steps): each DiffGRM run at every pass count of ``steps`` (default
+def decoder_specs(recs: Sequence[Recommender], passes: Sequence[int] | None = None) -> dict[str, tuple]:
+    """Label -> (recommender, passes): each DiffGRM run at every pass count of ``passes`` (default
     n, n/2 and 1), each AR run (cached) at n."""
     specs = {}
     for i, rec in enumerate(recs):
@@ -266,29 +303,32 @@ def decoder_specs(recs: Sequence[Recommender], steps: Sequence[int] | None = Non
         if rec.kind == "ar":
             specs[f"AR (cached){tag}"] = (rec, None)
         else:
-            for s in steps or pass_counts(n):
+            for s in passes or pass_counts(n):
                 specs[f"DiffGRM (CPD) S={s}{tag}"] = (rec, s)
     return specs
 
 
-def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("runs", nargs="+", help="trained runs on one catalogue (DiffGRM and/or AR)")
-    ap.add_argument("--data", default=None, help="prepared folder (default: the first run's)")
-    ap.add_argument("--split", default="valid", choices=["train", "valid", "test"])
-    ap.add_argument("--users", type=int, default=2000, help="seeded sample size (0 = the whole split)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--beams", type=int, nargs="+", default=[32])
-    ap.add_argument("--steps", type=int, nargs="+", default=None, help="DiffGRM pass counts (default n, n/2, 1)")
-    ap.add_argument("--batch", type=int, default=32, help="users per batch")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--warmup", type=int, default=1, help="untimed warm-up batches")
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--out", default=None, help="write the results as JSON here")
-    args = ap.parse_args(argv)
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("runs", nargs="*", help="trained runs on one catalogue (DiffGRM and/or AR)")
+    p.add_argument("--data", default=None, help="prepared folder (default: the first run's)")
+    p.add_argument("--split", default="valid", choices=["train", "valid", "test"])
+    p.add_argument("--users", type=int, default=2000, help="seeded sample size (0 = the whole split)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--beams", type=int, nargs="+", default=[32])
+    p.add_argument("--passes", type=int, nargs="+", default=None, help="DiffGRM pass counts (default n, n/2, 1)")
+    p.add_argument("--batch", type=int, default=32, help="users per batch")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--warmup", type=int, default=1, help="untimed warm-up batches")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--out", default=None, help="write the results as JSON here")
+
+
+def run_stage(args: argparse.Namespace) -> dict:
+    if not args.runs:
+        raise SystemExit("error: name at least one trained run")
     recs, prepared = recommenders(args.runs, args.data)
     histories = sample_histories(prepared, args.split, args.users, args.seed)
-    specs = decoder_specs(recs, args.steps)
+    specs = decoder_specs(recs, args.passes)
     results = []
     for beam in args.beams:
         found = measure(specs, histories, beam=beam, batch_users=args.batch, threads=args.threads,
@@ -311,5 +351,4 @@ def main(argv: list[str] | None = None) -> dict:
     return {"results": results}
 
 
-if __name__ == "__main__":
-    main()
+STAGES = {"run": run_stage}

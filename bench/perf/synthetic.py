@@ -1,5 +1,5 @@
-"""What every section of ``bench/speed.py`` shares: the sizes, untrained models on synthetic
-catalogues, the best-of-rounds timer and the markdown table.
+"""What every section of ``python -m bench speed`` shares: the sizes, untrained models on synthetic
+catalogues and the markdown table of numbers (the timer is ``bench.perf.decode.take_turns``).
 
 The models are untrained ``cpu``-preset networks on random one-to-one SIDs (4 digits x 256 codes)
 and random histories: the network's cost does not depend on its weights.
@@ -8,8 +8,6 @@ and random histories: the network's cost does not depend on its weights.
 from __future__ import annotations
 
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -92,23 +90,7 @@ def untrained(kind: str, codes: np.ndarray, seed: int = 0):
     return build_model(model_cfg, torch.from_numpy(codes)).eval()
 
 
-# --------------------------------------------------------------------------- timing
-
-
-def best_of(fns: dict[str, Callable[[], object]], repeats: int) -> tuple[dict[str, float], dict[str, float]]:
-    """(best, first) wall seconds of each function: one warm-up round (its times are "first"), then
-    ``repeats`` rounds calling the functions in turn."""
-    first, runs = {}, {name: [] for name in fns}
-    for name, fn in fns.items():
-        t0 = time.perf_counter()
-        fn()
-        first[name] = time.perf_counter() - t0
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            runs[name].append(time.perf_counter() - t0)
-    return {name: min(ts) for name, ts in runs.items()}, first
+# --------------------------------------------------------------------------- the table
 
 
 def table(headers: list[str], rows: list[list[object]]) -> str:

@@ -1,9 +1,9 @@
 """How fast the explorer feels, measured as a user meets it.
 
-    .venv/bin/python bench/app_speed.py start              # cold and warm `make app` from a fresh clone
-    .venv/bin/python bench/app_speed.py switch             # 1, 4 and 8 viewers switching users in lockstep
-    .venv/bin/python bench/app_speed.py switch --viewers 1 --rounds 3 --out /tmp/x   # a quick look
-    .venv/bin/python bench/app_speed.py table              # the .md again from the .json
+    python -m bench app-speed start              # cold and warm `make app` from a fresh clone
+    python -m bench app-speed switch             # 1, 4 and 8 viewers switching users in lockstep
+    python -m bench app-speed switch --viewers 1 --rounds 3 --out /tmp/x   # a quick look
+    python -m bench app-speed table              # the .md again from the .json
 
 ``start`` clones this repository (its committed HEAD) into a temporary folder and times ``make app``
 there twice: cold (a new virtual environment, MovieLens-100K read from the download cache, the shipped demo runs installed)
@@ -28,7 +28,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,10 +36,12 @@ import time
 import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from bench.common import RESULTS_DIR, ROOT, commit, free_port
+from bench.results_io import publish
 
-from bench.results_io import write_results  # noqa: E402
+RESULTS = ("app-speed",)
+
+
 
 CHROMIUM = os.environ.get("DIFFGRM_CHROMIUM", "/usr/bin/chromium")
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -57,13 +58,6 @@ SETTLED_JS = """([want, figures]) => {
   return titled && stale === 0 && running === 0 && drawn >= figures;
 }"""
 FIGURES = 3  # the denoising strip, the alternatives and the confidence heatmap
-
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_health(url: str, timeout: float, proc: subprocess.Popen | None = None) -> None:
@@ -117,8 +111,7 @@ def _time_make_app(clone: Path, port: int, browser, user: str, log: Path) -> dic
 def stage_start(args: argparse.Namespace) -> dict:
     from playwright.sync_api import sync_playwright
 
-    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                          check=True).stdout.strip()
+    head = commit(short=True)["commit"]
     tmp = Path(tempfile.mkdtemp(prefix="diffgrm-fresh-"))
     clone = tmp / "diffgrm"
     try:
@@ -298,29 +291,24 @@ def render(res: dict) -> str:
     return "\n".join(lines)
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("stage", choices=["start", "switch", "table"], help="table: rewrite the .md from the .json")
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run", default=None, help="switch: the run to serve (default: the demo run)")
     p.add_argument("--viewers", type=int, nargs="+", default=[1, 4, 8])
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--keep", action="store_true", help="start: keep the temporary clone")
     p.add_argument("--user", default="1", help="start: the user the demo opens on (its first)")
-    p.add_argument("--out", default=str(ROOT / "bench" / "results" / "app-speed"))
-    return p.parse_args(argv)
+    p.add_argument("--out", default=None, help="OUT.md and OUT.json (default bench/results/app-speed)")
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    out = Path(args.out)
-    res = json.loads(out.with_suffix(".json").read_text()) if out.with_suffix(".json").is_file() else {}
-    if args.stage != "table":
-        res[args.stage] = stage_start(args) if args.stage == "start" else stage_switch(args)
-    text = render(res)
-    write_results(out, text, res)
-    print(text)
-    return 0
+def measured(part: str):
+    """The stage that measures one part of the results file (``stage_<part>``) and keeps the other's."""
+    def run(args: argparse.Namespace) -> dict:
+        out = Path(args.out or RESULTS_DIR / "app-speed")
+        res = json.loads(out.with_suffix(".json").read_text()) if out.with_suffix(".json").is_file() else {}
+        res[part] = globals()[f"stage_{part}"](args)
+        publish(out, res, render)
+        return res
+    return run
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+STAGES = {"start": measured("start"), "switch": measured("switch")}

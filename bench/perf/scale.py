@@ -1,13 +1,14 @@
 """Scale: time and peak memory of prepare, a training epoch and decoding at 10k, 100k and 1M items,
 and training samples/s in one process against two (torchrun).
 
-    .venv/bin/python bench/scale.py                           # 10k, 100k and 1M items
-    .venv/bin/python bench/scale.py --items 10000 100000      # some sizes
-    .venv/bin/python bench/scale.py --quick                   # 2,000 items, a few steps: a smoke run
+    python -m bench scale run                           # 10k, 100k and 1M items
+    python -m bench scale run --items 10000 100000      # some sizes
+    python -m bench scale run --quick                   # 2,000 items, a few steps: a smoke run
+    python -m bench scale table                         # the committed .md from its .json
 
 Each size gets a synthetic dataset (``diffgrm synth``: clustered 64-d item vectors, the same
 number of users at every size, so what grows is the catalogue) and three stages, each in its own
-process so that its peak memory (max RSS) is its own:
+process (``python -m bench.perf.scale STAGE DATA OUT STEPS``) so that its peak memory (max RSS) is its own:
 
 - prepare: ``diffgrm prepare`` with the folder's vectors (no sentence encoder), PSE fit on a
   sample of at most 200,000 items, every item encoded, collisions repaired;
@@ -29,20 +30,21 @@ import argparse
 import json
 import os
 import resource
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from bench.common import RESULTS_DIR, ROOT, free_port, md_table, say
+from bench.results_io import publish
 
-TARGET_GB = 8.0
+RESULTS = ("scale",)
+TARGET_GB = 8.0  # a laptop's memory, the reference the table sets the peak against
 
 
-def run_stage(args: argparse.Namespace) -> dict:
+def run_stage(stage: str, data: str, out_dir: str, steps: int) -> dict:
     """One stage in this process; returns its seconds, peak memory and numbers."""
+    args = argparse.Namespace(stage=stage, data=data, out=out_dir, steps=steps)
     t0 = time.perf_counter()
     out: dict = {}
     if args.stage == "prepare":
@@ -81,8 +83,8 @@ def run_stage(args: argparse.Namespace) -> dict:
 
 def stage(name: str, data: Path, out: Path, steps: int, threads: int = 2) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    cmd = [sys.executable, __file__, "--stage", name, "--data", str(data), "--out", str(out), "--steps", str(steps)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    cmd = [sys.executable, "-m", "bench.perf.scale", name, str(data), str(out), str(steps)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("STAGE ")), None)
     if proc.returncode != 0 or line is None:
         raise SystemExit(f"stage {name} on {data} failed:\n{proc.stderr[-3000:]}")
@@ -103,7 +105,7 @@ def processes(data: Path, runs: Path, steps: int) -> dict:
     for name, threads, launcher in (
         ("1 process, 2 threads", "2", []),
         ("2 processes, 1 thread each", "1", ["-m", "torch.distributed.run", "--nproc_per_node", "2",
-                                              "--master_addr", "127.0.0.1", "--master_port", str(_free_port())]),
+                                              "--master_addr", "127.0.0.1", "--master_port", str(free_port())]),
     ):
         out = runs / ("procs-1" if not launcher else "procs-2")
         env = {**os.environ, "OMP_NUM_THREADS": threads, "PYTHONPATH": str(ROOT)}
@@ -114,75 +116,60 @@ def processes(data: Path, runs: Path, steps: int) -> dict:
     return results
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--items", nargs="+", type=int, default=[10_000, 100_000, 1_000_000])
     p.add_argument("--users", type=int, default=20_000, help="users at every size")
     p.add_argument("--steps", type=int, default=60, help="training steps of the epoch")
     p.add_argument("--runs", default="runs/scale")
-    p.add_argument("--out", default="bench/results/scale")
+    p.add_argument("--out", default=None, help="OUT.md and OUT.json (default bench/results/scale)")
     p.add_argument("--quick", action="store_true")
-    p.add_argument("--stage", choices=["prepare", "train", "decode"], help=argparse.SUPPRESS)
-    p.add_argument("--data", help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
-    if args.stage:
-        return run_stage(args)
-    if args.quick:
-        args.items, args.users, args.steps = [2000], 300, 3
-    from bench.results_io import write_results
+
+
+def run(args: argparse.Namespace) -> dict:
     from diffgrm.synth import synthesize
 
+    if args.quick:
+        args.items, args.users, args.steps = [2000], 300, 3
     runs = Path(args.runs)
     runs.mkdir(parents=True, exist_ok=True)
     rows = []
     for n in args.items:
-        raw, prep, run = runs / f"synth-{n}", runs / f"prep-{n}", runs / f"run-{n}"
+        raw, prep, run_dir = runs / f"synth-{n}", runs / f"prep-{n}", runs / f"run-{n}"
         t0 = time.perf_counter()
         synthesize(raw, n, args.users, seed=0, force=True, progress=False)
         row = {"items": n, "users": args.users, "synth_s": time.perf_counter() - t0}
-        for name, folder, data in (("prepare", prep, raw), ("train", run, prep), ("decode", run, prep)):
+        for name, folder, data in (("prepare", prep, raw), ("train", run_dir, prep), ("decode", run_dir, prep)):
             row[name] = stage(name, data, folder, args.steps)
-            print(f"{n:,} items, {name}: {row[name]['seconds']:.1f} s, peak {row[name]['peak_mb']:,.0f} MB",
-                  file=sys.stderr, flush=True)
+            say(f"{n:,} items, {name}: {row[name]['seconds']:.1f} s, peak {row[name]['peak_mb']:,.0f} MB")
         rows.append(row)
-    middle = args.items[len(args.items) // 2]
-    procs = processes(runs / f"prep-{middle}", runs, args.steps)
-
-    lines = [f"Synthetic datasets (`diffgrm synth`, 64-d vectors, {args.users:,} users at every size); "
-             f"2-core CPU, `cpu` preset; seconds and peak memory (max RSS) of each stage's own process", "",
-             "| items | prepare s | prepare peak MB | train s | train samples/s | train peak MB | decode users/s "
-             "| decode peak MB |", "|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['items']:,} | {r['prepare']['seconds']:.1f} | {r['prepare']['peak_mb']:,.0f} | "
-                     f"{r['train']['seconds']:.1f} | {r['train']['samples_per_second']:,.0f} | "
-                     f"{r['train']['peak_mb']:,.0f} | {r['decode']['users_per_second']:,.1f} | "
-                     f"{r['decode']['peak_mb']:,.0f} |")
-    growth = []
-    for a, b in zip(rows, rows[1:]):
-        factor = b["items"] / a["items"]
-        for name in ("prepare", "train", "decode"):
-            growth.append((f"{name} time, {a['items']:,} -> {b['items']:,} items", b[name]["seconds"] / a[name]["seconds"],
-                           factor))
+    procs = processes(runs / f"prep-{args.items[len(args.items) // 2]}", runs, args.steps)
     peak = max(max(r[s]["peak_mb"] for s in ("prepare", "train", "decode")) for r in rows) / 1024
-    lines += ["", f"Train samples/s at {middle:,} items: " + ", ".join(f"{k}: {v:,.0f}" for k, v in procs.items()), "",
-              "| what grows | measured | reference |", "|---|---|---|"]
-    lines += [f"| {what} | x{ratio:.2f} | linear: x{factor:g} |" for what, ratio, factor in growth]
-    lines.append(f"| peak memory at {rows[-1]['items']:,} items | {peak:.2f} GB | a laptop's {TARGET_GB:g} GB |")
-    one, two = procs["1 process, 2 threads"], procs["2 processes, 1 thread each"]
-    lines.append(f"| samples/s, 2 processes against 1 | {two / one:.2f}x | 1 process: 1.00x |")
-    text = "\n".join(lines)
-    print(text)
     payload = {"rows": rows, "processes": procs, "peak_gb": peak, "steps": args.steps}
-    if not args.quick:
-        write_results(args.out, text, payload)
+    publish(args.out or RESULTS_DIR / "scale", payload, render, write=not args.quick)
     return payload
 
 
-if __name__ == "__main__":
-    main()
+def render(payload: dict) -> str:
+    rows, procs, peak = payload["rows"], payload["processes"], payload["peak_gb"]
+    middle = rows[len(rows) // 2]["items"]
+    lines = [f"Synthetic datasets (`diffgrm synth`, 64-d vectors, {rows[0]['users']:,} users at every size); "
+             f"2-core CPU, `cpu` preset; seconds and peak memory (max RSS) of each stage's own process", ""]
+    lines += md_table(["items", "prepare s", "prepare peak MB", "train s", "train samples/s", "train peak MB",
+                       "decode users/s", "decode peak MB"], [
+        [f"{r['items']:,}", f"{r['prepare']['seconds']:.1f}", f"{r['prepare']['peak_mb']:,.0f}",
+         f"{r['train']['seconds']:.1f}", f"{r['train']['samples_per_second']:,.0f}", f"{r['train']['peak_mb']:,.0f}",
+         f"{r['decode']['users_per_second']:,.1f}", f"{r['decode']['peak_mb']:,.0f}"] for r in rows])
+    growth = [[f"{name} time, {a['items']:,} -> {b['items']:,} items", f"x{b[name]['seconds'] / a[name]['seconds']:.2f}",
+               f"linear: x{b['items'] / a['items']:g}"] for a, b in zip(rows, rows[1:]) for name in ("prepare", "train", "decode")]
+    one, two = procs["1 process, 2 threads"], procs["2 processes, 1 thread each"]
+    growth += [[f"peak memory at {rows[-1]['items']:,} items", f"{peak:.2f} GB", f"a laptop's {TARGET_GB:g} GB"],
+               ["samples/s, 2 processes against 1", f"{two / one:.2f}x", "1 process: 1.00x"]]
+    lines += ["", f"Train samples/s at {middle:,} items: " + ", ".join(f"{k}: {v:,.0f}" for k, v in procs.items()), ""]
+    return "\n".join(lines + md_table(["what grows", "measured", "reference"], growth))
+
+
+STAGES = {"run": run}
+
+
+if __name__ == "__main__":  # one stage in its own process: STAGE DATA OUT STEPS
+    run_stage(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]))

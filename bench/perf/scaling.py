@@ -1,14 +1,13 @@
-"""Section 4 of ``bench/speed.py``: decode time per user (CPD, AR, the floor) and train step time
+"""Section 4 of ``python -m bench speed``: decode time per user (CPD, AR, the floor) and train step time
 against catalogue size, and decode time against beam size."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from bench.speed_decode import decoders
-from bench.speed_setup import (TOPK, best_of, random_catalogue, random_histories, size, synthetic_prepared, table,
-                               untrained)
-from bench.speed_train import train_throughput
+from bench.perf.decode import best_of, floor_and_search
+from bench.perf.synthetic import TOPK, random_catalogue, random_histories, size, synthetic_prepared, table, untrained
+from bench.perf.train_step import train_throughput
 
 
 def per_user(best: dict[str, float], users: int) -> dict[str, float]:
@@ -31,7 +30,7 @@ def bench_scaling(args, rng: np.random.Generator) -> tuple[dict, str]:
         codes = random_catalogue(n_items, rng)
         diff_model, ar_model = untrained("diffgrm", codes), untrained("ar", codes)
         histories = random_histories(users, n_items, rng)
-        fns = decoders(diff_model, ar_model, histories, users, beam)
+        fns = floor_and_search(diff_model, ar_model, histories, users, beam, TOPK)
         best, first = best_of({k: fns[k] for k in ("floor", "cpd", "ar")}, repeats)
         sps = train_throughput(synthetic_prepared(codes, steps * batch, rng), "diffgrm", "ocn", steps, batch)
         by_items.append(
@@ -50,7 +49,7 @@ def bench_scaling(args, rng: np.random.Generator) -> tuple[dict, str]:
     histories = random_histories(users, mid, rng)
     by_beam = []
     for b in size("scale_beams", q):
-        fns = decoders(diff_model, ar_model, histories, users, b)
+        fns = floor_and_search(diff_model, ar_model, histories, users, b, TOPK)
         best, _ = best_of({k: fns[k] for k in ("floor", "cpd", "ar")}, repeats)
         by_beam.append(
             {

@@ -1,10 +1,11 @@
 """One GPU, ten minutes: Amazon Beauty prepared, the `paper` preset trained for DiffGRM and for AR on the
 same SIDs under a wall-clock cap each, and both scored at beam 256 on the whole test split.
 
-    python bench/gpu.py                                    # a CUDA machine: writes bench/results/gpu.{md,json}
-    python bench/gpu.py --data runs/gpu/data               # a prepared folder (say, carried along) is used as it is
-    python bench/gpu.py --tiny --out /tmp/gpu-tiny         # CPU smoke run: synthetic data, `tiny` preset, a few steps
-    python bench/gpu.py --tiny --data movielens-100k --out /tmp/gpu-ml   # the same on MovieLens-100K (fetched)
+    python -m bench gpu run                                # a CUDA machine: writes bench/results/gpu.{md,json}
+    python -m bench gpu run --data runs/gpu/data           # a prepared folder (say, carried along) is used as it is
+    python -m bench gpu run --tiny --out /tmp/gpu-tiny     # CPU smoke run: synthetic data, `tiny` preset, a few steps
+    python -m bench gpu run --tiny --data movielens-100k --out /tmp/gpu-ml   # the same on MovieLens-100K (fetched)
+    python -m bench gpu table --out bench/results/gpu      # the .md again from the .json
 
 The ten minutes (``--budget``), split ahead of time so that every run is the same:
 
@@ -18,7 +19,7 @@ The ten minutes (``--budget``), split ahead of time so that every run is the sam
 - evaluate each at beam 256 on the test split (item level, batches of ``--eval-batch`` users);
 - decode speed (about 0.5 min; ``--speed-users 0`` skips it): users/s of the cached AR decoder and
   of CPD at S = n, n/2 and 1 passes, taking turns on the same ``--speed-users`` test users
-  (``bench/decode_speed.py``'s method), at beams 32 and 256, once in batches of 32 users
+  (``python -m bench decode-speed``'s method), at beams 32 and 256, once in batches of 32 users
   (throughput) and once one user at a time (latency, the first ``--speed-users`` / 8 users): on a
   GPU the AR decoder's n sequential steps, not arithmetic, may set the pace, which is where fewer
   passes could pay (docs: "Where diffusion pays");
@@ -46,26 +47,23 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import torch
 
-import torch  # noqa: E402
+from bench.common import BEAUTY, RESULTS_DIR, history_seconds, is_prepared, read_history
+from bench.results_io import publish
 
-from bench.results_io import write_results  # noqa: E402
+RESULTS = ()  # no GPU has run it for this project yet: nothing committed (`table --out` renders a run's)
 
-BEAUTY = ROOT.parent / "shared" / "data" / "amazon-beauty"
-BEAUTY_IN_REPO = ROOT / "shared" / "data" / "amazon-beauty"  # where a device machine's copy of the checkout has it
 MODELS = ("diffgrm", "ar")
 LABELS = {"diffgrm": "DiffGRM (OCN + CPD)", "ar": "AR decoder, same SIDs"}
 METRICS = ("recall@5", "recall@10", "ndcg@5", "ndcg@10")
-NO_CUDA = ("error: bench/gpu.py measures a CUDA GPU, and torch {torch} sees none ({why}).\n"
+NO_CUDA = ("error: python -m bench gpu measures a CUDA GPU, and torch {torch} sees none ({why}).\n"
            "Run it on a machine with an NVIDIA GPU and a CUDA build of torch; or add --tiny for a smoke run "
            "on the CPU (synthetic data, a few steps), or --allow-cpu to run the full benchmark on the CPU "
            "(hours, not 10 minutes).")
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default=None,
                    help="a raw dataset folder or name (prepared into RUNS/data), or a prepared folder used as it is "
                         "(default: ../shared/data/amazon-beauty; with --tiny a synthetic dataset)")
@@ -91,10 +89,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--speed-users", type=int, default=None,
                    help="test users for the decode-speed stage (default 512; 16 with --tiny; 0 skips it)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
-    args = p.parse_args(argv)
+
+
+def resolve(args: argparse.Namespace) -> argparse.Namespace:
+    """The defaults that depend on --tiny."""
     tiny = args.tiny
     args.runs = Path(args.runs or ("runs/gpu-tiny" if tiny else "runs/gpu"))
-    args.out = Path(args.out) if args.out else (args.runs / "results" if tiny else ROOT / "bench" / "results" / "gpu")
+    args.out = Path(args.out) if args.out else (args.runs / "results" if tiny else RESULTS_DIR / "gpu")
     args.diffgrm_minutes = args.diffgrm_minutes if args.diffgrm_minutes is not None else (1.0 if tiny else 3.5)
     args.ar_minutes = args.ar_minutes if args.ar_minutes is not None else (1.0 if tiny else 2.0)
     args.eval_users = args.eval_users if args.eval_users is not None else (20 if tiny else 1000)
@@ -102,9 +103,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.users = args.users if args.users is not None else (30 if tiny else 0)
     args.speed_users = args.speed_users if args.speed_users is not None else (16 if tiny else 512)
     if args.beam < 10:
-        p.error("--beam must be at least 10 (the metrics read the Top-10)")
+        raise SystemExit("error: --beam must be at least 10 (the metrics read the Top-10)")
     if min(args.diffgrm_minutes, args.ar_minutes) <= 0:
-        p.error("the training caps must be positive minutes")
+        raise SystemExit("error: the training caps must be positive minutes")
     return args
 
 
@@ -157,10 +158,6 @@ def faiss_missing() -> bool:
     return importlib.util.find_spec("faiss") is None
 
 
-def is_prepared(folder: Path) -> bool:
-    return (folder / "tokenizer_report.json").is_file() and (folder / "catalogue.safetensors").is_file()
-
-
 def prepare_data(args: argparse.Namespace, clock: Clock, no_faiss: bool) -> tuple[Path, dict]:
     """The prepared folder and how it came to be (``{"minutes", "reused", "source"}``)."""
     from diffgrm.cli import main as cli
@@ -183,7 +180,7 @@ def prepare_data(args: argparse.Namespace, clock: Clock, no_faiss: bool) -> tupl
             synthesize(source, 300, 200, length=(5, 12), seed=0, force=True, progress=False)
         extra = ["--codebook", "16"]
     elif args.data is None:
-        source = BEAUTY if BEAUTY.is_dir() or not BEAUTY_IN_REPO.is_dir() else BEAUTY_IN_REPO
+        source = BEAUTY
     else:
         source = args.data
     if no_faiss:
@@ -217,11 +214,6 @@ def configs(kind: str, prepared, args: argparse.Namespace, precision: str):
     return model_cfg, cfg
 
 
-def read_history(run: Path) -> list[dict]:
-    path = run / "history.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
-
-
 def train_model(kind: str, prepared, args: argparse.Namespace, device: torch.device, precision: str,
                 clock: Clock) -> dict:
     """Train ``kind`` into RUNS/kind (or reuse the finished run there); its training record."""
@@ -239,7 +231,7 @@ def train_model(kind: str, prepared, args: argparse.Namespace, device: torch.dev
         clock.say(f"reusing the finished run {run} (delete it to train again)")
         history = read_history(run)
         record = json.loads(stamp.read_text()) if stamp.is_file() else {
-            "minutes": sum(r.get("train_seconds", 0) + r.get("valid_seconds", 0) for r in history) / 60}
+            "minutes": history_seconds(history) / 60}
         return {**record, "run": str(run), "reused": True, "epochs": len(history), "best_epoch": meta.get("best_epoch"),
                 "max_minutes": cfg.max_minutes, "precision": cfg.precision, "history": history}
     clock.say(f"training {LABELS[kind]} into {run}: `{'tiny' if args.tiny else 'paper'}` preset, "
@@ -299,7 +291,7 @@ def evaluate_model(kind: str, prepared, args: argparse.Namespace, device: torch.
 
 def decode_speeds(prepared, args: argparse.Namespace, device: torch.device, clock: Clock) -> list[dict]:
     """Users/s of the cached AR and of CPD at S = n, n/2, 1, in batches of 32 and one user at a time."""
-    from bench.decode_speed import measure, pass_counts, sample_histories
+    from bench.perf.decode import measure, pass_counts, sample_histories
     from diffgrm.decode import Recommender
     from diffgrm.train import load_run
 
@@ -322,7 +314,7 @@ def decode_speeds(prepared, args: argparse.Namespace, device: torch.device, cloc
 def speed_table(rows: list[dict]) -> list[str]:
     """users/s per decoder (rows) and (batch, beam) setting (columns); CPD's column is against the AR."""
     settings = sorted({(r["batch_users"], r["beam"]) for r in rows}, key=lambda x: (-x[0], x[1]))
-    lines = ["", "Decode users/s (`bench/decode_speed.py`'s method, taking turns, best of 2; fp32; "
+    lines = ["", "Decode users/s (`python -m bench decode-speed`'s method, taking turns, best of 2; fp32; "
              "in brackets: its users/s over the cached AR's, above 1 is faster):", "",
              "| decoder | " + " | ".join(f"{b} user{'s' if b > 1 else ''}/batch, beam {k}" for b, k in settings) + " |",
              "|---|" + "---|" * len(settings)]
@@ -341,7 +333,7 @@ def fmt(x: float | None) -> str:
     return "?" if x is None else f"{x:.2f}"
 
 
-def report(payload: dict) -> str:
+def render(payload: dict) -> str:
     p, stages = payload, payload["stages"]
     head = (f"{p['dataset']}, {p['split']} split, {p['users']:,} users, beam {p['beam']}, item level; "
             f"`{p['preset']}` preset on {p['device']} ({p['precision']} training, fp32 decoding), torch {p['torch']}")
@@ -357,8 +349,8 @@ def report(payload: dict) -> str:
                      + " | ".join(f"{m['item'][x]:.4f}" for x in METRICS) + " |")
     total = p["stage_minutes"]
     lines += ["", f"- prepare: {fmt(stages['prepare'])} min{' (reused)' if p['prepare_reused'] else ''}",
-              f"- stages together: {fmt(total)} min; target {p['budget_minutes']:g} min: "
-              f"{'?' if total is None else 'met' if total <= p['budget_minutes'] else 'not met'} "
+              f"- stages together: {fmt(total)} min against a budget of {p['budget_minutes']:g} min"
+              f"{'' if total is None else ' (within it)' if total <= p['budget_minutes'] else ' (over it)'} "
               f"(this call's wall time: {p['wall_minutes']:.2f} min)",
               f"- budget split: DiffGRM training capped at {p['models']['diffgrm']['max_minutes']:g} min, AR at "
               f"{p['models']['ar']['max_minutes']:g} min (the cap is read after each epoch); the rest for preparing, "
@@ -370,8 +362,8 @@ def report(payload: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> dict:
-    args = parse_args(argv)
+def run(args: argparse.Namespace) -> dict:
+    args = resolve(args)
     clock = Clock(args.quiet)
     device = pick_device(args)
     if device is None:
@@ -426,12 +418,9 @@ def main(argv: list[str] | None = None) -> dict:
         "wall_minutes": clock.minutes(), "popularity": scores["diffgrm"]["popularity"], "models": models,
         "decode_speed": speed,
     }
-    text = report(payload)
-    print(text)
-    write_results(args.out, text, payload)
+    publish(args.out, payload, render)
     clock.say(f"wrote {Path(args.out).with_suffix('.md')} and .json")
     return payload
 
 
-if __name__ == "__main__":
-    main()
+STAGES = {"run": run}

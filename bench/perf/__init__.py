@@ -1,0 +1,1 @@
+"""Performance benchmarks: speed and memory, rerun on any machine."""
