@@ -14,6 +14,7 @@ import numpy as np
 import streamlit as st
 
 from diffgrm.app.shared import ORDERS, Setting, _read_metrics, ar_folder, history_view, load_explorer, run_folder, topk_table
+from diffgrm.app.run_health import run_health_tab
 from diffgrm.app.tabs import codebook_tab, compare_tab, denoising_tab, health_tab, whatif_tab, why_tab
 from diffgrm.errors import DiffGRMError
 from diffgrm.explorer import Explorer
@@ -211,6 +212,7 @@ def main() -> None:
         "Compare orders": lambda: compare_tab(setting, case),
         "Codebook spaces": lambda: codebook_tab(ex, run, case, rec),
         "Codebook health": lambda: health_tab(ex),
+        "Run health": lambda: run_health_tab(setting),
         "What if": lambda: whatif_tab(setting, case, rec),
     }
     for tab, draw in zip(st.tabs(list(views), key="view", on_change="rerun"), views.values()):

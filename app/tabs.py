@@ -1,6 +1,7 @@
-"""The explorer's six tabs (Denoising, Why not?, Compare orders, Codebook spaces, Codebook health,
-What if): each a function that draws one view of the chosen user's decoding. Wiring only: the work
-is in ``diffgrm.explorer`` and the figures in ``diffgrm.viz``.
+"""The explorer's per-user tabs (Denoising, Why not?, Compare orders, Codebook spaces, Codebook
+health, What if): each a function that draws one view of the chosen user's decoding ("Run health",
+the whole run at once, is in ``run_health.py``). Wiring only: the work is in ``diffgrm.explorer``
+and the figures in ``diffgrm.viz``.
 """
 
 from __future__ import annotations

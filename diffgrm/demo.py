@@ -30,7 +30,8 @@ DEMO_DATA = "runs/movielens-100k"
 DEMO_RUN = "runs/ml-tiny"
 KINDS = ("diffgrm", "ar")
 """The shipped runs, one folder each in ``diffgrm/demo_runs/``; installed as RUN and RUN-ar."""
-SHIPPED_FILES = ("model.safetensors", "history.jsonl", "recipe.json", "examples.json", "config.json", "metrics.json")
+SHIPPED_FILES = ("model.safetensors", "history.jsonl", "recipe.json", "examples.json", "diagnostics.json", "config.json",
+                 "metrics.json")
 """What a shipped run holds beside the shared catalogue, in the order an install writes it:
 metrics.json last (a demo run with metrics.json is complete)."""
 PROJECTION_FILES = ("codebook_umap.csv", "codebook_umap.json")
@@ -125,6 +126,19 @@ def install_shipped(runs: dict[str, Path], folders: dict[str, Path], data: str |
                 else:
                     atomic_write(stage / name, lambda p, src=src: shutil.copyfile(src, p))
             shutil.copyfile(runs[kind] / "metrics.json", stage / "metrics.json")  # last: the run is complete
+
+
+def diagnose_demo(folders: dict[str, Path], data: str | Path, progress: bool = True) -> dict[str, dict]:
+    """The diagnostics the demo runs ship (the explorer's "Run health" tab opens on them): every
+    test user at the recipe's beam with history items kept out, as the explorer decodes; the
+    DiffGRM run's order comparison includes its AR companion."""
+    from diffgrm.diagnose import DiagnoseSettings, diagnose
+    from diffgrm.train import load_run
+
+    settings = DiagnoseSettings(split="test", users=0, beam=DEMO_RECIPE.beam, curve_users=1 << 30, exclude_seen=True)
+    (model, prepared, _), (ar, _, _) = (load_run(folders[kind], data=data, device="cpu") for kind in KINDS)
+    return {"diffgrm": diagnose(model, prepared, settings, ar_model=ar, progress=progress),
+            "ar": diagnose(ar, prepared, settings, progress=progress)}
 
 
 def evaluate_demo(folder: Path, data: str | Path, progress: bool = True) -> dict:
@@ -256,7 +270,10 @@ def ship(work: str | Path, data: str | Path = DEMO_DATA, out: str | Path | None 
                     shutil.copyfile(folder / name, dest / name)
             print(f"evaluating the {kind} run to ship on the test split ...", file=sys.stderr)
             write_json(dest / "examples.json", example_topk(dest, data))
-            write_json(dest / "metrics.json", evaluate_demo(dest, data, progress))  # from the copy that ships
+        for kind, diag in diagnose_demo({kind: stage / kind for kind in folders}, data, progress).items():
+            write_json(stage / kind / "diagnostics.json", diag)
+        for kind in folders:
+            write_json(stage / kind / "metrics.json", evaluate_demo(stage / kind, data, progress))  # from the copies
         shared = stage / KINDS[0] / CATALOGUE  # both runs were trained on this one catalogue: it ships once
         for kind in KINDS[1:]:
             other = stage / kind / CATALOGUE

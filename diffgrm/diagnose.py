@@ -61,6 +61,7 @@ class DiagnoseSettings:
     curve_users: int = 1000
     bins: int = 10
     batch_users: int = 32
+    exclude_seen: bool = False  # keep each user's history items out of the Top-K, inside the search
 
     def check(self) -> None:
         check_beam(self.beam, self.topk)
@@ -147,8 +148,8 @@ def follow(rec: Recommender, samples: Samples, beam: int, settings: DiagnoseSett
         sid = codes[target]  # [b, n]
         steps: list[tuple[torch.Tensor, torch.Tensor]] = []
         kw = {"order": order} if isinstance(model, DiffGRM) else {}
-        res = rec.search(hist, beam=beam, topk=min(beam, settings.topk), on_step=lambda _, t, sc: steps.append((t.cpu(), sc.cpu())),
-                         **kw)
+        res = rec.search(hist, beam=beam, topk=min(beam, settings.topk), exclude_seen=settings.exclude_seen,
+                         on_step=lambda _, t, sc: steps.append((t.cpu(), sc.cpu())), **kw)
         agree = [((t == MASK) | (t == sid[:, None, :])).all(-1) & torch.isfinite(sc) for t, sc in steps]  # [b, R] each
         in_beam = torch.stack([a.any(1) for a in agree], 1)  # [b, n]
         last = agree[-1]

@@ -19,6 +19,7 @@ import pandas as pd
 from diffgrm.coords_cache import cached_coords, write_coords
 from diffgrm.decode import Recommender
 from diffgrm.errors import DiffGRMError
+from diffgrm.model import DiffGRM
 from diffgrm.safeio import read_json
 from diffgrm.sid_index import sid_text
 from diffgrm.trace import DenoisingTrace, SearchResult, check_beam
@@ -71,9 +72,49 @@ class Explorer:
             return None
         return metrics
 
+    def diagnostics(self) -> dict | None:
+        """The run's ``diagnostics.json`` (``diffgrm diagnose``), if any; one written by another
+        version is None, with a note saying how to write it again."""
+        from diffgrm.diagnose import read_diagnostics
+
+        try:
+            return read_diagnostics(self.run)
+        except DiffGRMError as exc:
+            print(f"note: {exc}", file=sys.stderr)
+            return None
+
+    def diagnose(self, settings, ar: "Explorer | None" = None, progress: bool = False) -> dict[str, dict]:
+        """Diagnose this run (and ``ar``, an AR run on the same catalogue, on the same users) and
+        write each run's ``diagnostics.json``; returns them by kind."""
+        from diffgrm.diagnose import diagnose, write_diagnostics
+
+        out = {self.kind: diagnose(self.model, self.prepared, settings, progress=progress,
+                                   ar_model=ar.model if ar is not None and self.kind != "ar" else None)}
+        write_diagnostics(self.run, out[self.kind])
+        if ar is not None and ar.kind == "ar" and self.kind != "ar":
+            out["ar"] = diagnose(ar.model, ar.prepared, settings, progress=progress)
+            write_diagnostics(ar.run, out["ar"])
+        return out
+
     @property
     def kind(self) -> str:
         return self.model.config.kind
+
+    @property
+    def denoises(self) -> bool:
+        """Whether the run's network is a denoising decoder (CPD's fill orders apply): DiffGRM's own
+        kind and the released network imported from Cornac or the reference code (``cornac-diffgrm``)."""
+        return isinstance(self.model, DiffGRM)
+
+    @property
+    def source(self) -> str | None:
+        """Where an imported run's network was trained (``"cornac"``, ``"reference"``); None for diffgrm's own."""
+        return self.meta.get("source")
+
+    @property
+    def label(self) -> str | None:
+        """What the page calls an imported run ("diffgrm's CPD on a Cornac network"); None for diffgrm's own."""
+        return self.meta.get("label")
 
     @property
     def n_digits(self) -> int:

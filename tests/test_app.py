@@ -533,3 +533,31 @@ def test_the_toy_world_mode_draws_the_whole_search_on_its_lattice(chain_run, tmp
     assert lattice["data"][-1].get("name") == "final Top-K" and len(lattice["data"][-1]["x"]) == 5
     assert any(m.value.startswith("**Step 2:**") for m in at.markdown)
     assert any(len(d.value) == 5 and list(d.value.columns) == ["rank", "title", "probability"] for d in at.dataframe)
+
+
+def test_run_health_diagnoses_on_demand_then_draws_the_run_beside_its_ar_companion(chain_run, chain_ar_run, tmp_path,
+                                                                                   monkeypatch):
+    import shutil
+
+    from diffgrm.app import run_health
+    from diffgrm.diagnose import DiagnoseSettings
+
+    run = Path(shutil.copytree(chain_run, tmp_path / "run"))  # the button writes into the run: a copy
+    shutil.copytree(chain_ar_run, tmp_path / "run-ar")
+    monkeypatch.setattr(run_health, "QUICK", DiagnoseSettings(users=40, beam=10, curve_users=20, beams=(10, 16)))
+    monkeypatch.setenv("DIFFGRM_RUN", str(run))
+    monkeypatch.setenv("DIFFGRM_PROJECTION", "pca")
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    open_view(at, "Run health")
+    assert any("No diagnostics for this run yet" in i.value for i in at.info)
+    at.button(key="diagnose_now").click().run()
+    assert not at.exception, at.exception
+    assert (run / "diagnostics.json").is_file() and (tmp_path / "run-ar" / "diagnostics.json").is_file()
+    assert "DiffGRM and AR side by side" in markdown(at) and "40 valid users" in markdown(at)
+    reliability = chart(at, "reliability")
+    assert any("AR: digit 0" in (t.get("name") or "") for t in reliability["data"])
+    for key in ("surest", "miss_map", "beam_curve", "order_scatter", "topk_profile"):
+        assert chart(at, key)["data"], key
+    at.radio(key="calibration_by").set_value("per step").run()
+    assert any("step 0" in (t.get("name") or "") for t in chart(at, "reliability")["data"])

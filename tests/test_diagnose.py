@@ -163,3 +163,28 @@ def test_bad_settings_are_one_clear_error(runs):
             diagnose(model, prepared, SMALL, ar_model=other, progress=False)
     finally:
         other.item_codes = codes
+
+
+def test_the_shipped_demo_runs_ship_diagnostics_that_their_runs_reproduce(tmp_path):
+    from diffgrm import demo
+    from diffgrm.diagnose import miss_shares
+
+    run = tmp_path / "runs" / "ml"
+    demo.ensure_demo_run(run, progress=False)
+    shipped = {kind: read_diagnostics(folder) for kind, folder in demo.demo_folders(run).items()}
+    for kind, d in shipped.items():
+        assert d["kind"] == kind and d["settings"]["split"] == "test" and d["settings"]["exclude_seen"]
+        assert d["settings"]["beam"] == demo.DEMO_RECIPE.beam and d["beam_curve"]["users"] == d["users"]
+        assert d["topk"]["history_share"] == 0.0  # history items kept out, as the explorer decodes
+    assert shipped["diffgrm"]["users_sha256"] == shipped["ar"]["users_sha256"]
+    assert shipped["diffgrm"]["order"]["orders"] == ["confidence", "fixed", "ar"]
+    # the AR run's search, followed again here, gives the shipped misses and hit rate
+    ar, prepared, _ = load_run(demo.demo_folders(run)["ar"], device="cpu")
+    settings = DiagnoseSettings(**{**shipped["ar"]["settings"], "beams": tuple(shipped["ar"]["settings"]["beams"])})
+    samples = subsample(prepared.splits["test"], settings.users, seed=0)
+    again = follow(Recommender(ar), samples, settings.beam, settings, leave_digits=True)
+    mine = miss_shares(again, ar.config.n_digits)
+    assert mine["missed"] == shipped["ar"]["misses"]["missed"]
+    np.testing.assert_allclose(mine["left_at"], shipped["ar"]["misses"]["left_at"], atol=2 / mine["missed"])
+    row = next(r for r in shipped["ar"]["beam_curve"]["rows"] if r["beam"] == settings.beam)
+    assert abs(float((again.rank > 0).mean()) - row["hit_rate"]) <= 2 / len(samples)  # up to a tie or two
