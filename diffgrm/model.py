@@ -309,6 +309,43 @@ class DiffGRM(GenerativeRecommender):
         return self._decode_selected(self._inputs(tokens), kv, keep, select)
 
 
+class ReleasedDiffGRM(DiffGRM):
+    """DiffGRM in the released layout that Cornac's port and the reference code train (kind
+    ``cornac-diffgrm``; the differences, and how their weights map here: :mod:`diffgrm.interop.network`):
+    bias-free q/k/v, one final LayerNorm for the encoder's output and the decoder's, history
+    positions counted from the oldest item, and a cross-attention that reads the whole
+    ``max_history`` window, its padding rows (zeros) included."""
+
+    def __init__(self, config: ModelConfig, item_codes: torch.Tensor) -> None:
+        if config.item_id_emb:
+            raise DiffGRMError("the released DiffGRM network has no item-id embedding (item_id_emb must be false)")
+        super().__init__(config, item_codes)
+        d = config.d_model
+        for module in self.modules():
+            if isinstance(module, Attention):
+                module.q, module.kv = nn.Linear(d, d, bias=False), nn.Linear(d, 2 * d, bias=False)
+        self.enc_ln = self.dec_ln  # one module under both names: one set of weights
+        self._init()
+
+    def encode(self, history: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Item indices ``[B, L]`` (left-aligned, ``MASK`` = padding) -> (memory ``[B, M, d]``, mask
+        ``[B, 1, 1, M]``), M = ``max_history``: each row's last M items at positions 0.. (oldest
+        first), padded to M with zero rows, and a mask that is all true (the decoder reads the padding)."""
+        present = (history != MASK).sum(1)
+        if (present == 0).any():
+            raise DiffGRMError("a history is empty: a user needs at least one past item")
+        slots = torch.arange(self.config.max_history, device=history.device)
+        kept = present.clamp(max=len(slots))
+        at = ((present - kept)[:, None] + slots).clamp(max=history.shape[1] - 1)  # rows over M keep their newest
+        keep = slots[None, :] < kept[:, None]
+        items = torch.where(keep, history.gather(1, at), 0).clamp(min=0)
+        x = self.enc_drop(self.item_mlp(self.embed_codes(self.item_codes[items]).flatten(2)) + self.pos_emb(slots))
+        mask = keep[:, None, None, :]
+        for block in self.encoder:
+            x = block(x, mask)
+        return self.enc_ln(x) * keep[..., None], torch.ones_like(mask)
+
+
 class ARGenerator(GenerativeRecommender):
     """The autoregressive baseline: slot t reads digit t-1 (BOS for t = 0) and predicts digit t."""
 
@@ -365,11 +402,8 @@ def reorder_cache(cache: list, parent: torch.Tensor) -> None:
 def build_model(config: ModelConfig, item_codes: torch.Tensor) -> GenerativeRecommender:
     """The network ``config.kind`` names: ``diffgrm``, ``ar``, or ``cornac-diffgrm`` (the released
     layout that Cornac and the reference code train, :mod:`diffgrm.interop.network`)."""
-    if config.kind == "cornac-diffgrm":
-        from diffgrm.interop.network import ReleasedDiffGRM  # here: interop builds on this module
-
-        return ReleasedDiffGRM(config, item_codes)
-    return (DiffGRM if config.kind == "diffgrm" else ARGenerator)(config, item_codes)
+    kinds = {"diffgrm": DiffGRM, "cornac-diffgrm": ReleasedDiffGRM}
+    return kinds.get(config.kind, ARGenerator)(config, item_codes)
 
 
 def default_device(name: str | torch.device | None = None) -> torch.device:

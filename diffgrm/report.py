@@ -34,7 +34,7 @@ def build_report(ex: Explorer, user: str, *, beam: int = 32, k: int = 10, order:
                  items: Sequence[int] = ()) -> str:
     """The HTML text of the report (see the module docstring)."""
     case = ex.user(user)
-    order = order if ex.kind == "diffgrm" else "confidence"
+    order = order if ex.denoises else "confidence"
     rec = ex.recommend(case.history, beam=beam, k=k, order=order, target=case.target)
     hit = bool(rec.table["hit"].any()) if len(rec.table) else False
     figures: list[tuple[str, go.Figure]] = [
@@ -51,7 +51,7 @@ def build_report(ex: Explorer, user: str, *, beam: int = 32, k: int = 10, order:
     parts = [f"<h1>User {html.escape(case.user)}: what comes next?</h1>",
              f"<p class='note'>run <code>{html.escape(str(ex.run))}</code> · {ex.kind} · "
              f"{html.escape(str(ex.prepared.report['dataset']))} · {ex.prepared.n_items:,} items · beam {beam}, "
-             f"Top-{k}, {html.escape(order if ex.kind == 'diffgrm' else 'left-to-right')} order · diffgrm {__version__}</p>",
+             f"Top-{k}, {html.escape(order if ex.denoises else 'left-to-right')} order · diffgrm {__version__}</p>",
              "<div class='cols'><div>",
              f"<h2>History ({len(case.history)} items, most recent first)</h2>", html_table(ex.history_table(case.history)),
              f"<p><b>Held-out next item:</b> {html.escape(ex.titles[case.target])} "

@@ -50,7 +50,7 @@ FIGURE_HEIGHT = 560
 def build_deck(ex: Explorer, user: str, *, beam: int = 32, k: int = 10, order: str = "confidence") -> str:
     """The deck's HTML (see the module docstring)."""
     case = ex.user(user)
-    order = order if ex.kind == "diffgrm" else "confidence"
+    order = order if ex.denoises else "confidence"
     rec = ex.recommend(case.history, beam=beam, k=k, order=order, target=case.target, exclude_seen=True)
     trace, n = rec.trace, rec.trace.n_steps
     beams = min(8, len(rec.table))
@@ -65,10 +65,10 @@ def build_deck(ex: Explorer, user: str, *, beam: int = 32, k: int = 10, order: s
         return f"<div class='figure'>{out}</div>"
 
     hit = bool(rec.table["hit"].any()) if len(rec.table) else False
-    decoder = "DiffGRM, surest digits first" if ex.kind == "diffgrm" else "the AR decoder, left to right"
+    decoder = f"{ex.label or 'DiffGRM'}, surest digits first" if ex.denoises else "the AR decoder, left to right"
     slides = [
         ("", f"<h1>User {html.escape(case.user)}: what comes next?</h1>"
-             f"<p>{decoder} · {html.escape(str(ex.prepared.report['dataset']))} · {ex.prepared.n_items:,} items, each "
+             f"<p>{html.escape(decoder)} · {html.escape(str(ex.prepared.report['dataset']))} · {ex.prepared.n_items:,} items, each "
              f"named by a SID of {ex.n_digits} digits x {ex.prepared.catalogue.codebook_size} codes</p>"
              f"<p class='small'>run <code>{html.escape(str(ex.run))}</code> · beam {beam}, Top-{k} · diffgrm "
              f"{__version__} · arrow keys or space to move</p>"),

@@ -103,7 +103,7 @@ def evaluate_split(model: GenerativeRecommender | SASRec, prepared: Prepared, sp
     else:
         metrics = Recommender(model).evaluate(samples, beam=beam, order=order, progress=progress, passes=passes,
                                               exclude_seen=exclude_seen)
-        metrics.update(split=split, order=order if model.config.kind == "diffgrm" else "left-to-right",
+        metrics.update(split=split, order=order if isinstance(model, DiffGRM) else "left-to-right",
                        passes=passes or model.config.n_digits, exclude_seen=exclude_seen)
     metrics["popularity"] = popularity_baseline(prepared, samples, exclude_seen)
     return metrics

@@ -1,7 +1,8 @@
 """The released DiffGRM network, as Cornac's port and the reference code both lay it out.
 
-diffgrm's own network (:mod:`diffgrm.model`) departs from the released one on purpose in two
-places, and a checkpoint trained one way must be decoded the same way:
+diffgrm's own network (:class:`diffgrm.model.DiffGRM`) departs from the released one in four
+places, and a checkpoint trained one way must be decoded the same way, so the released one is a
+class of its own (:class:`diffgrm.model.ReleasedDiffGRM`):
 
 ================================  ==================================  ==================================
                                   diffgrm (``kind="diffgrm"``)        released (``kind="cornac-diffgrm"``)
@@ -26,7 +27,7 @@ evaluation and explorer run on it unchanged (it answers ``encode``, ``cross_kv``
 (``cornac-diffgrm``) rather than a flag, so that a diffgrm that does not know it refuses the run
 instead of decoding it with the wrong network.
 
-:func:`map_state_dict` renames a Cornac or reference state dict into this module's names, with a
+:func:`map_state_dict` renames a Cornac or reference state dict into ReleasedDiffGRM's names, with a
 clear error for a missing, unexpected or misshapen tensor.
 """
 
@@ -35,58 +36,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from torch import nn
 
 from diffgrm.config import ModelConfig
 from diffgrm.errors import DiffGRMError
-from diffgrm.model import Attention, DiffGRM
-from diffgrm.sid_index import MASK
+from diffgrm.model import ReleasedDiffGRM
 
 KIND = "cornac-diffgrm"
 """The model kind of the released network (:data:`diffgrm.config.MODEL_KINDS`)."""
-
-
-class ReleasedDiffGRM(DiffGRM):
-    """DiffGRM with the released layout (see the module's table); built by :func:`diffgrm.model.build_model`."""
-
-    def __init__(self, config: ModelConfig, item_codes: torch.Tensor) -> None:
-        if config.item_id_emb:
-            raise DiffGRMError("the released DiffGRM network has no item-id embedding (item_id_emb must be false)")
-        super().__init__(config, item_codes)
-        d = config.d_model
-        for module in self.modules():
-            if isinstance(module, Attention):  # the released projections carry no bias
-                module.q = nn.Linear(d, d, bias=False)
-                module.kv = nn.Linear(d, 2 * d, bias=False)
-        self.enc_ln = self.dec_ln  # one final norm for the encoder's output and the decoder's
-        self._init()
-
-    def encode(self, history: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Item indices ``[B, L]`` (left-aligned, ``MASK`` = padding) -> (memory ``[B, M, d]``,
-        mask ``[B, 1, 1, M]``), with M = ``max_history``.
-
-        Each row keeps its last M items at positions 0.. (oldest first) and is padded to M. The
-        memory's padding rows are zeros and the mask is all true: the decoder's cross-attention
-        reads the whole window, padding included, as the released network does.
-        """
-        present = history != MASK
-        lengths = present.sum(1)
-        if (lengths == 0).any():
-            raise DiffGRMError("a history is empty: a user needs at least one past item")
-        m = self.config.max_history
-        slots = torch.arange(m, device=history.device)
-        kept = lengths.clamp(max=m)
-        start = lengths - kept  # rows longer than M keep their newest M items
-        at = (start[:, None] + slots).clamp(max=history.shape[1] - 1)
-        keep = slots[None, :] < kept[:, None]  # [B, M]
-        items = torch.where(keep, history.gather(1, at), 0).clamp(min=0)
-        x = self.item_mlp(self.embed_codes(self.item_codes[items]).flatten(2))
-        x = self.enc_drop(x + self.pos_emb(slots))
-        mask = keep[:, None, None, :]
-        for block in self.encoder:
-            x = block(x, mask)
-        memory = self.enc_ln(x) * keep[..., None]
-        return memory, torch.ones_like(mask)
+__all__ = ["KIND", "LAYOUTS", "ReleasedDiffGRM", "expected_source_shapes", "map_state_dict"]
 
 
 # --------------------------------------------------------------------------- state dicts
