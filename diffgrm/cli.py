@@ -13,7 +13,8 @@ import numpy as np
 
 from diffgrm import __version__, distributed
 from diffgrm.cli_app import _cmd_app, _cmd_demo, add_share_commands
-from diffgrm.cli_options import _int, _passes_option, add_config_options, config_overrides
+from diffgrm.cli_debug import add_debug_commands
+from diffgrm.cli_options import DATA_HELP, _int, _passes_option, add_config_options, config_overrides
 from diffgrm.config import DATASET_TOKENIZER_PRESET, PRESETS, TOKENIZER_PRESETS, ModelConfig, TokenizerConfig, TrainConfig
 from diffgrm.cpd import ORDERS
 from diffgrm.demo import DEMO_RUN
@@ -226,9 +227,6 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
 
 
-DATA_HELP = ("where the run's users come from: a prepared folder, a dataset folder or a dataset name (default: the "
-             "data the run recorded)")
-
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="diffgrm", description="Diffusion-based generative recommendation.")
@@ -351,6 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_demo)
     add_share_commands(sub)
+    add_debug_commands(sub)
     return parser
 
 

@@ -19,6 +19,10 @@ from typing import Any
 from diffgrm.config import NOT_ON_THE_COMMAND_LINE, bound_words, within
 
 
+DATA_HELP = ("where the run's users come from: a prepared folder, a dataset folder or a dataset name (default: the "
+             "data the run recorded)")
+
+
 def _bounded(convert: type, meta: dict):
     """An argparse type: a number (``int`` or ``float``) within the bounds ``meta`` declares."""
     words = bound_words(meta)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -188,3 +189,28 @@ def test_the_shipped_demo_runs_ship_diagnostics_that_their_runs_reproduce(tmp_pa
     np.testing.assert_allclose(mine["left_at"], shipped["ar"]["misses"]["left_at"], atol=2 / mine["missed"])
     row = next(r for r in shipped["ar"]["beam_curve"]["rows"] if r["beam"] == settings.beam)
     assert abs(float((again.rank > 0).mean()) - row["hit_rate"]) <= 2 / len(samples)  # up to a tie or two
+
+
+def test_the_diagnose_command_writes_the_json_and_prints_a_summary(chain_run, chain_ar_run, tmp_path, capsys):
+    import shutil
+
+    from diffgrm.cli import main
+
+    run = Path(shutil.copytree(chain_run, tmp_path / "run"))
+    shutil.copytree(chain_ar_run, tmp_path / "run-ar")
+    args = ["diagnose", str(run), "--users", "30", "--beam", "12", "--k", "5", "--beams", "5", "12", "--curve-users",
+            "20", "--quiet"]
+    assert main(args) == 0
+    out = capsys.readouterr()
+    assert "calibration: ECE" in out.out and "confidence against ar" in out.out and "wrote" in out.err
+    d = read_diagnostics(run)
+    assert d["users"] == 30 and [r["beam"] for r in d["beam_curve"]["rows"]] == [5, 12]
+    assert d["order"]["orders"] == ["confidence", "fixed", "ar"]
+    assert main(args + ["--no-ar"]) == 0 and read_diagnostics(run)["order"]["orders"] == ["confidence", "fixed"]
+    capsys.readouterr()
+    for bad, message in [(["--ar", str(run)], "a diffgrm run, not an autoregressive one"),
+                         (["--beam", "3"], "must be at least K"),
+                         (["--split", "train"], "invalid choice"),
+                         (["--ar", str(tmp_path / "none")], "holds no checkpoint")]:
+        assert main(args + bad) == 2, bad
+        assert message in capsys.readouterr().err, bad
