@@ -24,16 +24,16 @@ from bench.results_io import publish
 
 RESULTS = ("beam256",)
 TARGET_MINUTES = 15  # the JSON's within_target: the whole split within a quarter hour
-# (label, file suffix, function name) of the parts timed by cProfile's cumulative time; a part
+# (label, file suffix, function names) of the parts timed by cProfile's cumulative time; a part
 # listed later is measured outside the earlier ones only where their calls do not nest
 PARTS = [
-    ("network: history encoder", "model.py", "encode"),
-    ("network: denoiser / AR decoder passes", "model.py", "_decode"),
-    ("network: AR decoder steps (cached)", "model.py", "step_logits"),
-    ("search: validity mask (`_blocked`)", "cpd_validity.py", "_blocked"),
-    ("search: distinct beams (`_Matches.novel`)", "cpd_validity.py", "novel"),
-    ("search: AR validity mask (`allowed`)", "ar.py", "allowed"),
-    ("search: finish (SIDs to items)", "cpd.py", "_finish"),
+    ("network: history encoder", "model.py", ("encode",)),
+    ("network: denoiser / AR decoder passes", "model.py", ("_decode", "_decode_slots")),  # all slots, or the masked
+    ("network: AR decoder steps (cached)", "model.py", ("step_logits",)),
+    ("search: validity mask (`_blocked`)", "cpd_validity.py", ("_blocked",)),
+    ("search: distinct beams (`_Matches.novel`)", "cpd_validity.py", ("novel",)),
+    ("search: AR validity mask (`allowed`)", "ar.py", ("allowed",)),
+    ("search: finish (SIDs to items)", "beams.py", ("finish",)),
 ]
 
 
@@ -48,8 +48,8 @@ def profile_parts(rec, histories, beam: int, batch: int, passes: int | None) -> 
     total = time.perf_counter() - t0
     stats = pstats.Stats(prof).stats  # {(file, line, name): (cc, nc, tottime, cumtime, callers)}
     parts = {}
-    for label, suffix, name in PARTS:
-        cum = sum(v[3] for (file, _, fn), v in stats.items() if fn == name and file.endswith(suffix))
+    for label, suffix, names in PARTS:
+        cum = sum(v[3] for (file, _, fn), v in stats.items() if fn in names and file.endswith(suffix))
         if cum > 0:
             parts[label] = cum
     return total, parts
