@@ -324,7 +324,7 @@ class ReleasedDiffGRM(DiffGRM):
         for module in self.modules():
             if isinstance(module, Attention):
                 module.q, module.kv = nn.Linear(d, d, bias=False), nn.Linear(d, 2 * d, bias=False)
-        self.enc_ln = self.dec_ln  # one module under both names: one set of weights
+        del self.enc_ln  # the decoder's final norm serves the encoder too (one tensor each, safe to save)
         self._init()
 
     def encode(self, history: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -343,7 +343,7 @@ class ReleasedDiffGRM(DiffGRM):
         mask = keep[:, None, None, :]
         for block in self.encoder:
             x = block(x, mask)
-        return self.enc_ln(x) * keep[..., None], torch.ones_like(mask)
+        return self.dec_ln(x) * keep[..., None], torch.ones_like(mask)
 
 
 class ARGenerator(GenerativeRecommender):

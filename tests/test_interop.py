@@ -23,6 +23,7 @@ from cornac.data import SequentialDataset
 from cornac.models.diffgrm import DiffGRM as CornacDiffGRM
 from safetensors.torch import load_file, save_file
 
+from diffgrm.config import TrainConfig
 from diffgrm.data import load_dataset
 from diffgrm.decode import Recommender
 from diffgrm.errors import DiffGRMError
@@ -30,12 +31,11 @@ from diffgrm.explorer import Explorer
 from diffgrm.interop import KIND, ReleasedDiffGRM, export_cornac, import_cornac, import_reference
 from diffgrm.interop.reference import check_torch
 from diffgrm.model import MASK
-from diffgrm.ocn import ocn_loss
-from diffgrm.portable import verify_run
+from diffgrm.portable import load_data, verify_run
 from diffgrm.report import build_report
-from diffgrm.slides import build_deck
 from diffgrm.safeio import file_checksums
-from diffgrm.train import evaluate_split, load_run
+from diffgrm.slides import build_deck
+from diffgrm.train import evaluate_split, load_run, train
 from tests.conftest import write_chain_dataset
 
 N, K, MAX_LEN = 3, 8, 6
@@ -159,18 +159,15 @@ def test_imported_run_evaluates_and_explains(trained):
     assert "diffgrm&#x27;s CPD on a Cornac network, surest digits first" in build_deck(ex, user, beam=16, k=5)
 
 
-def test_diffgrm_trains_the_released_network(trained):
-    """The kind is a full network: OCN's loss runs on it and its gradients reach every weight used."""
-    model, prepared, _ = load_run(trained.run, device="cpu")
-    model.train()
-    train = prepared.splits["train"]
-    hist = torch.full((8, MAX_LEN), MASK)
-    for row, h in enumerate(train.histories[:8]):
-        hist[row, : len(h[-MAX_LEN:])] = torch.as_tensor(h[-MAX_LEN:])
-    targets = model.item_codes[torch.as_tensor(train.targets[:8])]
-    loss = ocn_loss(model, hist, targets)
-    loss.backward()
-    assert torch.isfinite(loss) and model.code_emb.weight.grad.abs().sum() > 0
+def test_diffgrm_trains_the_released_network(trained, tmp_path):
+    """The kind is a whole network: diffgrm's own loop (OCN, validation, resume state, checkpoint)
+    trains it on the imported run's catalogue and users, and the run loads back."""
+    model_cfg = load_run(trained.run, device="cpu")[0].config
+    cfg = TrainConfig(epochs=1, batch_size=64, max_steps=3, warmup_steps=0, eval_users=20, eval_beam=16)
+    train(load_data(trained.run), model_cfg, cfg, tmp_path / "retrained", device="cpu", progress=False)
+    model, _, meta = load_run(tmp_path / "retrained", device="cpu")
+    assert isinstance(model, ReleasedDiffGRM) and "source" not in meta
+    assert not any(name.startswith("enc_ln") for name in model.state_dict())  # one final norm, saved once
 
 
 def test_export_needs_no_cornac_import():

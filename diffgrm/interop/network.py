@@ -165,5 +165,4 @@ def map_state_dict(state: dict[str, torch.Tensor], layout: str, c: ModelConfig, 
                            f"{f' (and {len(unexpected) - 1} more)' if len(unexpected) > 1 else ''}; "
                            "this network has parts diffgrm does not know")
     out = {target: fn(state[source].detach().to(torch.float32)).clone() for source, target, fn in _plan(layout, c)}
-    out["enc_ln.weight"], out["enc_ln.bias"] = out["dec_ln.weight"], out["dec_ln.bias"]
     return out

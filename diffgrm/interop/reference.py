@@ -20,7 +20,7 @@ reference                                          diffgrm (``cornac-diffgrm``)
 ``*_blocks.i.ln_1/ln_2/ln_3``                      ``encoder/decoder.i.ln1/ln2/ln3``
 ``*.qkv.weight`` [3d, d]                           ``*.q.weight`` [d, d] + ``*.kv.weight`` [2d, d]
 ``*.proj``, ``mlp.c_fc``, ``mlp.c_proj``           ``*.o``, ``ff.0``, ``ff.3``
-``ln_f``                                           ``dec_ln`` (= ``enc_ln``)
+``ln_f``                                           ``dec_ln`` (the encoder's final norm too)
 =================================================  ==========================================
 
 The state dict does not say how many attention heads split ``d``: ``n_heads`` must be given
