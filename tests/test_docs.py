@@ -82,6 +82,20 @@ def test_the_benchmark_page_shows_the_committed_table_and_figure(site):
     assert re.search(r'<script src="[./]*assets/javascripts/plotly\.min\.js">', source)
 
 
+def test_the_debugging_page_draws_the_shipped_demos_diagnostics(site):
+    """docs/debugging.md: the six diagnostics figures, made at build time from the diagnostics the demo
+    runs ship (DiffGRM and AR side by side), and the committed timing table."""
+    page = site / "debugging.html"
+    source = page.read_text()
+    assert source.count('class="plotly-graph-div"') == 6
+    for name in ("reliability_figure-digit", "surest_figure-runs", "miss_map_figure-runs", "beam_curve_figure-runs",
+                 "order_figure-runs", "topk_profile_figure-runs"):
+        assert f'id="figure-{name}"' in source, name
+    assert "DiffGRM: digit 0" in source and "AR: digit 0" in source  # both runs in the reliability figure
+    first_row = (ROOT / "bench" / "results" / "diagnose.md").read_text().splitlines()[0]
+    assert re.sub(r"[`*]", "", first_row)[:60] in text(page)
+
+
 def test_api_pages_show_the_docstrings(site):
     assert sorted(p.stem for p in (site / "api").glob("*.html")) == MODULES
     for module in ("explorer", "cpd", "config"):
@@ -129,8 +143,9 @@ def test_plotly_figures_render_offline(site):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        for name in ["index", *EXECUTED]:  # the guide (no figures, no request either), then the executed notebooks
-            page_file = site / ("index.html" if name == "index" else f"notebooks/{name}.html")
+        pages = ["index", "debugging"]  # the guide (no figures, no request either), the diagnostics' six figures
+        for name in [*pages, *EXECUTED]:  # then the executed notebooks
+            page_file = site / (f"{name}.html" if name in pages else f"notebooks/{name}.html")
             expected = page_file.read_text().count('class="plotly-graph-div"')
             context = browser.new_context(viewport={"width": 1300, "height": 1000}, offline=True)
             refused, errors = [], []

@@ -188,7 +188,28 @@ def mathjax_js() -> Path:
 
 
 _FIGURE = re.compile(r"<!--\s*plotly-figure:\s*(\S+)\s*-->")
+_DIAGNOSTICS = re.compile(r"<!--\s*demo-diagnostics:\s*(\w+)(?:\s+(\w+))?\s*-->")
 _figure_pages: set[str] = set()
+
+
+def demo_diagnostics_figure(name: str, argument: str | None) -> dict:
+    """A ``diffgrm.viz`` diagnostics figure of the shipped demo runs (their ``diagnostics.json``, DiffGRM
+    and AR side by side; ``order_figure`` takes the DiffGRM run's alone), as plotly JSON."""
+    import json
+
+    from diffgrm import demo, viz
+    from diffgrm.diagnose import read_diagnostics
+
+    runs = demo.shipped_runs()
+    if runs is None:
+        raise PluginError("the package ships no demo runs: the diagnostics figures have nothing to draw")
+    diags = {"DiffGRM": read_diagnostics(runs["diffgrm"]), "AR": read_diagnostics(runs["ar"])}
+    build = getattr(viz, name, None)
+    if build is None or not name.endswith("_figure"):
+        raise PluginError(f"demo-diagnostics: no figure {name!r} in diffgrm.viz")
+    fig = build(diags["DiffGRM"]) if name == "order_figure" else (
+        build(diags, by=argument) if argument else build(diags))
+    return json.loads(fig.to_json())
 
 
 def on_page_markdown(markdown: str, page, config, files) -> str:
@@ -204,7 +225,13 @@ def on_page_markdown(markdown: str, page, config, files) -> str:
         _figure_pages.add(page.file.src_uri)
         return plotly_html(json.loads(path.read_text()), f"figure-{path.stem}")
 
+    def diagnostics(match: re.Match) -> str:
+        _figure_pages.add(page.file.src_uri)
+        return plotly_html(demo_diagnostics_figure(match.group(1), match.group(2)),
+                           f"figure-{match.group(1)}-{match.group(2) or 'runs'}")
+
     markdown = _FIGURE.sub(figure, markdown)
+    markdown = _DIAGNOSTICS.sub(diagnostics, markdown)
     if page.file.src_uri == "index.md":  # the README, included here: its pictures' paths start at the repository
         readme = (ROOT / "README.md").read_text().replace("](docs/images/", "](images/")
         markdown = markdown.replace('--8<-- "README.md"', readme)
