@@ -12,6 +12,7 @@ VENV   ?= .venv
 TORCH  ?= torch==2.13.0
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.diffgrm-installed
+TESTS   = $(VENV)/.diffgrm-test-extras
 RUNS   ?= runs
 
 .PHONY: setup data chromium app test docs screenshots clean
@@ -39,7 +40,12 @@ chromium:
 app: data
 	$(BIN)/diffgrm app $(APP_ARGS)
 
-test: data chromium
+# The tests also train a tiny Cornac DiffGRM (diffgrm.interop): the `cornac` extra, from the registry.
+$(TESTS): $(STAMP)
+	$(BIN)/python -m pip install -q -e ".[cornac]"
+	touch $(TESTS)
+
+test: data chromium $(TESTS)
 	$(BIN)/python -m pytest
 
 # The documentation site, offline, into site/ (open site/index.html): the README, the architecture,

@@ -19,7 +19,7 @@ def companion(setting: Setting):
     """The AR run beside this one (same catalogue), or None."""
     from diffgrm.app.tabs import ar_companion
 
-    if setting.ex.kind != "diffgrm":
+    if not setting.ex.denoises:
         return None
     path, _ = ar_companion(setting, ar_folder(setting.run))
     return load_explorer(str(path)) if path is not None else None

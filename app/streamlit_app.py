@@ -55,8 +55,10 @@ PAPER = "https://arxiv.org/abs/2510.21805"
 def model_note(ex: Explorer) -> str:
     """The sidebar's first line: what the model is, in words, and where the method is written down."""
     cfg = ex.model.config
-    what = ("DiffGRM (masked diffusion: the surest digits first)" if ex.kind == "diffgrm"
+    what = ("DiffGRM (masked diffusion: the surest digits first)" if ex.denoises
             else "an autoregressive (AR) decoder (digits left to right)")
+    if ex.label:  # a run imported from Cornac or the reference code
+        what = f"{ex.label} ({what})"
     extra = " with a learned per-item embedding (beyond the paper)" if getattr(cfg, "item_id_emb", False) else ""
     return (f"**The model:** {what}{extra}, trained on {ex.prepared.report['dataset']}. "
             f"The method: [the paper]({PAPER}) and the docs page \"The method\" (`docs/method.md`).")
@@ -155,14 +157,14 @@ def main() -> None:
                                     "slots go to the next best items (every tab that decodes follows this)")
     beam = side.slider("Beam size", 10, 128, 32, step=2, key="beam")
     k = side.slider("K (Top-K)", 1, 20, 10, key="k")
-    orders = list(ORDERS) if ex.kind == "diffgrm" else ["left-to-right"]
+    orders = list(ORDERS) if ex.denoises else ["left-to-right"]
     order = side.selectbox("Decoding order", orders, key="order",
                            help="confidence = CPD: every beam may fill any open digit, and the search keeps the "
                                 "beam-size best partial SIDs by summed log-probability, so sure digits tend to "
                                 "come first (not always: see the Denoising tab); fixed = digits 0, 1, 2, ...; "
                                 "random = one shuffled order")
     passes = None
-    if ex.kind == "diffgrm":
+    if ex.denoises:
         n = ex.n_digits
         passes = side.slider("Network passes", 1, n, n, key="passes",
                             help=f"how many times the network runs: {n} fills one digit per pass; fewer passes fill "
@@ -181,7 +183,7 @@ def main() -> None:
     if len(case.history) < 2:
         st.warning(f"User {user_id} has only {len(case.history)} past item(s): recommendations rest on very little.")
 
-    setting = Setting(run, ex, beam, k, order if ex.kind == "diffgrm" else "confidence", passes, exclude_seen)
+    setting = Setting(run, ex, beam, k, order if ex.denoises else "confidence", passes, exclude_seen)
     st.title(f"User {case.user}: what comes next?")
     with st.expander("New here? What a SID is, and where to look first"):
         st.markdown(intro(ex))

@@ -192,7 +192,7 @@ def compare_tab(setting: Setting, case) -> None:
     ex = setting.ex
     st.caption("Does the order in which digits are filled matter? The same user decoded with the surest digit "
                "first (confidence), in a fixed order, in a random order, and by the left-to-right AR decoder.")
-    if ex.kind != "diffgrm":
+    if not ex.denoises:
         st.info("This run is autoregressive: it has one, left-to-right, order.")
         return
     pick = st.container()  # the choice comes first on the page; the path it depends on sits below, "advanced"

@@ -108,13 +108,15 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _passes(passes: int | None, model) -> int | None:
-    """``--passes`` checked against the run: 1..n for DiffGRM; the AR decoder has one pass per digit."""
+    """``--passes`` checked against the run: 1..n for a denoising decoder; the AR decoder has one pass per digit."""
+    from diffgrm.model import DiffGRM
+
     n = model.config.n_digits
     if passes is None:
         return None
     if model.config.kind == "sasrec":
         raise DiffGRMError("--passes applies to DiffGRM runs; this SASRec run scores every item in one pass")
-    if model.config.kind != "diffgrm" and passes != n:
+    if not isinstance(model, DiffGRM) and passes != n:
         raise DiffGRMError(f"--passes applies to DiffGRM runs; this AR run fills its {n} digits one per pass")
     if passes > n:
         raise DiffGRMError(f"--passes must be at most the SID's {n} digits, got {passes}")

@@ -1,5 +1,6 @@
 """The commands that debug a whole run: ``diffgrm diagnose`` (calibration, misses, beam width,
-order and the Top-K over many users, ``diffgrm.diagnose``)."""
+order and the Top-K over many users, ``diffgrm.diagnose``) and ``diffgrm import``, which makes a
+diffgrm run of a network trained with Cornac or with the reference code (``diffgrm.interop``)."""
 
 from __future__ import annotations
 
@@ -36,8 +37,42 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_import(args: argparse.Namespace) -> int:
+    from diffgrm.interop import import_cornac, import_reference
+
+    if args.source == "cornac":
+        out = import_cornac(args.export, args.data, args.out, force=args.force)
+    else:
+        out = import_reference(args.checkpoint, args.tokens, args.data, args.out, n_heads=args.heads,
+                               item_ids=args.item_ids, force=args.force)
+    print(f"wrote {out}; open it with `diffgrm app {out}`, score it with `diffgrm evaluate {out}`", file=sys.stderr)
+    return 0
+
+
+def add_import_command(sub) -> None:
+    """``diffgrm import cornac EXPORT`` and ``diffgrm import reference PYTORCH_MODEL_BIN``."""
+    imp = sub.add_parser("import", help="make a diffgrm run of a DiffGRM network trained with Cornac or the "
+                         "reference code (never unpickles)")
+    src = imp.add_subparsers(dest="source", required=True, metavar="{cornac,reference}")
+    c = src.add_parser("cornac", help="a folder written by diffgrm.interop.export_cornac in your Cornac session")
+    c.add_argument("export", metavar="EXPORT", help="the export folder (weights.safetensors + export.json)")
+    r = src.add_parser("reference", help="a checkpoint of the DiffGRM authors' reference code")
+    r.add_argument("checkpoint", metavar="PYTORCH_MODEL_BIN", help="its pytorch_model.bin (read with weights_only)")
+    r.add_argument("--tokens", required=True, metavar="NPY", help="its item_id2tokens array (read without pickles)")
+    r.add_argument("--heads", type=_int(1), required=True, metavar="H", help="attention heads (the reference's --n_head)")
+    r.add_argument("--item-ids", default=None, metavar="FILE",
+                   help="the item id of each row (one per line or a JSON list); default: the data's order")
+    for p in (c, r):
+        p.add_argument("--data", required=True, help="the users and items: a prepared folder, a dataset folder or a "
+                       "dataset name (the SID table is matched to its items by item id)")
+        p.add_argument("--out", required=True, metavar="RUN", help="the run folder to write")
+        p.add_argument("--force", action="store_true", help="replace a run already at --out")
+        p.set_defaults(func=_cmd_import)
+
+
 def add_debug_commands(sub) -> None:
-    """The ``diagnose`` subcommand."""
+    """The ``diagnose`` and ``import`` subcommands."""
+    add_import_command(sub)
     p = sub.add_parser("diagnose", help="debug a whole run: calibration, where the beam loses items, beam width, "
                        "order, the Top-K (writes RUN/diagnostics.json, shown in the explorer's Run health tab)")
     p.add_argument("run", metavar="RUN")

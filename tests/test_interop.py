@@ -353,3 +353,30 @@ def test_reference_path_needs_a_recent_torch():
     check_torch("2.10.0")
     with pytest.raises(DiffGRMError, match=r"needs torch >= 2.10 .*this is torch 2.9.1"):
         check_torch("2.9.1+cpu")
+
+
+def test_the_import_commands_make_runs_that_evaluate_diagnose_and_open(trained, reference_files, tmp_path, capsys):
+    from diffgrm.cli import main
+    from diffgrm.diagnose import read_diagnostics
+
+    run = tmp_path / "from-cornac"
+    assert main(["import", "cornac", str(trained.export), "--data", str(trained.data), "--out", str(run)]) == 0
+    assert f"diffgrm app {run}" in capsys.readouterr().err
+    assert main(["evaluate", str(run), "--users", "40", "--beam", "16", "--passes", "2", "--quiet"]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["model"] == KIND and metrics["passes"] == 2 and metrics["order"] == "confidence"
+    assert main(["diagnose", str(run), "--split", "test", "--users", "30", "--beam", "16", "--beams", "16",
+                 "--curve-users", "10", "--quiet"]) == 0
+    diag = read_diagnostics(run)
+    assert diag["kind"] == KIND and diag["order"]["orders"] == ["confidence", "fixed"]
+    assert "diffgrm's CPD on a Cornac network" in Explorer(run).label
+    f = reference_files
+    ref = tmp_path / "from-reference"
+    assert main(["import", "reference", str(f.bin), "--tokens", str(f.tokens), "--heads", "4", "--item-ids", str(f.ids),
+                 "--data", str(trained.data), "--out", str(ref)]) == 0
+    assert json.loads((ref / "config.json").read_text())["source"] == "reference"
+    capsys.readouterr()
+    assert main(["import", "cornac", str(trained.export), "--data", str(trained.data), "--out", str(run)]) == 2
+    assert capsys.readouterr().err.count("\n") == 1  # a run already there: one line
+    assert main(["import", "reference", str(f.bin), "--tokens", str(f.tokens), "--data", str(trained.data),
+                 "--out", str(tmp_path / "r2")]) == 2  # --heads is required
