@@ -1,7 +1,8 @@
 """The commands around the explorer: ``diffgrm app`` (check the demo runs and the codebook map,
 then serve Streamlit in this process beside a preload of the run), ``diffgrm demo`` (where the
-shipped demo runs are and what they score; ``--retrain`` rebuilds them), and ``diffgrm pack`` /
-``diffgrm unpack`` (a run as one file for a colleague). ``diffgrm.cli`` parses the command line
+shipped demo runs are and what they score; ``--retrain`` rebuilds them), ``diffgrm pack`` /
+``diffgrm unpack`` (a run as one file for a colleague) and ``diffgrm export`` (the explorer of N
+users as a static folder, :mod:`diffgrm.export`). ``diffgrm.cli`` parses the command line
 and calls these.
 """
 
@@ -11,6 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from diffgrm.cli_options import DATA_HELP, _int
 from diffgrm.demo import DEMO_RUN
 from diffgrm.errors import DiffGRMError
 from diffgrm.safeio import read_json
@@ -155,8 +157,52 @@ def _cmd_unpack(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from diffgrm.export import export
+
+    if args.run == DEMO_RUN:
+        from diffgrm.demo import ensure_demo_run
+
+        ensure_demo_run(args.run, data=args.data, progress=not args.quiet)  # installs only what is missing
+    summary = export(args.run, args.out, users=args.users, ar=args.ar, no_ar=args.no_ar, beams=args.beams,
+                     ks=args.k, exclude_seen=args.exclude_seen, passes=args.passes or (None,), data=args.data,
+                     force=args.force, seed=args.seed, progress=not args.quiet)
+    settings = f", {summary.settings} settings" if summary.settings > 1 else ""
+    print(f"exported {summary.users} users{settings} into {summary.out} ({summary.bytes / 1e6:.1f} MB in "
+          f"{summary.files} files, {summary.seconds:.0f} s); open {summary.out / 'index.html'} in a browser, "
+          "or put the folder on any static web host", file=sys.stderr)
+    return 0
+
+
 def add_share_commands(sub) -> None:
-    """The ``pack`` and ``unpack`` subcommands."""
+    """The ``pack``, ``unpack`` and ``export`` subcommands."""
+    p = sub.add_parser("export", help="write the explorer for N users as a static folder that opens without "
+                       "Python or a server (from file:// or any static host)")
+    p.add_argument("run", metavar="RUN", nargs="?", default=DEMO_RUN, help=f"run folder (default {DEMO_RUN})")
+    p.add_argument("--out", required=True, metavar="DIR", help="the folder to write (open DIR/index.html)")
+    p.add_argument("--users", type=_int(1), default=200, metavar="N",
+                   help="how many test users: the first ones and a seeded sample of the rest (default 200)")
+    p.add_argument("--seed", type=int, default=0, help="the sample's seed (default 0: the same users each time)")
+    companion = p.add_mutually_exclusive_group()
+    companion.add_argument("--ar", nargs="?", const="", default=None, metavar="AR_RUN",
+                           help="the AR run to compare the fill orders with (default: RUN-ar when it exists; "
+                                "--ar alone requires RUN-ar)")
+    companion.add_argument("--no-ar", action="store_true", help="export without an AR companion")
+    p.add_argument("--beams", type=_int(1), nargs="+", default=[32], metavar="B",
+                   help="beam sizes to precompute (default 32; several: the page switches between them)")
+    p.add_argument("--k", type=_int(1), nargs="+", default=[10], metavar="K", help="Top-K sizes (default 10)")
+    p.add_argument("--passes", type=_int(1), nargs="+", default=None, metavar="S",
+                   help="network passes of a DiffGRM decoding (default: one per digit)")
+    seen = p.add_mutually_exclusive_group()
+    seen.add_argument("--exclude-seen", dest="exclude_seen", action="store_true", default=True,
+                      help="keep each user's history out of the recommendations (the default, as in the app)")
+    seen.add_argument("--include-seen", dest="exclude_seen", action="store_false",
+                      help="let history items into the recommendations")
+    p.add_argument("--data", default=None, help=DATA_HELP)
+    p.add_argument("--force", action="store_true", help="replace an export already at --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_export)
+
     p = sub.add_parser("pack", help="write a run (and its AR companion) as one checksummed file for a colleague")
     p.add_argument("run", metavar="RUN")
     p.add_argument("--out", required=True, metavar="FILE", help="the file to write (a zip), e.g. my-run.zip")
