@@ -9,6 +9,8 @@ knows about the page; :mod:`diffgrm.export` does.
 
 from __future__ import annotations
 
+import base64
+import json
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -51,6 +53,8 @@ def compact(value: Any, digits: int = DIGITS) -> Any:
     """``value`` as JSON-ready Python: numpy arrays and scalars as lists and numbers, floats rounded
     to ``digits`` significant digits (a whole number as an int), NaN and infinities as None."""
     if isinstance(value, dict):
+        if set(value) in ({"dtype", "bdata"}, {"dtype", "bdata", "shape"}):  # plotly's base64 typed array
+            return compact(typed_array(value), digits)
         return {str(k): compact(v, digits) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [compact(v, digits) for v in value]
@@ -66,12 +70,47 @@ def compact(value: Any, digits: int = DIGITS) -> Any:
     return value
 
 
+SHARE_MIN = 200
+"""A trace's value (its hover data, say) at least this long in JSON that an earlier trace of the same
+figure holds already is written once: ``{"$same": i}`` names the earlier trace, and the page copies it."""
+
+
+def share_values(data: list[dict]) -> list[dict]:
+    """``data`` with each long value that an earlier trace holds under the same key replaced by
+    ``{"$same": index of that trace}`` (the denoising strip's two heatmaps share their hover data)."""
+    seen: dict[tuple[str, str], int] = {}
+    out = []
+    for i, trace in enumerate(data):
+        new = {}
+        for key, value in trace.items():
+            if isinstance(value, (list, dict)):
+                text = json.dumps(value, separators=(",", ":"))
+                if len(text) >= SHARE_MIN:
+                    if (key, text) in seen:
+                        value = {"$same": seen[key, text]}
+                    else:
+                        seen[key, text] = i
+            new[key] = value
+        out.append(new)
+    return out
+
+
+def typed_array(spec: dict) -> np.ndarray:
+    """The array of a plotly typed-array spec (``{"dtype": "f8", "bdata": base64, "shape": "2, 3"}``),
+    which plotly writes for numpy data: decoded, so that its floats can be rounded like the others."""
+    array = np.frombuffer(base64.b64decode(spec["bdata"]), dtype=np.dtype("<" + spec["dtype"]))
+    shape = spec.get("shape")
+    if shape:
+        array = array.reshape([int(n) for n in str(shape).split(",") if n.strip()])
+    return array
+
+
 def figure_json(fig) -> dict:
     """A plotly figure as compact JSON data, without its layout's template (the page adds it)."""
     raw = fig.to_plotly_json()
     layout = dict(raw.get("layout") or {})
     layout.pop("template", None)
-    return {"data": compact(raw.get("data") or []), "layout": compact(layout)}
+    return {"data": share_values(compact(raw.get("data") or [])), "layout": compact(layout)}
 
 
 def frames_json(figures: list) -> dict:
@@ -121,6 +160,7 @@ class PayloadBuilder:
         for digit, coords in sorted(self._coords().items()):
             fig = viz.codebook_figure(coords, digit=digit, titles=ex.titles, sids=ex.codes, code_words=self.words)
             part = figure_json(fig)
+            part["data"] = part["data"][:2]  # the items and the centroids: the rest are each user's marks
             for trace in part["data"]:
                 if trace.get("type") == "scattergl":
                     trace["type"] = "scatter"

@@ -74,7 +74,15 @@ window.DIFFGRM = (function () {
     return Plotly.react(div, data, layout, CONFIG);
   }
 
-  const copy = (x) => JSON.parse(JSON.stringify(x));
+  function copy(data) {  // the traces, each a fresh object, with the values shared between traces filled in
+    const out = JSON.parse(JSON.stringify(data));
+    for (const trace of out) {
+      for (const [key, value] of Object.entries(trace)) {
+        if (value && typeof value === "object" && value.$same !== undefined) trace[key] = out[value.$same][key];
+      }
+    }
+    return out;
+  }
   const drawFigure = (id, key, fig) => react(id, key, copy(fig.data), layoutOf(fig.layout, null));
   const drawFrame = (id, key, frames, i) => react(id, key, copy(frames.frames[i].data),
     layoutOf(frames.layout, frames.frames[i].layout));
