@@ -49,6 +49,7 @@ def site(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("docs") / "site"
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1", "DIFFGRM_QUICK": "1"}
     env["DIFFGRM_DOCS_EXECUTE"] = ",".join(EXECUTED)
+    env["DIFFGRM_DOCS_EXPORT_USERS"] = "12"  # the site's static explorer: a few users (tests/test_export.py checks it)
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
@@ -70,6 +71,16 @@ def test_guide_and_architecture_pages(site):
     for heading in headings:  # the whole README, not a copy of it: every section is on the page
         assert heading.replace("`", "") in index, heading
     assert "Data flows one way" in text(site / "architecture.html")
+
+
+def test_the_site_ships_the_static_explorer_of_the_demo_runs(site):
+    """``diffgrm export`` of the shipped demo runs, under explorer/, linked from the explorer page."""
+    explorer = site / "explorer"
+    for name in ("index.html", "app.js", "plotly.min.js", "export.json", "data/manifest.js", "data/codebook.js",
+                 "data/s0/u0.js"):
+        assert (explorer / name).is_file(), name
+    assert json.loads((explorer / "export.json").read_text())["format"] == "diffgrm-export"
+    assert 'href="explorer/index.html"' in (site / "explorer.html").read_text()
 
 
 def test_the_benchmark_page_shows_the_committed_table_and_figure(site):

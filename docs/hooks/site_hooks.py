@@ -16,6 +16,11 @@
 - Equations (``pymdownx.arithmatex``) are drawn by MathJax 3 (its one-file SVG build, from the
   ``django-static-mathjax`` package's files), shipped with the site and loaded only by pages with maths.
 
+- The static explorer of the shipped demo runs (``diffgrm export``: the explorer's views of
+  ``DIFFGRM_DOCS_EXPORT_USERS`` test users, 100 by default) is written during the build and ships with
+  the site under ``explorer/`` (``explorer/index.html``, linked from the explorer page), so the site
+  lets a reader step through real decodings with no Python and no server.
+
 ``DIFFGRM_DOCS_EXECUTE=0`` renders the notebooks without running them (code only, for editing the
 site quickly); ``DIFFGRM_DOCS_EXECUTE=00_quickstart,01_pse`` runs only the named ones (the test does,
 since ``tests/test_notebooks.py`` runs all six already).
@@ -167,12 +172,39 @@ def on_files(files: Files, config) -> Files:
     for module in _modules:
         page = f"# `diffgrm.{module}`\n\n::: diffgrm.{module}\n"
         files.append(File.generated(config, f"api/{module}.md", content=page))
+    for file in explorer_files(_workdir, config):
+        files.append(file)
     import plotly
 
     plotly_js = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
     files.append(File.generated(config, PLOTLY_JS, abs_src_path=str(plotly_js)))
     files.append(File.generated(config, MATHJAX_JS, abs_src_path=str(mathjax_js())))
     return files
+
+
+EXPLORER = "explorer"
+"""Where the site keeps the static explorer of the demo runs (``explorer/index.html``)."""
+
+
+def explorer_files(workdir: Path, config) -> list[File]:
+    """The demo runs' static explorer (``diffgrm export``), written into ``workdir`` and listed as the
+    site's files under :data:`EXPLORER`: the demo runs are installed from the package into ``workdir``
+    (their users read from MovieLens-100K, fetched by the set-up), nothing is trained."""
+    from diffgrm import demo
+    from diffgrm.errors import DiffGRMError
+    from diffgrm.export import export
+
+    users = int(os.environ.get("DIFFGRM_DOCS_EXPORT_USERS", "100"))
+    t0 = time.perf_counter()
+    try:
+        run = demo.ensure_demo_run(workdir / "runs" / "ml-tiny", progress=False)
+        summary = export(run, workdir / EXPLORER, users=users)
+    except DiffGRMError as err:
+        raise PluginError(f"the site's static explorer could not be exported: {err}") from err
+    log.info("exported the demo runs' explorer (%d users, %.1f MB) in %.0f s", summary.users, summary.bytes / 1e6,
+             time.perf_counter() - t0)
+    return [File(str(path.relative_to(workdir)), str(workdir), config.site_dir, config.use_directory_urls)
+            for path in sorted((workdir / EXPLORER).rglob("*")) if path.is_file()]
 
 
 def mathjax_js() -> Path:
