@@ -15,7 +15,7 @@ STAMP   = $(VENV)/.diffgrm-installed
 TESTS   = $(VENV)/.diffgrm-test-extras
 RUNS   ?= runs
 
-.PHONY: setup data chromium app test docs screenshots clean
+.PHONY: setup data chromium app test docs site screenshots clean
 
 setup: $(STAMP)
 
@@ -53,6 +53,11 @@ test: data chromium $(TESTS)
 # It needs `data`: the notebooks read MovieLens-100K, fetched once by the set-up; the build itself is offline.
 docs: data
 	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --clean --site-dir site
+
+# The static explorer alone (`diffgrm export`: 200 users of the demo runs) into site/explorer, the
+# folder `make docs` also puts it in: open site/explorer/index.html, or copy the folder to any static host.
+site: data
+	$(BIN)/diffgrm export --users 200 --out site/explorer --force --quiet
 
 # The README's picture (docs/images/explorer.png), drawn from the running app in chromium.
 screenshots: data chromium
