@@ -181,6 +181,27 @@ def test_an_export_is_replaced_only_with_force(runs, tmp_path, capsys):
     _nothing_beside(out)
 
 
+def test_an_ar_run_on_another_catalogue_is_refused(runs):
+    from types import SimpleNamespace
+
+    from diffgrm.export import check_companion
+
+    ex = SimpleNamespace(run=runs, meta={"fingerprint": "abc"})
+    with pytest.raises(DiffGRMError, match="trained on another catalogue than"):
+        check_companion(ex, SimpleNamespace(kind="ar", meta={"fingerprint": "xyz"}), Path("other-ar"))
+    check_companion(ex, SimpleNamespace(kind="ar", meta={"fingerprint": "abc"}), Path("same-ar"))
+
+
+def test_the_page_ships_as_package_data():
+    import tomllib
+
+    from diffgrm.export import ASSETS
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    assert "export_assets/*" in config["diffgrm"]
+    assert all((ROOT / "diffgrm" / "export_assets" / name).is_file() for name in ASSETS)
+
+
 def test_a_failure_midway_leaves_the_previous_export(runs, tmp_path, monkeypatch):
     out = tmp_path / "explorer"
     export(runs, out, users=2, no_ar=True)
