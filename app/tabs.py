@@ -13,6 +13,7 @@ import numpy as np
 import streamlit as st
 
 from diffgrm import viz
+from diffgrm.app.charts import live_chart
 from diffgrm.app.shared import (
     ORDERS,
     PROJECTION,
@@ -64,17 +65,16 @@ def denoising_tab(setting: Setting, case, rec) -> None:
                    if trace.n_passes < n else "")
         st.markdown(f"**Step {step} of {n}:** the best beam fills digit {d} with code {c} "
                     f"(probability {p:.3f}){in_pass}; {n - step} digit(s) still masked.")
-    st.plotly_chart(viz.denoising_strip(trace, beams=min(8, len(rec.table)), titles=ex.titles,
-                                        initial_step=s if step else viz.START, player=False,
-                                        code_words=ex.code_words()),
-                    width="stretch", key="strip")
+    live_chart(viz.denoising_strip(trace, beams=min(8, len(rec.table)), titles=ex.titles,
+                                   initial_step=s if step else viz.START, player=False, code_words=ex.code_words()),
+               key="strip")
     a, b = st.columns(2)
     with a:
-        st.plotly_chart(viz.alternatives_figure(trace, beam=0, step=max(s, 0)), width="stretch", key="alternatives")
+        live_chart(viz.alternatives_figure(trace, beam=0, step=max(s, 0)), key="alternatives")
     with b:
         metric = st.radio("Confidence as", list(viz.METRICS), horizontal=True, key="conf_metric",
                           format_func=viz.METRIC_LABELS.get)
-        st.plotly_chart(viz.confidence_heatmap(trace, beam=0, metric=metric), width="stretch", key="confidence")
+        live_chart(viz.confidence_heatmap(trace, beam=0, metric=metric), key="confidence")
     if step:
         fill_order_panel(setting, case, rec, s)
     if st.session_state.get("playing"):

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.common import free_port  # noqa: E402
-from bench.perf.app_speed import CHROMIUM, FLAGS, serve, wait_health, wait_settled  # noqa: E402
+from bench.perf.app_speed import CHART_DRAWS_JS, CHROMIUM, FLAGS, serve, wait_health, wait_settled  # noqa: E402
 from diffgrm.demo import DEMO_RUN  # noqa: E402
 
 VIEWPORT = {"width": 1400, "height": 1450}
@@ -40,11 +40,13 @@ def capture(out: Path, user: str = "1", run: str | None = None) -> Path:
             if user:
                 box = page.get_by_label("User id")
                 box.fill(user)
+                before = page.evaluate(CHART_DRAWS_JS)  # the live charts count their draws: wait for new ones
                 box.press("Enter")
-                wait_settled(page, f"User {user}: what comes next?")
+                wait_settled(page, f"User {user}: what comes next?", before=before)
+            before = page.evaluate(CHART_DRAWS_JS)
             page.get_by_role("button", name="▶ Play").click()  # the page opens at step 0: play to the last step
             page.get_by_text("0 digit(s) still masked").wait_for(timeout=120_000)
-            wait_settled(page, f"User {user}: what comes next?")
+            wait_settled(page, f"User {user}: what comes next?", before=before)
             page.mouse.move(5, 5)  # no tooltip over the page
             path = out / "explorer.png"
             page.screenshot(path=str(path))

@@ -59,7 +59,7 @@ def test_page_renders_a_user(app):
     topk = table(app, 1)
     assert list(topk.columns[:3]) == ["rank", "title", "sid"] and len(topk) == 10
     assert topk["title"].str.startswith("Chain item").all()
-    assert len(app.tabs) == 6
+    assert len(app.tabs) == 7
 
 
 def test_history_table_shows_titles_and_full_sids_without_the_internal_index(app):
@@ -142,15 +142,13 @@ def test_step_scrubber_changes_what_is_shown(app):
 
 
 def test_fewer_network_passes_show_which_pass_filled_each_digit(app):
-    import json
-
     assert app.slider(key="passes").value == 4 and app.slider(key="passes").max == 4
     app.slider(key="passes").set_value(2).run()
     app.slider(key="step").set_value(4).run()
     assert not app.exception, app.exception
     line = [m.value for m in app.markdown if m.value.startswith("**Step")][0]
     assert "Step 4 of 4" in line and "network pass 2 of 2" in line
-    strip = json.loads(app.get("plotly_chart")[0].proto.spec)
+    strip = chart(app, "strip")
     assert "4 digits in 2 network passes" in strip["layout"]["title"]["text"]
     assert "after step 4 of 4 (pass 2)" in strip["layout"]["title"]["text"]
     assert len(table(app, 1)) == 10  # still a full Top-10 of distinct items
@@ -158,9 +156,20 @@ def test_fewer_network_passes_show_which_pass_filled_each_digit(app):
 
 
 def chart(at, key: str) -> dict:
+    """The figure of the chart called ``key``: a plotly chart, or a live chart (app/charts.py, its
+    figure passed as the component's ``spec`` argument)."""
     import json
 
-    return json.loads(next(c for c in at.get("plotly_chart") if c.proto.id.endswith(key)).proto.spec)
+    for c in at.get("plotly_chart"):
+        if c.proto.id.endswith(key):
+            return json.loads(c.proto.spec)
+    live = next(c for c in at.get("component_instance") if c.proto.id.endswith(f"-{key}"))
+    return json.loads(json.loads(live.proto.json_args)["spec"])
+
+
+def live_ids(at) -> dict[str, str]:
+    """Each live chart's element id by key: the same id across reruns means the same chart, updated in place."""
+    return {c.proto.id.rsplit("-", 1)[-1]: c.proto.id for c in at.get("component_instance")}
 
 
 def test_the_denoising_tab_has_one_step_control_and_readable_labels(app):
@@ -561,3 +570,15 @@ def test_run_health_diagnoses_on_demand_then_draws_the_run_beside_its_ar_compani
         assert chart(at, key)["data"], key
     at.radio(key="calibration_by").set_value("per step").run()
     assert any("step 0" in (t.get("name") or "") for t in chart(at, "reliability")["data"])
+
+
+def test_a_user_switch_updates_the_denoising_charts_in_place(app):
+    """The strip, the alternatives and the heatmap keep their elements (one per key) when the user
+    or the step changes: only their figures change, which the page draws with Plotly.react."""
+    before, strip = live_ids(app), chart(app, "strip")
+    assert set(before) >= {"strip", "alternatives", "confidence"}
+    app.text_input(key="user_id").set_value("U7").run()
+    assert not app.exception, app.exception
+    assert live_ids(app) == before and chart(app, "strip") != strip
+    app.slider(key="step").set_value(2).run()
+    assert live_ids(app) == before and "after step 2" in chart(app, "strip")["layout"]["title"]["text"]

@@ -124,7 +124,13 @@ def test_pick_a_user_and_step_through_the_denoising(server):
             shoot(page, f"03-step-{step}.png")
         expect(page.get_by_text("3 digit(s) still masked")).to_be_visible()
         expect(page.get_by_text("Why this fill at step 1?")).to_be_visible()
-        assert page.locator(".js-plotly-plot").count() >= 3  # strip, alternatives, confidence heatmap
+        # strip, alternatives, confidence heatmap: live charts, each drawn in its own frame and updated in place
+        charts = [page.frame_locator("iframe").nth(i).locator("#chart .main-svg") for i in range(3)]
+        for chart in charts:
+            expect(chart.first).to_be_visible(timeout=60_000)
+        draws = [int(f.evaluate("() => Number(document.getElementById('chart').dataset.draws || 0)"))
+                 for f in page.frames if "diffgrm_live_chart" in f.url]
+        assert len(draws) == 3 and sum(draws) >= 3 + 3 + 4, draws  # the same frames, redrawn per user and step
 
         tabs = [("Why not?", "Or find an item by title", "04-why-not.png"),
                 ("Compare orders", "Each order's Top-10", "05-compare-orders.png"),

@@ -49,13 +49,23 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "-
 
 # A page has settled for user U when its title names U, the denoising tab's figures are drawn, no
 # element is stale (Streamlit marks what the running script has not re-sent yet) and no run is going.
-SETTLED_JS = """([want, figures]) => {
+# The denoising figures are live charts (app/charts.py): each draws inside its own frame, and counts
+# its draws, so a switch has settled once every one of them has drawn again since it started.
+CHART_DRAWS_JS = """() => [...document.querySelectorAll('iframe')].map(f => {
+  try { return f.contentDocument && f.contentDocument.getElementById('chart'); } catch (e) { return null; }
+}).filter(c => c).reduce((total, c) => total + Number(c.dataset.draws || 0), 0)"""
+SETTLED_JS = """([want, figures, before]) => {
   const titled = [...document.querySelectorAll('h1')].some(h => h.textContent.includes(want));
   const stale = document.querySelectorAll('[data-stale="true"]').length;
   const running = document.querySelectorAll('[data-testid="stStatusWidgetRunningIcon"],'
                                              + '[data-testid="stStatusWidgetRunningManIcon"]').length;
-  const drawn = [...document.querySelectorAll('.js-plotly-plot')].filter(p => p.querySelector('.main-svg')).length;
-  return titled && stale === 0 && running === 0 && drawn >= figures;
+  const charts = [...document.querySelectorAll('iframe')].map(f => {
+    try { return f.contentDocument && f.contentDocument.getElementById('chart'); } catch (e) { return null; }
+  }).filter(c => c);
+  const drawn = charts.filter(c => c.querySelector('.main-svg')).length
+    + [...document.querySelectorAll('.js-plotly-plot')].filter(p => p.querySelector('.main-svg')).length;
+  const draws = charts.reduce((total, c) => total + Number(c.dataset.draws || 0), 0);
+  return titled && stale === 0 && running === 0 && drawn >= figures && draws >= before + figures;
 }"""
 FIGURES = 3  # the denoising strip, the alternatives and the confidence heatmap
 
@@ -73,8 +83,9 @@ def wait_health(url: str, timeout: float, proc: subprocess.Popen | None = None) 
     raise SystemExit(f"{url} did not answer within {timeout:.0f} s")
 
 
-def wait_settled(page, want: str, timeout: float = 120.0) -> None:
-    page.wait_for_function(SETTLED_JS, arg=[want, FIGURES], timeout=timeout * 1000, polling=20)
+def wait_settled(page, want: str, timeout: float = 120.0, before: int = 0) -> None:
+    """Until the page shows ``want`` with its figures drawn ``before`` draws ago or later (see SETTLED_JS)."""
+    page.wait_for_function(SETTLED_JS, arg=[want, FIGURES, before], timeout=timeout * 1000, polling=20)
 
 
 # --------------------------------------------------------------------------- start: cold and warm make app
@@ -154,7 +165,7 @@ def _lockstep(browser, url: str, users: list[str], viewers: int, rounds: int, se
     times, errors, nxt = [], 0, 1
     browser0 = _browser_cpu()
     for _ in range(rounds):
-        wanted = []
+        wanted, before = [], [page.evaluate(CHART_DRAWS_JS) for page in pages]
         for page in pages:
             user = users[nxt % len(users)]
             nxt += 1
@@ -168,7 +179,7 @@ def _lockstep(browser, url: str, users: list[str], viewers: int, rounds: int, se
         end = time.monotonic() + 120
         while len(done) < viewers and time.monotonic() < end:
             for i, page in enumerate(pages):
-                if i not in done and page.evaluate(SETTLED_JS, [wanted[i], FIGURES]):
+                if i not in done and page.evaluate(SETTLED_JS, [wanted[i], FIGURES, before[i]]):
                     done[i] = time.monotonic() - starts[i]
             time.sleep(0.01)
         errors += viewers - len(done)
