@@ -1,6 +1,7 @@
 """How fast the explorer feels, measured as a user meets it.
 
     python -m bench app-speed start              # cold and warm `make app` from a fresh clone
+    python -m bench app-speed setup              # .venv set up with pip (as before) and with uv (as now)
     python -m bench app-speed switch             # 1, 4 and 8 viewers switching users in lockstep
     python -m bench app-speed switch --viewers 1 --rounds 3 --out /tmp/x   # a quick look
     python -m bench app-speed table              # the .md again from the .json
@@ -144,6 +145,39 @@ def stage_start(args: argparse.Namespace) -> dict:
     return {"commit": head, "cold": cold, "warm": warm}
 
 
+# --------------------------------------------------------------------------- setup: pip against uv
+
+
+def _timed(cmd: list[str], cwd: Path, log: Path) -> float:
+    t0 = time.monotonic()
+    with log.open("a") as out:
+        subprocess.run(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, check=True)
+    return round(time.monotonic() - t0, 2)
+
+
+def stage_setup(args: argparse.Namespace) -> dict:
+    """Two fresh clones, their virtualenvs made two ways: with pip as the set-up did before (pip
+    upgraded, torch, then every extra), and with uv as `make app` (the app's packages) and `make
+    test` (the rest) do now. Both read this machine's caches (pip's and uv's), warmed beforehand."""
+    tmp = Path(tempfile.mkdtemp(prefix="diffgrm-setup-"))
+    log = tmp / "setup.log"
+    torch = "torch==2.13.0"
+    try:
+        for name in ("pip", "uv"):
+            subprocess.run(["git", "clone", "--quiet", str(ROOT), str(tmp / name)], check=True)
+        old, new = tmp / "pip", tmp / "uv"
+        py = str(old / ".venv" / "bin" / "python")
+        pip = {"venv": _timed([sys.executable, "-m", "venv", ".venv"], old, log),
+               "pip_upgrade": _timed([py, "-m", "pip", "install", "-q", "--upgrade", "pip"], old, log),
+               "torch": _timed([py, "-m", "pip", "install", "-q", torch], old, log),
+               "extras": _timed([py, "-m", "pip", "install", "-q", "-e", ".[all,cornac]"], old, log)}
+        uv = {"app": _timed(["make", "setup"], new, log), "test": _timed(["make", "setup-test"], new, log)}
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {"commit": commit(short=True)["commit"], "pip": pip, "pip_s": round(sum(pip.values()), 2),
+            "uv_app_s": uv["app"], "uv_test_s": round(uv["app"] + uv["test"], 2)}
+
+
 # --------------------------------------------------------------------------- switch: viewers in lockstep
 
 
@@ -274,8 +308,20 @@ def render(res: dict) -> str:
                   "First page drawn: the user's title and the three denoising figures on screen, nothing stale. "
                   f"After the server answers, the browser spends {warm['page_s'] - warm['served_s']:.1f} s loading "
                   "Streamlit's and plotly's JavaScript and drawing (chromium here shares the 2 cores). Nothing is trained: the demo runs are copied from the "
-                  "package with their catalogue. pip's wheel cache and the MovieLens download cache were this "
+                  "package with their catalogue. The download caches (uv's, pip's, MovieLens') were this "
                   "machine's.", ""]
+    setup = res.get("setup")
+    if setup:
+        lines += ["### Setting up `.venv`", "",
+                  f"Commit {setup['commit']}, two fresh clones; seconds. Before: pip (upgraded first) installs torch, "
+                  "then every extra (`.[all,cornac]`), for the app and the tests alike. Now: uv, installed into the "
+                  "new `.venv` by pip, installs what `make app` needs (`make setup`: torch and the `app` extra), and "
+                  "`make test` adds the rest (`make setup-test`). Both read this machine's download caches.", "",
+                  "| set-up | seconds |", "|---|---|",
+                  f"| before, pip: everything (app and tests) | {setup['pip_s']} |",
+                  f"| now, uv: `make app`'s packages | **{setup['uv_app_s']}** |",
+                  f"| now, uv: `make test`'s packages (the app's, then the rest) | **{setup['uv_test_s']}** "
+                  f"({setup['pip_s'] / setup['uv_test_s']:.1f}x faster) |", ""]
     sw = res.get("switch")
     if sw:
         lines += ["### Switching user", "",
@@ -322,4 +368,4 @@ def measured(part: str):
     return run
 
 
-STAGES = {"start": measured("start"), "switch": measured("switch")}
+STAGES = {"start": measured("start"), "setup": measured("setup"), "switch": measured("switch")}
