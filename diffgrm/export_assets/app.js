@@ -21,7 +21,7 @@ window.DIFFGRM = (function () {
 
   function register(kind, key, payload) {
     if (kind === "manifest") store.manifest = payload;
-    else if (kind === "codebook") store.codebook = payload;
+    else if (kind === "codebook") store.codebook = payload.map((fig) => ({ data: shared(fig.data), layout: fig.layout }));
     else if (kind === "user") store.users.set(key, payload);
   }
 
@@ -74,15 +74,15 @@ window.DIFFGRM = (function () {
     return Plotly.react(div, data, layout, CONFIG);
   }
 
-  function copy(data) {  // the traces, each a fresh object, with the values shared between traces filled in
-    const out = JSON.parse(JSON.stringify(data));
-    for (const trace of out) {
+  function shared(data) {  // a value written once for several traces ({"$same": i}) filled in, in place
+    for (const trace of data) {
       for (const [key, value] of Object.entries(trace)) {
-        if (value && typeof value === "object" && value.$same !== undefined) trace[key] = out[value.$same][key];
+        if (value && typeof value === "object" && value.$same !== undefined) trace[key] = data[value.$same][key];
       }
     }
-    return out;
+    return data;
   }
+  const copy = (data) => shared(JSON.parse(JSON.stringify(data)));  // fresh trace objects for Plotly.react
   const drawFigure = (id, key, fig) => react(id, key, copy(fig.data), layoutOf(fig.layout, null));
   const drawFrame = (id, key, frames, i) => react(id, key, copy(frames.frames[i].data),
     layoutOf(frames.layout, frames.frames[i].layout));
