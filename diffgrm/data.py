@@ -18,7 +18,7 @@ import numpy as np
 
 from diffgrm.dataset import MIN_SEQUENCE, Dataset, build_dataset
 from diffgrm.errors import DiffGRMError
-from diffgrm.safeio import read_text
+from diffgrm.safeio import parse_json, read_text
 
 MAX_HISTORY = 50
 """Histories are truncated to their last 50 items (method.md section 5)."""
@@ -101,12 +101,7 @@ def _read_items_jsonl(path: Path) -> Iterable[dict]:
     for lineno, line in enumerate(read_text(path).splitlines(), 1):
         if not line.strip():
             continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DiffGRMError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-        if not isinstance(rec, dict):
-            raise DiffGRMError(f"{path}:{lineno}: expected a JSON object")
+        rec = parse_json(line, path, dict, line=lineno)
         iid = rec.get("item_id", rec.get("asin"))
         if iid is None:
             raise DiffGRMError(f"{path}:{lineno}: the item has no 'item_id' (or 'asin') field")

@@ -33,10 +33,10 @@ import numpy as np
 from diffgrm import __version__
 from diffgrm.errors import DiffGRMError
 from diffgrm.export_payload import ExportSetting, PayloadBuilder, compact
-from diffgrm.safeio import output_lock, read_json, staged_folder, write_json
+from diffgrm.safeio import EXPORT_FILES, check_output, output_lock, read_json, staged_folder, write_json
 from diffgrm.trace import check_beam
 
-MARKER = "export.json"
+MARKER = EXPORT_FILES[0]
 """The file that tells an export folder apart (``--force`` replaces only a folder that holds one)."""
 FORMAT = "diffgrm-export"
 FORMAT_VERSION = 1
@@ -63,22 +63,8 @@ class ExportSummary:
 
 def check_out(out: str | Path, *, force: bool = False, inputs: tuple[str | Path, ...] = ()) -> None:
     """Refuse an ``--out`` that would lose data: a file, a folder that holds one of the inputs, a
-    non-empty folder that is not an export, or an export without ``force``."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise DiffGRMError(f"--out {out} is a file, not a folder; choose a folder path")
-    resolved = out.resolve()
-    for src in inputs:
-        src = Path(src).resolve()
-        if resolved == src or resolved in src.parents:
-            raise DiffGRMError(f"--out {out} holds this command's input ({src}); choose another folder")
-    if not out.is_dir() or not any(out.iterdir()):
-        return
-    if not is_export(out):
-        raise DiffGRMError(f"--out {out} is not empty and holds no diffgrm export (no {MARKER}); choose a new or "
-                           "empty folder (--force only replaces a previous export)")
-    if not force:
-        raise DiffGRMError(f"--out {out} already holds an export; pass --force to replace it, or choose another folder")
+    non-empty folder that is not an export, or an export without ``force`` (``safeio.check_output``)."""
+    check_output(out, "export", force=force, inputs=inputs)
 
 
 def is_export(folder: str | Path) -> bool:

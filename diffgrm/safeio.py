@@ -60,16 +60,25 @@ def read_text(path: str | Path) -> str:
         raise DiffGRMError(f"{path}:{line}: not UTF-8 text; save it as UTF-8 and try again") from None
 
 
+JSON_KINDS = {dict: "object", list: "list"}
+
+
+def parse_json(text: str, path: str | Path, kind: type = dict, line: int | None = None, note: str = "") -> Any:
+    """``text`` (read from ``path``, or its line ``line``) as JSON holding one ``kind``: one clear error
+    naming the file and line otherwise (``note`` is added to a syntax error, e.g. how to fix it)."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DiffGRMError(f"{path}:{line or exc.lineno}: not valid JSON ({exc.msg}){note}") from None
+    if not isinstance(value, kind):
+        where = f"{path}:{line}" if line else str(path)
+        raise DiffGRMError(f"{where}: expected a JSON {JSON_KINDS.get(kind, kind.__name__)}, found {type(value).__name__}")
+    return value
+
+
 def read_json(path: str | Path, kind: type = dict) -> Any:
     """A JSON file holding one ``kind`` (a dict unless said otherwise)."""
-    path = Path(path)
-    try:
-        value = json.loads(read_text(path))
-    except json.JSONDecodeError as exc:
-        raise DiffGRMError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg}); the file is damaged") from None
-    if not isinstance(value, kind):
-        raise DiffGRMError(f"{path}: expected a JSON {kind.__name__}, found {type(value).__name__}")
-    return value
+    return parse_json(read_text(path), path, kind, note="; the file is damaged")
 
 
 def load_tensors(path: str | Path, framework: str = "numpy", device: str = "cpu") -> dict:
@@ -156,11 +165,13 @@ def write_json(path: str | Path, value: Any, indent: int | None = 2) -> Path:
 RUN_FILES = ("config.json", "model.safetensors", "resume.json", "resume.safetensors", "history.jsonl")
 PREPARED_FILES = ("tokenizer_report.json", "catalogue.safetensors", "splits")
 DATA_FILES = ("user_sequence.txt", "items.jsonl")
-KIND_NAMES = {"run": "a trained run", "prepared": "a prepared dataset", "data": "a dataset (user_sequence.txt, items.jsonl)"}
+KIND_NAMES = {"run": "a trained run", "prepared": "a prepared dataset", "data": "a dataset (user_sequence.txt, items.jsonl)",
+              "export": "a diffgrm export"}
+EXPORT_FILES = ("export.json",)  # what `diffgrm export` writes last (diffgrm.export.MARKER)
 
 
 def folder_kind(path: str | Path) -> str:
-    """What a would-be output path holds: missing, empty, file, run, prepared, data or other."""
+    """What a would-be output path holds: missing, empty, file, run, prepared, data, export or other."""
     path = Path(path)
     if not path.exists():
         return "missing"
@@ -169,6 +180,8 @@ def folder_kind(path: str | Path) -> str:
     names = {p.name for p in path.iterdir()}
     if not names:
         return "empty"
+    if names & set(EXPORT_FILES):
+        return "export"
     if names & set(PREPARED_FILES):  # a prepared folder also has items.jsonl: check it first
         return "prepared"
     if names & set(RUN_FILES):

@@ -138,3 +138,15 @@ def save_catalogue(folder: Path, arrays: dict) -> None:
     meta = json.loads((folder / "dataset.json").read_text())
     meta["sha256"].update(file_checksums(folder, ("catalogue.safetensors",)))
     (folder / "dataset.json").write_text(json.dumps(meta))
+
+
+def train_interrupted(prepared, model_cfg, cfg, run: Path, at_epoch: int = 3) -> None:
+    """Train into ``run`` and stop with a KeyboardInterrupt once epoch ``at_epoch`` is done, as Ctrl-C would."""
+    from diffgrm.train import train
+
+    def interrupt(epoch, model, row):
+        if epoch == at_epoch:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(prepared, model_cfg, cfg, run, device="cpu", progress=False, on_epoch=interrupt)

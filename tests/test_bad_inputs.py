@@ -285,7 +285,7 @@ CASES = [
     case(lambda e: evaluate(damage(e.copy_run(), "config.json", lambda p: edit_json(p, lambda m: m["model"].update(d_model="wide")))),
          "the model settings are damaged", "config-bad-type"),
     case(lambda e: evaluate(damage(e.copy_run(), "config.json", truncate)), ("config.json:", "not valid JSON"), "config-truncated"),
-    case(lambda e: evaluate(damage(e.copy_run(), "config.json", lambda p: p.write_text("[1]"))), "expected a JSON dict", "config-list"),
+    case(lambda e: evaluate(damage(e.copy_run(), "config.json", lambda p: p.write_text("[1]"))), "expected a JSON object", "config-list"),
     case(lambda e: evaluate(damage(e.copy_run(), "config.json", lambda p: edit_json(p, lambda m: m.pop("fingerprint")))),
          "lacks 'fingerprint'", "config-key"),
     case(lambda e: evaluate(damage(e.copy_run(), "config.json", lambda p: edit_json(p, lambda m: m.update(data=str(e.tmp / "gone"))))),

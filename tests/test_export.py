@@ -155,8 +155,8 @@ def test_bad_inputs_are_one_line_and_write_nothing(runs, tmp_path, capsys):
 
     out.mkdir()
     (out / "notes.txt").write_text("mine")
-    fails(says="holds no diffgrm export")
-    fails("--force", says="holds no diffgrm export")
+    fails(says="not a diffgrm export")
+    fails("--force", says="not a diffgrm export")
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
 
     solo = tmp_path / "solo"  # a run with no RUN-ar beside it
@@ -174,7 +174,7 @@ def test_an_export_is_replaced_only_with_force(runs, tmp_path, capsys):
     assert manifest["ar"] is None and manifest["settings"][0]["exclude_seen"] is False
     before = (out / MARKER).read_text()
     assert main(["export", str(runs), "--out", str(out), "--users", "3", "--quiet"]) == 2
-    assert "already holds an export; pass --force" in capsys.readouterr().err
+    assert "already holds a diffgrm export; pass --force" in capsys.readouterr().err
     assert (out / MARKER).read_text() == before
     assert main(["export", str(runs), "--out", str(out), "--users", "3", "--force", "--quiet"]) == 0
     assert json.loads((out / MARKER).read_text())["users"] == 3 and not (out / "data" / "s0" / "u3.js").exists()

@@ -17,6 +17,7 @@ from diffgrm.errors import DiffGRMError
 from diffgrm.prepare import load_prepared
 from diffgrm.sasrec import SASRecConfig, evaluate_sasrec, load_sasrec, rank_items, train_sasrec
 from diffgrm.train import evaluate_split, load_run, train
+from tests.conftest import train_interrupted
 
 FAST = SASRecConfig(d_model=32, n_heads=2, n_layers=1, dropout=0.0, epochs=30, batch_size=32, lr=5e-3, patience=30)
 
@@ -104,13 +105,7 @@ def test_an_interrupted_sasrec_run_resumes_to_the_same_weights(chain_prepared, t
     model_cfg, cfg = preset("tiny", kind="sasrec", n_digits=4, codebook_size=8)
     cfg = replace(cfg, epochs=4, eval_start=2, max_steps=3, batch_size=16)
     train(prepared, model_cfg, cfg, tmp_path / "straight", device="cpu", progress=False)
-
-    def interrupt(epoch, model, row):
-        if epoch == 3:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        train(prepared, model_cfg, cfg, tmp_path / "cut", device="cpu", progress=False, on_epoch=interrupt)
+    train_interrupted(prepared, model_cfg, cfg, tmp_path / "cut")
     assert (tmp_path / "cut" / "resume.json").is_file() and not (tmp_path / "cut" / "model.safetensors").exists()
     result = train(prepared, model_cfg, cfg, tmp_path / "cut", device="cpu", progress=False)
     assert [r["epoch"] for r in result.history] == [1, 2, 3, 4]

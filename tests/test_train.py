@@ -14,7 +14,7 @@ from diffgrm.errors import DiffGRMError
 from diffgrm.metrics import popularity_ranking, ranking_metrics
 from diffgrm.prepare import load_prepared
 from diffgrm.train import load_run, lr_lambda, train
-from tests.conftest import FAST_TRAIN
+from tests.conftest import FAST_TRAIN, train_interrupted
 
 FAST = FAST_TRAIN
 
@@ -252,13 +252,7 @@ def test_an_interrupted_run_resumes_to_the_same_weights(chain_prepared, tmp_path
     prepared = load_prepared(chain_prepared)
     model_cfg, cfg = configs("diffgrm", prepared, epochs=4, eval_start=2, max_steps=4, batch_size=16)
     train(prepared, model_cfg, cfg, tmp_path / "straight", device="cpu", progress=False)
-
-    def interrupt(epoch, model, row):
-        if epoch == 3:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        train(prepared, model_cfg, cfg, tmp_path / "cut", device="cpu", progress=False, on_epoch=interrupt)
+    train_interrupted(prepared, model_cfg, cfg, tmp_path / "cut")
     assert (tmp_path / "cut" / "resume.json").is_file() and not (tmp_path / "cut" / "model.safetensors").exists()
     assert len((tmp_path / "cut" / "history.jsonl").read_text().splitlines()) == 2  # epochs 1-2 kept
     # other settings into the same folder are refused, not mixed in

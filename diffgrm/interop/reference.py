@@ -34,7 +34,6 @@ in its own order.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -45,7 +44,7 @@ from diffgrm.config import ModelConfig
 from diffgrm.errors import DiffGRMError
 from diffgrm.interop.network import KIND, SPECIAL_TOKENS, map_state_dict
 from diffgrm.interop.runs import Imported, read_data, write_imported_run
-from diffgrm.safeio import file_sha256, read_text
+from diffgrm.safeio import file_sha256, parse_json, read_text
 
 MIN_TORCH = (2, 10)
 """``torch.load(weights_only=True)`` is trusted from this torch on."""
@@ -164,12 +163,7 @@ def read_item_ids(path: str | Path | None, n: int, data: str | Path) -> list[str
     path = Path(path)
     text = read_text(path)
     if path.suffix == ".json":
-        try:
-            ids = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise DiffGRMError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
-        if not isinstance(ids, list):
-            raise DiffGRMError(f"{path}: expected a JSON list of item ids")
+        ids = parse_json(text, path, list)
     else:
         ids = [line.strip() for line in text.splitlines() if line.strip()]
     if len(ids) != n:
