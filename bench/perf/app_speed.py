@@ -3,6 +3,7 @@
     python -m bench app-speed start              # cold and warm `make app` from a fresh clone
     python -m bench app-speed setup              # .venv set up with pip (as before) and with uv (as now)
     python -m bench app-speed switch             # 1, 4 and 8 viewers switching users in lockstep
+    python -m bench app-speed site               # the static explorer: size, first page, viewers switching
     python -m bench app-speed switch --viewers 1 --rounds 3 --out /tmp/x   # a quick look
     python -m bench app-speed table              # the .md again from the .json
 
@@ -38,6 +39,8 @@ import urllib.request
 from pathlib import Path
 
 from bench.common import RESULTS_DIR, ROOT, commit, free_port
+from bench.perf.site_speed import render_site
+from bench.perf.site_speed import stage_site as _site
 from bench.results_io import publish
 
 RESULTS = ("app-speed",)
@@ -322,6 +325,8 @@ def render(res: dict) -> str:
                   f"| now, uv: `make app`'s packages | **{setup['uv_app_s']}** |",
                   f"| now, uv: `make test`'s packages (the app's, then the rest) | **{setup['uv_test_s']}** "
                   f"({setup['pip_s'] / setup['uv_test_s']:.1f}x faster) |", ""]
+    if res.get("site"):
+        lines += render_site(res["site"])
     sw = res.get("switch")
     if sw:
         lines += ["### Switching user", "",
@@ -353,8 +358,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--viewers", type=int, nargs="+", default=[1, 4, 8])
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--keep", action="store_true", help="start: keep the temporary clone")
+    p.add_argument("--site-users", type=int, default=200, help="site: how many users the static explorer holds")
     p.add_argument("--user", default="1", help="start: the user the demo opens on (its first)")
     p.add_argument("--out", default=None, help="OUT.md and OUT.json (default bench/results/app-speed)")
+
+
+def stage_site(args: argparse.Namespace) -> dict:
+    return _site(args, CHROMIUM, FLAGS, _browser_cpu)
 
 
 def measured(part: str):
@@ -368,4 +378,4 @@ def measured(part: str):
     return run
 
 
-STAGES = {"start": measured("start"), "setup": measured("setup"), "switch": measured("switch")}
+STAGES = {"start": measured("start"), "setup": measured("setup"), "switch": measured("switch"), "site": measured("site")}
