@@ -48,6 +48,8 @@ ENTRIES: dict[str, Entry] = {
                        "how often CPD fills the digits in the order OCN's views assumed"),
     "beam256": Entry("experiment", "bench.experiments.beam256",
                      "one whole split at beam 256, and where the decoding time goes"),
+    "cornac": Entry("experiment", "bench.experiments.cornac",
+                    "diffgrm's DiffGRM against Cornac's port: same split, same SIDs, same epochs"),
     "demo": Entry("experiment", "bench.experiments.demo",
                   "candidate recipes for the shipped MovieLens-100K demo runs against popularity"),
     "portable": Entry("experiment", "bench.experiments.portable",
