@@ -15,12 +15,11 @@ from diffgrm import __version__, distributed
 from diffgrm.cli_app import _cmd_app, _cmd_demo, add_share_commands
 from diffgrm.cli_debug import add_debug_commands
 from diffgrm.cli_options import DATA_HELP, _int, _passes_option, add_config_options, config_overrides
-from diffgrm.config import DATASET_TOKENIZER_PRESET, PRESETS, TOKENIZER_PRESETS, ModelConfig, TokenizerConfig, TrainConfig
-from diffgrm.cpd import ORDERS
+from diffgrm.config import (DATASET_TOKENIZER_PRESET, ORDERS, PRESETS, TOKENIZER_PRESETS, ModelConfig, TokenizerConfig,
+                             TrainConfig)
 from diffgrm.demo import DEMO_RUN
 from diffgrm.errors import DiffGRMError
 from diffgrm.safeio import atomic_write, check_output, write_json
-from diffgrm.trace import check_beam
 
 
 def _cmd_fetch(args: argparse.Namespace) -> int:
@@ -86,6 +85,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from diffgrm.pse import collision_rate
     from diffgrm.train import evaluate_split, load_run
+    from diffgrm.trace import check_beam
 
     check_beam(args.beam, 10)
     model, prepared, meta = load_run(args.run, data=args.data, device=args.device, sasrec=True)
@@ -155,6 +155,7 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
     from diffgrm.decode import Recommender
     from diffgrm.sid_index import sid_text
     from diffgrm.train import load_run
+    from diffgrm.trace import check_beam
 
     check_beam(args.beam, args.k)
     if args.trace:
@@ -194,6 +195,7 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from diffgrm.report import write_report
+    from diffgrm.trace import check_beam
 
     check_beam(args.beam, args.k)
     out = Path(args.out)

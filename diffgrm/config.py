@@ -23,6 +23,9 @@ DEFAULT_ENCODER = "all-MiniLM-L6-v2"
 
 TOKENIZER_METHODS = ("opq", "pq", "rq", "random")
 KMEANS_SEEDS = ("distinct", "shared")
+ORDERS = ("confidence", "fixed", "random")
+"""CPD's fill orders (``diffgrm.cpd``): every beam fills any open digit, or one scheduled digit per
+step, the same for all users or drawn per user. Kept here, with no torch import, for the command line."""
 MODEL_KINDS = ("diffgrm", "ar", "sasrec", "cornac-diffgrm")
 """``diffgrm`` (denoising decoder), ``ar`` (autoregressive decoder, same SIDs), ``sasrec`` (item ids, no SIDs),
 ``cornac-diffgrm`` (the released DiffGRM network that Cornac and the reference code train: runs imported

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from diffgrm.beams import NEG_INF, assemble_traces, by_tier, check_logprobs, finish, first_per_group
+from diffgrm.config import ORDERS  # noqa: F401  (re-exported: the fill orders this search knows)
 from diffgrm.cpd_passes import _Prediction, pass_sizes
 from diffgrm.cpd_step import make_candidates, select, trace_record
 from diffgrm.errors import DiffGRMError
@@ -49,7 +50,6 @@ LogProbFn = Callable[[torch.Tensor], torch.Tensor]
 StepHook = Callable[[int, torch.Tensor, torch.Tensor], None]
 """``(step, tokens [B, R, n], scores [B, R])``: a search's beams after each step."""
 
-ORDERS = ("confidence", "fixed", "random")
 
 
 def cpd_search(

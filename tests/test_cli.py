@@ -328,3 +328,14 @@ def test_from_dict_refuses_unknown_keys_and_reads_every_shipped_run():
         TokenizerConfig.from_dict({"n_digits": 4, "n_digit": 4})
     # a legacy key (SASRec runs of the older layout) is accepted and means nothing here
     assert ModelConfig.from_dict({"kind": "sasrec", "n_items": 60}).kind == "sasrec"
+
+
+def test_the_command_line_starts_without_importing_torch():
+    """`diffgrm fetch` and `diffgrm app` run before any model is touched: importing the command line
+    must not import torch (a second or more on a small machine, paid by every `make app`)."""
+    import subprocess
+    import sys
+
+    code = "import sys, diffgrm.cli; print(sorted(m for m in ('torch', 'diffgrm.cpd', 'diffgrm.trace') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]", out
