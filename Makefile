@@ -21,7 +21,10 @@ TEST_EXTRAS = .[all,cornac]
 
 # Where pip is told to find local wheels (PIP_FIND_LINKS), uv is told too: the torch wheel lies there.
 LINKS   = $(if $(PIP_FIND_LINKS),--find-links $(PIP_FIND_LINKS))
-install = if [ -x $(BIN)/uv ]; then $(BIN)/uv pip install -q --python $(BIN)/python $(LINKS) $(1); \
+# $(1): what to install; $(2): extra uv options. pip compiles every module to bytecode as it installs;
+# uv does so when asked (--compile-bytecode), which the app's packages are, so that each start reads
+# them compiled (this machine sets PYTHONDONTWRITEBYTECODE, so nothing is compiled later).
+install = if [ -x $(BIN)/uv ]; then $(BIN)/uv pip install -q --python $(BIN)/python $(LINKS) $(2) $(1); \
           else $(BIN)/python -m pip install -q $(1); fi
 
 .PHONY: setup setup-test data chromium app test docs site screenshots clean
@@ -37,7 +40,7 @@ $(UV):
 
 # The app's packages only: what `make app` needs.
 $(STAMP): pyproject.toml $(UV)
-	$(call install,"$(TORCH)" -e ".[app]")
+	$(call install,"$(TORCH)" -e ".[app]",--compile-bytecode)
 	touch $(STAMP)
 
 # Everything else the tests use: notebooks, docs, the test tools, and Cornac's DiffGRM (diffgrm.interop).
