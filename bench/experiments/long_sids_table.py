@@ -66,14 +66,14 @@ def render(payload: dict) -> str:
 
 def figures(payload: dict) -> dict[str, str]:
     """``ocn-cost.json``: validation NDCG@10 (the 2,000 users training monitors) against training minutes, per row."""
-    return {"ocn-cost.json": json.dumps(ocn_cost_figure(payload["rows"]))}
+    return {"ocn-cost.json": json.dumps(ocn_cost_figure(payload["rows"]), sort_keys=True)}  # see on_policy.figures
 
 
 def ocn_cost_figure(records: list[dict]) -> dict:
     """Validation NDCG@10 (the 2,000 users training monitors) against training minutes, per row."""
     import plotly.graph_objects as go
 
-    fig = go.Figure()
+    fig = go.Figure(layout={"template": "plotly"})  # not the process's default: importing streamlit changes it
     for r in records:
         if r["row"] == "d4-paper":  # another catalogue and another protocol: not on this axis
             continue

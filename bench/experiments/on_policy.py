@@ -68,7 +68,10 @@ def figures(payload: dict) -> dict[str, str]:
     from diffgrm import viz
 
     figure = viz.order_agreement_figure(payload["agreement"])
-    return {"on-policy-figure.json": json.dumps(figure.to_plotly_json(), default=str)}
+    # plotly's own template, keys sorted: importing streamlit changes the default template and the
+    # order in which a template's parts come out
+    figure.update_layout(template="plotly")
+    return {"on-policy-figure.json": json.dumps(figure.to_plotly_json(), default=str, sort_keys=True)}
 
 
 STAGES = {"evaluate": evaluate_stage}
