@@ -19,8 +19,10 @@ TESTS   = $(VENV)/.diffgrm-test-extras
 RUNS   ?= runs
 TEST_EXTRAS = .[all,cornac]
 
-# Where pip is told to find local wheels (PIP_FIND_LINKS), uv is told too: the torch wheel lies there.
-LINKS   = $(if $(PIP_FIND_LINKS),--find-links $(PIP_FIND_LINKS))
+# Where pip is told to find local wheels (PIP_FIND_LINKS, or pip's own configuration), uv is told
+# too: the torch wheel lies there, and uv reads no pip settings of its own accord.
+FIND_LINKS ?= $(or $(PIP_FIND_LINKS),$(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null))
+LINKS   = $(if $(FIND_LINKS),--find-links $(FIND_LINKS))
 # $(1): what to install; $(2): extra uv options. pip compiles every module to bytecode as it installs;
 # uv does so when asked (--compile-bytecode), which the app's packages are, so that each start reads
 # them compiled (this machine sets PYTHONDONTWRITEBYTECODE, so nothing is compiled later).
