@@ -25,6 +25,7 @@ from diffgrm.app.shared import (
     history_view,
     load_explorer,
 )
+from diffgrm.checkpoint import check_companion
 from diffgrm.errors import DiffGRMError
 from diffgrm.explorer import Explorer
 from diffgrm.safeio import read_json
@@ -181,10 +182,10 @@ def ar_companion(setting: Setting, path: str) -> tuple[Path | None, str | None]:
         other = load_explorer(str(ar_run))
     except DiffGRMError as exc:
         return None, f"Cannot open the AR run `{ar_run}`: {exc}"
-    if other.kind != "ar":
-        return None, f"`{ar_run}` is a {other.kind} run, not an autoregressive one."
-    if other.meta["fingerprint"] != ex.meta["fingerprint"]:
-        return None, f"`{ar_run}` was trained on another catalogue: its SIDs are not comparable."
+    try:
+        check_companion(setting.run, ex.meta, ar_run, other.meta, flag="")
+    except DiffGRMError as exc:
+        return None, f"{exc}."
     return ar_run, None
 
 

@@ -130,3 +130,15 @@ def load_weights(run: str | Path, meta: dict, model: torch.nn.Module, device: to
         raise DiffGRMError(f"{run / 'model.safetensors'} does not match {run / 'config.json'} ({detail[:160]}); "
                            "the run folder is inconsistent: retrain it") from None
     return model.to(device).eval()
+
+
+def check_companion(run: str | Path, meta: dict, ar: str | Path, ar_meta: dict, flag: str = "--ar ") -> None:
+    """The run at ``ar`` (its config ``ar_meta``) is an AR run on the catalogue of ``run`` (``meta``),
+    so the two decode the same SIDs and can be compared; one clear error otherwise. ``flag`` is how
+    the error names ``ar`` (the option it came from)."""
+    kind = (ar_meta.get("model") or {}).get("kind")
+    if kind != "ar":
+        raise DiffGRMError(f"{flag}{ar} is a {kind} run, not an autoregressive one")
+    if ar_meta.get("fingerprint") != meta.get("fingerprint"):
+        raise DiffGRMError(f"{flag}{ar} was trained on another catalogue than {run}: its SIDs are not comparable; "
+                           "give an AR run trained on the same prepared data")

@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 from diffgrm.cli_options import DATA_HELP, _int
-from diffgrm.errors import DiffGRMError
 
 
 def _cmd_diagnose(args: argparse.Namespace) -> int:
+    from diffgrm.checkpoint import check_companion
     from diffgrm.diagnose import BEAMS, DiagnoseSettings, diagnose, summary, write_diagnostics
     from diffgrm.train import load_run
 
@@ -25,10 +25,7 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
     ar = Path(args.ar) if args.ar else Path(f"{args.run}-ar")
     if model.config.kind != "ar" and not args.no_ar and (args.ar or (ar / "config.json").is_file()):
         ar_model, _, ar_meta = load_run(ar, data=args.data, device=args.device)
-        if ar_model.config.kind != "ar":
-            raise DiffGRMError(f"--ar {ar}: a {ar_model.config.kind} run, not an autoregressive one")
-        if ar_meta.get("fingerprint") != meta.get("fingerprint"):
-            raise DiffGRMError(f"--ar {ar} was trained on another catalogue: its SIDs are not comparable")
+        check_companion(args.run, meta, ar, ar_meta)
     result = diagnose(model, prepared, settings, ar_model=ar_model, progress=not args.quiet)
     path = write_diagnostics(args.run, result)
     print(summary(result))

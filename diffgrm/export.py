@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from diffgrm import __version__
+from diffgrm.checkpoint import check_companion
 from diffgrm.errors import DiffGRMError
 from diffgrm.export_payload import ExportSetting, PayloadBuilder, compact
 from diffgrm.safeio import EXPORT_FILES, check_output, output_lock, read_json, staged_folder, write_json
@@ -89,15 +90,6 @@ def companion(run: str | Path, ar: str | Path | None, *, required: bool = False)
                                f"--out {folder}`, name it with --ar AR_RUN, or pass --no-ar")
         return None
     return folder
-
-
-def check_companion(ex, ar_ex, folder: Path, flag: str = "--ar ") -> None:
-    """``ar_ex`` (opened from ``folder``) is an AR run on ``ex``'s catalogue, or one clear error."""
-    if ar_ex.kind != "ar":
-        raise DiffGRMError(f"{flag}{folder} is a {ar_ex.kind} run, not an autoregressive one")
-    if ar_ex.meta.get("fingerprint") != ex.meta.get("fingerprint"):
-        raise DiffGRMError(f"{flag}{folder} was trained on another catalogue than {ex.run}: its SIDs are not "
-                           "comparable; give an AR run trained on the same prepared data")
 
 
 def export_settings(ex, beams=(32,), ks=(10,), exclude_seen: bool = True, passes=(None,)) -> list[ExportSetting]:
@@ -235,7 +227,7 @@ def export(run: str | Path, out: str | Path, *, users: int = DEFAULT_USERS, ar: 
     if ar_folder is not None and ex.denoises:
         ar_ex = Explorer(ar_folder, data=data)
         try:
-            check_companion(ex, ar_ex, ar_folder, flag="--ar " if ar is not None else "")
+            check_companion(run, ex.meta, ar_folder, ar_ex.meta, flag="--ar " if ar is not None else "")
         except DiffGRMError as exc:
             if ar is not None:  # asked for: an error; found beside the run: a note, and the export goes on
                 raise

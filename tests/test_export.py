@@ -182,14 +182,12 @@ def test_an_export_is_replaced_only_with_force(runs, tmp_path, capsys):
 
 
 def test_an_ar_run_on_another_catalogue_is_refused(runs):
-    from types import SimpleNamespace
+    from diffgrm.checkpoint import check_companion
 
-    from diffgrm.export import check_companion
-
-    ex = SimpleNamespace(run=runs, meta={"fingerprint": "abc"})
+    mine = {"model": {"kind": "diffgrm"}, "fingerprint": "abc"}
     with pytest.raises(DiffGRMError, match="trained on another catalogue than"):
-        check_companion(ex, SimpleNamespace(kind="ar", meta={"fingerprint": "xyz"}), Path("other-ar"))
-    check_companion(ex, SimpleNamespace(kind="ar", meta={"fingerprint": "abc"}), Path("same-ar"))
+        check_companion(runs, mine, Path("other-ar"), {"model": {"kind": "ar"}, "fingerprint": "xyz"})
+    check_companion(runs, mine, Path("same-ar"), {"model": {"kind": "ar"}, "fingerprint": "abc"})
 
 
 def test_the_page_ships_as_package_data():
